@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 from enum import StrEnum
 
-from scopelink.seestar.errors import NotConnectedError
+from scopelink.seestar.errors import NotConnectedError, SeestarError
 from scopelink.settings import Backoff
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,9 @@ class ReconnectingLink:
         self._state = ConnectionState.CLOSED
         self._listeners: list[StateListener] = []
         self._connected = asyncio.Event()
+        self._progress = asyncio.Event()
+        #: Set when a session ended with an error the caller must see (e.g. a rejected login).
+        self.failure: SeestarError | None = None
         self._task: asyncio.Task[None] | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._write_lock = asyncio.Lock()
@@ -91,9 +94,11 @@ class ReconnectingLink:
         log.info("%s %s:%d %s -> %s", self.name, self.host, self.port, self._state, new)
         self._state = new
         if new is ConnectionState.CONNECTED:
+            self.failure = None
             self._connected.set()
         else:
             self._connected.clear()
+        self._progress.set()
         for listener in list(self._listeners):
             try:
                 listener(new)
@@ -115,17 +120,27 @@ class ReconnectingLink:
         await self.wait_connected(timeout)
 
     async def wait_connected(self, timeout: float) -> None:
-        """Wait until connected; NotConnectedError after `timeout` or if the link is closed."""
-        if self._state is ConnectionState.CLOSED:
-            raise NotConnectedError(f"{self.name} is closed")
-        try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
-        except TimeoutError:
-            detail = f": {self.last_error}" if self.last_error else ""
-            raise NotConnectedError(
-                f"{self.name} could not connect to {self.host}:{self.port} "
-                f"within {timeout:g} s{detail}"
-            ) from None
+        """Wait until connected.
+
+        Raises the session's `failure` (e.g. AuthenticationError) as soon as an attempt ends with
+        one, and NotConnectedError after `timeout` or if the link is closed.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.connected:
+            if self._state is ConnectionState.CLOSED:
+                raise NotConnectedError(f"{self.name} is closed")
+            if self.failure is not None:
+                raise self.failure
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                detail = f": {self.last_error}" if self.last_error else ""
+                raise NotConnectedError(
+                    f"{self.name} could not connect to {self.host}:{self.port} "
+                    f"within {timeout:g} s{detail}"
+                ) from None
 
     async def close(self) -> None:
         """Stop for good: close the socket, fail what is pending, end the loop."""
@@ -166,6 +181,8 @@ class ReconnectingLink:
                     self.last_error = f"connection lost: {exc or type(exc).__name__}"
                 except SessionEnded as exc:
                     self.last_error = str(exc)
+                    if exc.error is not None:
+                        self.failure = exc.error
                 finally:
                     await self._drop_writer()
                     self._on_disconnected(self.last_error or "connection lost")
@@ -210,4 +227,11 @@ class ReconnectingLink:
 
 
 class SessionEnded(Exception):
-    """Raised by a session to end the connection with a reason (e.g. keepalive timeout)."""
+    """Raised by a session to end the connection with a reason (e.g. keepalive timeout).
+
+    `error`, when given, is raised to callers waiting in `wait_connected`.
+    """
+
+    def __init__(self, reason: str, error: SeestarError | None = None) -> None:
+        super().__init__(reason)
+        self.error = error

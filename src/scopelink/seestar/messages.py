@@ -141,7 +141,7 @@ def response_dict(
     return obj
 
 
-def event_dict(name: str, uptime: float, **fields: Any) -> dict[str, Any]:
+def event_dict(name: str, uptime: float, /, **fields: Any) -> dict[str, Any]:
     return {"Event": name, "Timestamp": format_uptime(uptime), **fields}
 
 

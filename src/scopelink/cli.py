@@ -1,0 +1,110 @@
+"""The `scopelink` command: `scopelink simulate` runs a simulated telescope."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from scopelink.settings import CONTROL_PORT, DISCOVERY_PORT, IMAGING_PORT
+from scopelink.simulator.firmware import DEFAULT_PROFILE, PROFILES
+
+
+def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("simulate", help="run a simulated Seestar on the real ports")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--control-port", type=int, default=CONTROL_PORT)
+    p.add_argument("--imaging-port", type=int, default=IMAGING_PORT)
+    p.add_argument("--discovery-port", type=int, default=DISCOVERY_PORT)
+    p.add_argument("--no-discovery", action="store_true", help="do not answer discovery probes")
+    p.add_argument(
+        "--firmware",
+        choices=sorted(PROFILES),
+        default=DEFAULT_PROFILE,
+        help="firmware profile (default %(default)s)",
+    )
+    p.add_argument("--fps", type=float, default=2.0, help="preview frame rate, 0.5..30")
+    p.add_argument("--seed", type=int, default=0, help="star field and noise seed")
+    p.add_argument("--lat", type=float, default=52.0, help="site latitude, degrees north")
+    p.add_argument("--lon", type=float, default=4.9, help="site longitude, degrees east")
+    p.add_argument("--serial", default="4ddb0535")
+    p.add_argument("--key", type=Path, help="PEM private key of the login key pair")
+    p.add_argument(
+        "--write-key", type=Path, help="save the login private key here (for a client's --key)"
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault: delay=S, stall=S, split, coalesce, malformed=P",
+    )
+
+
+async def _simulate(args: argparse.Namespace) -> None:
+    from scopelink.simulator.simulator import Simulator, SimulatorConfig
+
+    if not 0.5 <= args.fps <= 30:
+        raise SystemExit("--fps must be within 0.5..30")
+    config = SimulatorConfig(
+        host=args.host,
+        control_port=args.control_port,
+        imaging_port=args.imaging_port,
+        discovery_port=None if args.no_discovery else args.discovery_port,
+        profile=args.firmware,
+        serial=args.serial,
+        seed=args.seed,
+        fps=args.fps,
+        lat_deg=args.lat,
+        lon_deg=args.lon,
+        key_pem=args.key.read_bytes() if args.key else None,
+        faults=args.fault,
+    )
+    simulator = Simulator(config)
+    if args.write_key:
+        simulator.write_key(args.write_key)
+    await simulator.start()
+    print(
+        f"Simulated Seestar S50, firmware {simulator.profile.version}, on {config.host}: "
+        f"control {simulator.control.port}, imaging {simulator.imaging.port}, "
+        f"discovery {simulator.discovery.port if simulator.discovery else 'off'}. Ctrl-C stops.",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await simulator.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scopelink", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _simulate_parser(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "simulate":
+            asyncio.run(_simulate(args))
+    except KeyboardInterrupt:
+        pass
+    except (OSError, ValueError) as exc:
+        print(f"scopelink: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

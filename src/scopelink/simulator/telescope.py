@@ -1,0 +1,1141 @@
+"""The simulated telescope's state and behaviour: mount, focuser, view, stacking, wheel, power.
+
+`SimulatedTelescope.handle()` executes one control request and returns its result or raises
+`FirmwareError`; long operations run as tasks that emit events through the `emit` callback with
+the firmware's start → working → complete / fail / cancel lifecycle. The servers own the sockets;
+this module owns what the telescope does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from scopelink.seestar import verify
+from scopelink.seestar.messages import event_dict, finite
+from scopelink.simulator.firmware import FirmwareProfile
+from scopelink.simulator.mount import BelowHorizon, MotionKind, Mount, MountBusy, MountParked
+from scopelink.simulator.scene import Scene, StackSnapshot
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[dict[str, Any]], None]
+
+VIEW_MODES = frozenset({"star", "moon", "sun", "planet", "scenery", "solar_sys"})
+FOCUSER_MAX_STEP = 2600
+FOCUSER_STEPS_PER_S = 400.0
+WHEEL_NAMES = {0: "Dark", 1: "IRCut", 2: "LP"}
+
+
+class FirmwareError(Exception):
+    """A request the firmware refuses: becomes `{"error": text, "code": code}`."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(f"{text} ({code})")
+        self.code = code
+        self.text = text
+
+
+MOVING = FirmwareError(203, "equipment is moving")
+FAIL = FirmwareError(207, "fail to operate")
+UNKNOWN_METHOD = FirmwareError(102, "unknown method")
+#: Not seen in captures; the simulator's answer to params of the wrong shape.
+BAD_PARAM = FirmwareError(103, "invalid param")
+
+
+@dataclass(slots=True)
+class ConnectionInfo:
+    """Per-connection state the firmware keeps (login is per TCP connection)."""
+
+    verified: bool = False
+    challenge: str | None = None
+
+
+@dataclass(slots=True)
+class Power:
+    """Battery and temperature, drifting slowly."""
+
+    battery: float = 87.0
+    charging: bool = False
+    temp: float = 35.0
+
+    def step(self, dt: float) -> None:
+        rate = 0.05 if self.charging else -0.01  # percent per second
+        self.battery = min(100.0, max(0.0, self.battery + rate * dt))
+        self.temp += (38.0 - self.temp) * min(1.0, dt / 300.0)
+
+    @property
+    def charger_status(self) -> str:
+        if self.charging:
+            return "Full" if self.battery >= 100.0 else "Charging"
+        return "Discharging"
+
+
+def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _default_settings() -> dict[str, Any]:
+    return {
+        "temp_unit": "C",
+        "beep_volume": "backyard",
+        "lang": "en",
+        "center_xy": [540, 960],
+        "stack_lenhance": False,
+        "heater_enable": False,
+        "heater_value": 0,
+        "exp_ms": {"stack_l": 10000, "continuous": 500},
+        "auto_power_off": True,
+        "stack_dither": {"pix": 50, "interval": 5, "enable": True},
+        "auto_3ppa_calib": True,
+        "auto_af": False,
+        "frame_calib": True,
+        "stack_after_goto": False,
+        "guest_mode": False,
+        "dark_mode": False,
+        "af_before_stack": False,
+        "stack": {"dbe": False, "star_correction": True, "cont_capt": False},
+        "rtsp_roi_index": 0,
+        "isp_exp_ms": 60.0,
+        "isp_gain": 80,
+        "isp_range_gain": [0, 400],
+    }
+
+
+@dataclass(slots=True)
+class Operation:
+    """A running long operation; cancelling its task cancels the operation."""
+
+    name: str
+    task: asyncio.Task[None]
+
+
+@dataclass(slots=True)
+class ViewState:
+    mode: str | None = None
+    stage: str | None = None
+    state: str = "idle"
+    target_name: str = ""
+    target_ra_dec: list[float] | None = None
+    lp_filter: bool = False
+    started: float = 0.0
+
+
+@dataclass(slots=True)
+class StackState:
+    stacked: int = 0
+    dropped: int = 0
+    ra_hours: float = 0.0
+    dec_deg: float = 0.0
+    active: bool = False
+
+
+class SimulatedTelescope:
+    """A Seestar S50 in software."""
+
+    def __init__(
+        self,
+        profile: FirmwareProfile,
+        *,
+        emit: Emit,
+        serial: str = "4ddb0535",
+        lat_deg: float = 52.0,
+        lon_deg: float = 4.9,
+        seed: int = 0,
+        clock: Callable[[], float] = time.time,
+        public_key_pem: bytes | None = None,
+        slew_rate_deg_s: float = 4.0,
+    ) -> None:
+        self.profile = profile
+        self.serial = serial
+        self._emit_line = emit
+        self._clock = clock
+        self._boot = time.monotonic() - 3600.0  # the firmware has been up an hour
+        self._rng = random.Random(seed)
+        self.mount = Mount(lat_deg, lon_deg, clock=clock, slew_rate_deg_s=slew_rate_deg_s)
+        self.location = [lon_deg, lat_deg]
+        self.settings = _default_settings()
+        self.stack_settings: dict[str, Any] = {
+            "save_discrete_ok_frame": True,
+            "save_discrete_frame": False,
+            "light_duration_min": -1,
+        }
+        self.focus_best = 1580 + self._rng.randint(-60, 60)
+        self.focuser = self.focus_best + 140
+        self.focuser_state = "idle"
+        self.wheel = 1
+        self.gain = 80
+        self.power = Power()
+        self.disk_total_mb = 51_000.0
+        self.disk_free_mb = 40_200.0
+        self.time_offset_s = 0.0
+        self.time_zone = "UTC"
+        self.view = ViewState()
+        self.stack_state = StackState()
+        self.operations: dict[str, Operation] = {}
+        self._public_key = (
+            verify.load_private_key(public_key_pem).public_key() if public_key_pem else None
+        )
+        self._ticker: asyncio.Task[None] | None = None
+        self._was_moving = False
+        self.clients = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def uptime(self) -> float:
+        return time.monotonic() - self._boot
+
+    def emit(self, name: str, /, **fields: Any) -> None:
+        self._emit_line(event_dict(name, self.uptime(), **fields))
+
+    async def start(self) -> None:
+        self._ticker = asyncio.create_task(self._tick(), name="sim-telescope")
+
+    async def stop(self) -> None:
+        tasks = [op.task for op in self.operations.values()]
+        if self._ticker is not None:
+            tasks.append(self._ticker)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def version_event(self, verified: bool) -> dict[str, Any]:
+        return event_dict(
+            "Version",
+            self.uptime(),
+            name="ASI AIR imager",
+            svr_ver_string="1.0",
+            svr_ver_int=29,
+            firmware_ver_int=self.profile.version_int,
+            firmware_ver_string=self.profile.version,
+            is_verified=verified,
+        )
+
+    async def _tick(self) -> None:
+        """Background physics: power, PiStatus every ~5 s, and manual-move end events."""
+        last = time.monotonic()
+        last_status = 0.0
+        while True:
+            await asyncio.sleep(0.2)
+            now = time.monotonic()
+            self.power.step(now - last)
+            last = now
+            moving = self.mount.motion is MotionKind.MOVE
+            if self._was_moving and not moving:
+                self.emit(
+                    "ScopeTrack",
+                    state="on" if self.mount.tracking else "off",
+                    tracking=self.mount.tracking,
+                    manual=True,
+                    route=[],
+                )
+            self._was_moving = moving
+            if now - last_status >= 5.0:
+                last_status = now
+                self.emit("PiStatus", **self._pi_status_fields())
+
+    def _pi_status_fields(self) -> dict[str, Any]:
+        return {
+            "temp": round(self.power.temp, 6),
+            "charger_status": self.power.charger_status,
+            "charge_online": self.power.charging,
+            "battery_capacity": round(self.power.battery),
+        }
+
+    # -- what the camera sees -------------------------------------------------------------------
+
+    def scene(self) -> Scene:
+        p = self.mount.position()
+        exposure = self.settings["exp_ms"].get("continuous", 500)
+        return Scene(
+            ra_hours=p.ra_hours,
+            dec_deg=p.dec_deg,
+            focus_offset=self.focuser - self.focus_best,
+            exposure_ms=float(exposure),
+            gain=self.gain,
+            moving=self.mount.motion is not MotionKind.NONE,
+            rotation_deg=self.mount.rotation_deg(),
+        )
+
+    def stack(self) -> StackSnapshot | None:
+        s = self.stack_state
+        if s.stacked == 0:
+            return None
+        return StackSnapshot(s.ra_hours, s.dec_deg, s.stacked, s.dropped)
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def _start_operation(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        async def runner() -> None:
+            try:
+                await body()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("simulated operation %s crashed", name)
+            finally:
+                current = self.operations.get(name)
+                if current is not None and current.task is asyncio.current_task():
+                    del self.operations[name]
+
+        self.operations[name] = Operation(name, asyncio.create_task(runner(), name=f"sim-{name}"))
+
+    def _cancel_operation(self, name: str) -> bool:
+        op = self.operations.pop(name, None)
+        if op is None:
+            return False
+        op.task.cancel()
+        return True
+
+    def _busy_moving(self) -> bool:
+        return (
+            self.mount.motion in (MotionKind.GOTO, MotionKind.PARK) or "AutoGoto" in self.operations
+        )
+
+    async def _slew(self, ra: float, dec: float, route: list[str]) -> bool:
+        """Run a mount goto with ScopeGoto progress; True when it arrived."""
+        start = time.monotonic()
+        self.emit("ScopeTrack", state="off", tracking=False, manual=False, route=route)
+        last = -1.0
+        try:
+            while self.mount.motion is MotionKind.GOTO:
+                now = time.monotonic()
+                if now - last >= 0.5:
+                    last = now
+                    p = self.mount.position()
+                    self.emit(
+                        "ScopeGoto",
+                        state="working",
+                        lapse_ms=int((now - start) * 1000),
+                        cur_ra_dec=[round(p.ra_hours, 6), round(p.dec_deg, 6)],
+                        dist_deg=round(self.mount.distance_to_target_deg(), 6),
+                        route=route,
+                    )
+                await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            self.mount.stop()
+            self.emit(
+                "ScopeGoto",
+                state="cancel",
+                lapse_ms=int((time.monotonic() - start) * 1000),
+                route=route,
+            )
+            raise
+        lapse = int((time.monotonic() - start) * 1000)
+        if self.mount.target is None and not self.mount.tracking:
+            self.emit("ScopeGoto", state="cancel", lapse_ms=lapse, route=route)
+            return False
+        p = self.mount.position()
+        self.emit(
+            "ScopeGoto",
+            state="complete",
+            lapse_ms=lapse,
+            cur_ra_dec=[round(p.ra_hours, 6), round(p.dec_deg, 6)],
+            dist_deg=0.0,
+            route=route,
+        )
+        self.emit("ScopeTrack", state="on", tracking=True, manual=False, route=route)
+        return True
+
+    def _goto(self, ra: float, dec: float) -> None:
+        if self._busy_moving():
+            raise MOVING
+        try:
+            self.mount.goto(ra, dec)
+        except MountBusy:
+            raise MOVING from None
+        except BelowHorizon:
+            raise FAIL from None
+
+        async def body() -> None:
+            await self._slew(ra, dec, [])
+
+        self._start_operation("ScopeGoto", body)
+
+    def _auto_goto(self, ra: float, dec: float, name: str, mode: str, lp: bool) -> None:
+        if self._busy_moving():
+            raise MOVING
+        try:
+            self.mount.goto(ra, dec)
+        except MountBusy:
+            raise MOVING from None
+        except BelowHorizon:
+            raise FAIL from None
+        self._stop_stacking("cancel")
+        self.view = ViewState(
+            mode=mode,
+            stage="AutoGoto",
+            state="working",
+            target_name=name,
+            target_ra_dec=[ra, dec],
+            lp_filter=lp,
+            started=time.monotonic(),
+        )
+        self.emit(
+            "View",
+            state="working",
+            mode=mode,
+            stage="AutoGoto",
+            target_name=name,
+            lp_filter=lp,
+            cam_id=0,
+            route=[],
+        )
+
+        async def body() -> None:
+            start = time.monotonic()
+            route = ["View"]
+            self.emit("AutoGoto", state="start", lapse_ms=0, count=0, route=route)
+            try:
+                self.emit("AutoGoto", state="working", lapse_ms=0, count=1, route=route)
+                if not await self._slew(ra, dec, ["View", "AutoGoto"]):
+                    self.emit(
+                        "AutoGoto",
+                        state="cancel",
+                        route=route,
+                        lapse_ms=int((time.monotonic() - start) * 1000),
+                    )
+                    return
+                await self._plate_solve(["View", "AutoGoto"])
+            except asyncio.CancelledError:
+                self.emit(
+                    "AutoGoto",
+                    state="cancel",
+                    route=route,
+                    lapse_ms=int((time.monotonic() - start) * 1000),
+                )
+                raise
+            self.emit(
+                "AutoGoto",
+                state="complete",
+                route=route,
+                lapse_ms=int((time.monotonic() - start) * 1000),
+            )
+            self._enter_preview()
+
+        self._start_operation("AutoGoto", body)
+
+    async def _plate_solve(self, route: list[str]) -> None:
+        start = time.monotonic()
+        self.emit("PlateSolve", state="start", page="focus", route=route)
+        await asyncio.sleep(0.3)
+        self.emit(
+            "PlateSolve", state="solving", page="focus", star_number=800 + self._rng.randint(0, 600)
+        )
+        await asyncio.sleep(0.3)
+        p = self.mount.position()
+        duration = int((time.monotonic() - start) * 1000)
+        self.emit(
+            "PlateSolve",
+            state="complete",
+            page="focus",
+            result={
+                "ra_dec": [round(p.ra_hours, 6), round(p.dec_deg, 6)],
+                "fov": [0.71144, 1.265285],
+                "focal_len": 252.135208,
+                "angle": round(self.mount.rotation_deg(), 6),
+                "image_id": 65535,
+                "star_number": 1200,
+                "duration_ms": duration,
+            },
+        )
+        self.emit("PlateSolve", state="complete", lapse_ms=duration, route=route)
+
+    def _enter_preview(self) -> None:
+        mode = self.view.mode or "star"
+        self.view.stage = "ContinuousExposure"
+        self.view.state = "working"
+        self.emit(
+            "View",
+            state="working",
+            mode=mode,
+            stage="ContinuousExposure",
+            target_name=self.view.target_name,
+            lp_filter=self.view.lp_filter,
+            cam_id=0,
+            route=[],
+        )
+        self.emit(
+            "ContinuousExposure",
+            state="working",
+            lapse_ms=0,
+            fps=1000.0 / max(1.0, float(self.settings["exp_ms"].get("continuous", 500))),
+            route=["View"],
+        )
+
+    def _park(self) -> None:
+        if self._busy_moving():
+            raise MOVING
+        self._stop_stacking("cancel")
+        self.mount.park()
+
+        async def body() -> None:
+            start = time.monotonic()
+            self.emit("ScopeTrack", state="off", tracking=False, manual=False, route=[])
+            self.emit("ScopeHome", state="start", lapse_ms=0, close=False)
+            last = 0.0
+            try:
+                while self.mount.motion is MotionKind.PARK:
+                    if time.monotonic() - last >= 0.5:
+                        last = time.monotonic()
+                        self.emit(
+                            "ScopeHome",
+                            state="working",
+                            close=False,
+                            lapse_ms=int((last - start) * 1000),
+                        )
+                    await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                self.mount.stop()
+                self.emit(
+                    "ScopeHome",
+                    state="cancel",
+                    close=False,
+                    lapse_ms=int((time.monotonic() - start) * 1000),
+                )
+                raise
+            lapse = int((time.monotonic() - start) * 1000)
+            if self.mount.parked:
+                self.emit("ScopeHome", state="complete", close=True, lapse_ms=lapse, equ_mode=False)
+            else:
+                self.emit("ScopeHome", state="cancel", close=False, lapse_ms=lapse)
+
+        self._start_operation("ScopeHome", body)
+
+    def _move_focuser(self, target: int, route: list[str]) -> None:
+        if not 0 <= target <= FOCUSER_MAX_STEP:
+            raise FirmwareError(207, f"focuser step out of range 0..{FOCUSER_MAX_STEP}")
+        self._cancel_operation("FocuserMove")
+
+        async def body() -> None:
+            await self._focuser_travel(target, route)
+
+        self._start_operation("FocuserMove", body)
+
+    async def _focuser_travel(self, target: int, route: list[str]) -> None:
+        start = time.monotonic()
+        self.focuser_state = "moving"
+        self.emit("FocuserMove", state="start", lapse_ms=0, position=self.focuser, route=route)
+        try:
+            while self.focuser != target:
+                await asyncio.sleep(0.05)
+                step = max(1, int(FOCUSER_STEPS_PER_S * 0.05))
+                delta = max(-step, min(step, target - self.focuser))
+                self.focuser += delta
+                self.emit(
+                    "FocuserMove",
+                    state="working",
+                    position=self.focuser,
+                    route=route,
+                    lapse_ms=int((time.monotonic() - start) * 1000),
+                )
+        except asyncio.CancelledError:
+            self.emit("FocuserMove", state="cancel", position=self.focuser, route=route)
+            raise
+        finally:
+            self.focuser_state = "idle"
+        self.emit(
+            "FocuserMove",
+            state="complete",
+            position=self.focuser,
+            route=route,
+            lapse_ms=int((time.monotonic() - start) * 1000),
+        )
+
+    def _autofocus(self) -> None:
+        if "AutoFocus" in self.operations:
+            raise MOVING
+        if self.mount.motion is not MotionKind.NONE:
+            raise MOVING
+        self._cancel_operation("FocuserMove")
+
+        async def body() -> None:
+            start = time.monotonic()
+            route = ["View"]
+            self.emit("AutoFocus", state="start", lapse_ms=0, route=route)
+            try:
+                # Sweep through focus in a few samples, as the firmware does, then go to the best.
+                points = [self.focus_best + d for d in (-150, -75, 0, 75, 150)]
+                for step in points:
+                    await self._focuser_travel(step, ["View", "AutoFocus"])
+                    self.emit(
+                        "AutoFocus",
+                        state="working",
+                        route=route,
+                        lapse_ms=int((time.monotonic() - start) * 1000),
+                    )
+                await self._focuser_travel(self.focus_best, ["View", "AutoFocus"])
+            except asyncio.CancelledError:
+                self.emit(
+                    "AutoFocus",
+                    state="cancel",
+                    route=route,
+                    lapse_ms=int((time.monotonic() - start) * 1000),
+                )
+                raise
+            self.emit(
+                "AutoFocus",
+                state="complete",
+                route=route,
+                lapse_ms=int((time.monotonic() - start) * 1000),
+                result={"last_point": [self.focus_best, 2.1]},
+            )
+
+        self._start_operation("AutoFocus", body)
+
+    def _start_stack(self, restart: bool) -> None:
+        if self.view.stage not in ("ContinuousExposure", "Stack") or self.view.mode != "star":
+            raise FirmwareError(207, "fail to operate: start a star view first")
+        if self._busy_moving():
+            raise MOVING
+        if restart or not self.stack_state.active:
+            p = self.mount.position()
+            if restart or self.stack_state.stacked == 0:
+                self.stack_state = StackState(ra_hours=p.ra_hours, dec_deg=p.dec_deg)
+        self._cancel_operation("Stack")
+        self.stack_state.active = True
+        self.view.stage = "Stack"
+        self.emit(
+            "View",
+            state="working",
+            mode=self.view.mode,
+            stage="Stack",
+            target_name=self.view.target_name,
+            cam_id=0,
+            route=[],
+        )
+
+        async def body() -> None:
+            start = time.monotonic()
+            route = ["View"]
+            self.emit("Stack", state="start", lapse_ms=0, route=route)
+            while True:
+                exposure_s = float(self.settings["exp_ms"].get("stack_l", 10000)) / 1000.0
+                await asyncio.sleep(max(0.05, exposure_s))
+                lapse = int((time.monotonic() - start) * 1000)
+                self.emit(
+                    "Exposure",
+                    state="complete",
+                    exp_ms=exposure_s * 1000,
+                    lapse_ms=lapse,
+                    route=["View", "Stack"],
+                )
+                s = self.stack_state
+                if self._rng.random() < 0.1:
+                    s.dropped += 1
+                else:
+                    s.stacked += 1
+                    self.disk_free_mb = max(0.0, self.disk_free_mb - 24.0)
+                self.emit(
+                    "Stack",
+                    state="frame_complete",
+                    lapse_ms=lapse,
+                    frame_errcode=0,
+                    stacked_frame=s.stacked,
+                    dropped_frame=s.dropped,
+                    total_frame=s.stacked + s.dropped,
+                    can_annotate=False,
+                    frame_type="light",
+                    route=route,
+                )
+
+        self._start_operation("Stack", body)
+
+    def _stop_stacking(self, state: str) -> None:
+        if not self._cancel_operation("Stack"):
+            return
+        s = self.stack_state
+        s.active = False
+        self.emit(
+            "Stack",
+            state=state,
+            stacked_frame=s.stacked,
+            dropped_frame=s.dropped,
+            total_frame=s.stacked + s.dropped,
+            route=["View"],
+        )
+        if self.view.stage == "Stack":
+            self._enter_preview()
+
+    def _stop_view(self, stage: str | None) -> None:
+        if stage == "AutoGoto":
+            if not self._cancel_operation("AutoGoto"):
+                self._cancel_operation("ScopeGoto")
+            self.mount.stop()
+            return
+        if stage == "Stack":
+            self._stop_stacking("cancel")
+            return
+        if stage is not None:
+            return
+        for name in ("AutoGoto", "ScopeGoto", "AutoFocus", "Stack"):
+            self._cancel_operation(name)
+        self.mount.stop()
+        self.stack_state.active = False
+        mode = self.view.mode
+        self.view = ViewState()
+        self.emit("View", state="cancel", mode=mode, stage=None, route=[])
+
+    def _start_view(self, mode: str, lp: bool) -> None:
+        self._stop_stacking("cancel")
+        self.view = ViewState(mode=mode, state="working", lp_filter=lp, started=time.monotonic())
+        self._enter_preview()
+
+    def _set_wheel(self, pos: int) -> None:
+        if pos not in WHEEL_NAMES:
+            raise BAD_PARAM
+
+        async def body() -> None:
+            self.emit("WheelMove", state="start", position=self.wheel)
+            await asyncio.sleep(0.3)
+            self.wheel = pos
+            self.emit("WheelMove", state="complete", position=pos)
+
+        self._cancel_operation("WheelMove")
+        self._start_operation("WheelMove", body)
+
+    # -- request dispatch ---------------------------------------------------------------------
+
+    def handle(self, method: str, params: Any, conn: ConnectionInfo) -> Any:
+        """Execute one request (the "verify" marker already removed)."""
+        handler = getattr(self, f"_m_{method}", None)
+        if handler is None:
+            raise UNKNOWN_METHOD
+        try:
+            return handler(params, conn)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            log.debug("bad params for %s: %r (%s)", method, params, exc)
+            raise BAD_PARAM from None
+        except MountParked:
+            raise FirmwareError(207, "fail to operate: the mount is parked") from None
+        except MountBusy:
+            raise MOVING from None
+
+    # auth
+
+    def _m_get_verify_str(self, params: Any, conn: ConnectionInfo) -> Any:
+        if not self.profile.login_available:
+            raise UNKNOWN_METHOD
+        conn.challenge = secrets.token_hex(16)
+        return {"str": conn.challenge}
+
+    def _m_verify_client(self, params: Any, conn: ConnectionInfo) -> Any:
+        if not self.profile.login_available:
+            raise UNKNOWN_METHOD
+        data, sign = params.get("data"), params.get("sign")
+        if not conn.challenge or data != conn.challenge or not isinstance(sign, str):
+            raise FirmwareError(207, "fail to operate: no matching challenge")
+        conn.challenge = None
+        if self._public_key is None or not verify.check_signature(self._public_key, data, sign):
+            raise FirmwareError(207, "fail to operate: signature rejected")
+        conn.verified = True
+        return 0
+
+    def _m_pi_is_verified(self, params: Any, conn: ConnectionInfo) -> Any:
+        return conn.verified or not self.profile.login_available
+
+    def _m_test_connection(self, params: Any, conn: ConnectionInfo) -> Any:
+        return "server connected!"
+
+    # state
+
+    def _m_get_device_state(self, params: Any, conn: ConnectionInfo) -> Any:
+        state = self.device_state(conn)
+        keys = params.get("keys") if isinstance(params, dict) else None
+        if keys:
+            return {k: state[k] for k in keys if k in state}
+        return state
+
+    def device_state(self, conn: ConnectionInfo) -> dict[str, Any]:
+        m = self.mount
+        return {
+            "device": {
+                "name": "ASI AIR imager",
+                "firmware_ver_int": self.profile.version_int,
+                "firmware_ver_string": self.profile.version,
+                "is_verified": conn.verified or not self.profile.login_available,
+                "sn": self.serial,
+                "cpuId": "sim-" + self.serial,
+                "product_model": "Seestar S50",
+                "user_product_model": "Seestar S50",
+                "focal_len": 250.0,
+                "fnumber": 5.0,
+                "can_star_mode_sel_cam": False,
+            },
+            "setting": {**self.settings, "focal_pos": self.focuser},
+            "location_lon_lat": list(self.location),
+            "camera": {
+                "chip_size": [1080, 1920],
+                "pixel_size_um": 2.9,
+                "debayer_pattern": "GR",
+                "hpc_num": 0,
+            },
+            "focuser": {
+                "state": self.focuser_state,
+                "max_step": FOCUSER_MAX_STEP,
+                "step": self.focuser,
+            },
+            "ap": {"ssid": f"S50_{self.serial}", "passwd": "12345678", "is_5g": True},
+            "station": {
+                "server": True,
+                "freq": 5180,
+                "ip": "127.0.0.1",
+                "ssid": "home",
+                "gateway": "127.0.0.1",
+                "netmask": "255.0.0.0",
+                "sig_lev": -50,
+                "key_mgmt": "WPA2-PSK",
+            },
+            "storage": {
+                "is_typec_connected": False,
+                "connected_storage": ["emmc"],
+                "storage_volume": [self._volume()],
+                "cur_storage": "emmc",
+            },
+            "balance_sensor": {"code": 0, "data": {"x": 0.01, "y": -0.02, "z": 1.0, "angle": 1.2}},
+            "compass_sensor": {
+                "code": 0,
+                "data": {"x": 10.0, "y": 5.0, "z": -30.0, "direction": 180.0, "cali": 1},
+            },
+            "mount": {
+                "move_type": "none" if m.motion is MotionKind.NONE else "goto",
+                "close": m.parked,
+                "tracking": m.tracking,
+                "equ_mode": False,
+            },
+            "pi_status": {
+                "is_overtemp": False,
+                **self._pi_status_fields(),
+                "is_typec_connected": self.power.charging,
+                "battery_overtemp": False,
+                "battery_temp": 25.0,
+                "battery_temp_type": "normal",
+            },
+        }
+
+    def _volume(self) -> dict[str, Any]:
+        total, free = round(self.disk_total_mb), round(self.disk_free_mb)
+        return {
+            "name": "emmc",
+            "state": "mounted",
+            "total_mb": total,
+            "totalMB": total,
+            "free_mb": free,
+            "freeMB": free,
+            "disk_mb": total,
+            "diskSizeMB": total,
+            "used_percent": round(100 * (1 - free / total)),
+        }
+
+    def _m_get_view_state(self, params: Any, conn: ConnectionInfo) -> Any:
+        v = self.view
+        view: dict[str, Any] = {
+            "state": v.state,
+            "lapse_ms": int((time.monotonic() - v.started) * 1000) if v.started else 0,
+            "mode": v.mode or "none",
+            "cam_id": 0,
+            "lp_filter": v.lp_filter,
+            "gain": self.gain,
+            "target_name": v.target_name,
+            "stage": v.stage,
+        }
+        if v.stage == "Stack" or self.stack_state.stacked:
+            s = self.stack_state
+            view["Stack"] = {
+                "state": "working" if s.active else "idle",
+                "stacked_frame": s.stacked,
+                "dropped_frame": s.dropped,
+            }
+        if "AutoFocus" in self.operations:
+            view["AutoFocus"] = {
+                "state": "working",
+                "stage": "FocuserMove",
+                "FocuserMove": {"state": "working", "position": self.focuser},
+            }
+        return {"View": view}
+
+    def _m_scope_get_equ_coord(self, params: Any, conn: ConnectionInfo) -> Any:
+        p = self.mount.position()
+        return {"ra": round(p.ra_hours, 6), "dec": round(p.dec_deg, 6)}
+
+    _m_scope_get_ra_dec = _m_scope_get_equ_coord
+
+    def _m_scope_get_horiz_coord(self, params: Any, conn: ConnectionInfo) -> Any:
+        p = self.mount.position()
+        return [round(p.alt_deg, 6), round(p.az_deg, 6)]
+
+    def _m_scope_get_track_state(self, params: Any, conn: ConnectionInfo) -> Any:
+        return self.mount.tracking
+
+    # motion
+
+    @staticmethod
+    def _ra_dec(params: Any) -> tuple[float, float]:
+        ra, dec = finite(params[0]), finite(params[1])
+        if not (0.0 <= ra < 24.0 and -90.0 <= dec <= 90.0):
+            raise ValueError("coordinates out of range")
+        return ra, dec
+
+    def _m_scope_goto(self, params: Any, conn: ConnectionInfo) -> Any:
+        self._goto(*self._ra_dec(params))
+        return 0
+
+    def _m_scope_sync(self, params: Any, conn: ConnectionInfo) -> Any:
+        ra, dec = self._ra_dec(params)
+        if self.mount.motion is not MotionKind.NONE or self.mount.parked:
+            raise FAIL
+        self.mount.sync(ra, dec)
+        return 0
+
+    def _m_scope_speed_move(self, params: Any, conn: ConnectionInfo) -> Any:
+        # Old form {speed, angle, dur_sec}; new form {angle, level, dur_sec, percent}.
+        if "percent" in params:
+            speed = finite(params["percent"]) / 100.0 * 1440.0
+        else:
+            speed = finite(params.get("speed", 0))
+        angle = finite(params.get("angle", 0))
+        duration = finite(params.get("dur_sec", 1))
+        if self.mount.motion in (MotionKind.GOTO, MotionKind.PARK) and speed > 0:
+            raise MOVING
+        if speed <= 0:
+            if self.mount.motion is MotionKind.MOVE:
+                self.mount.stop()
+            return 0
+        self.mount.speed_move(angle, speed, max(0.0, min(duration, 10.0)))
+        self._was_moving = True
+        return 0
+
+    def _m_scope_park(self, params: Any, conn: ConnectionInfo) -> Any:
+        self._park()
+        return 0
+
+    def _m_scope_move_to_horizon(self, params: Any, conn: ConnectionInfo) -> Any:
+        return 0
+
+    def _m_scope_set_track_state(self, params: Any, conn: ConnectionInfo) -> Any:
+        on = params.get("tracking") if isinstance(params, dict) else params
+        if isinstance(on, list) and on:
+            on = on[0]
+        if not isinstance(on, bool):
+            raise ValueError("tracking must be a boolean")
+        self.mount.set_tracking(on)
+        self.emit("ScopeTrack", state="on" if on else "off", tracking=on, manual=True, route=[])
+        return 0
+
+    def _m_iscope_start_view(self, params: Any, conn: ConnectionInfo) -> Any:
+        params = params or {}
+        mode = params.get("mode", "star")
+        if mode not in VIEW_MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        lp = bool(params.get("lp_filter", False))
+        target = params.get("target_ra_dec")
+        if target is not None:
+            ra, dec = self._ra_dec(target)
+            name = params.get("target_name", "")
+            self._auto_goto(ra, dec, name if isinstance(name, str) else "", mode, lp)
+        else:
+            self._start_view(mode, lp)
+        return 0
+
+    def _m_iscope_stop_view(self, params: Any, conn: ConnectionInfo) -> Any:
+        stage = params.get("stage") if isinstance(params, dict) else None
+        self._stop_view(stage)
+        return 0
+
+    def _m_iscope_start_stack(self, params: Any, conn: ConnectionInfo) -> Any:
+        restart = bool(params.get("restart", False)) if isinstance(params, dict) else False
+        self._start_stack(restart)
+        return 0
+
+    def _m_set_stack_type(self, params: Any, conn: ConnectionInfo) -> Any:
+        return 0
+
+    def _m_start_auto_focuse(self, params: Any, conn: ConnectionInfo) -> Any:
+        self._autofocus()
+        return 0
+
+    def _m_stop_auto_focuse(self, params: Any, conn: ConnectionInfo) -> Any:
+        self._cancel_operation("AutoFocus")
+        self._cancel_operation("FocuserMove")
+        return 0
+
+    def _m_get_focuser_position(self, params: Any, conn: ConnectionInfo) -> Any:
+        if isinstance(params, dict) and params.get("ret_obj"):
+            return {"step": self.focuser}
+        return self.focuser
+
+    def _m_move_focuser(self, params: Any, conn: ConnectionInfo) -> Any:
+        if "AutoFocus" in self.operations:
+            raise MOVING
+        step = params["step"]
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise ValueError("step must be an integer")
+        self._move_focuser(step, [])
+        return {"step": step}
+
+    def _m_start_solve(self, params: Any, conn: ConnectionInfo) -> Any:
+        async def body() -> None:
+            await self._plate_solve([])
+
+        self._start_operation("PlateSolve", body)
+        return 0
+
+    # camera and settings
+
+    def _m_set_control_value(self, params: Any, conn: ConnectionInfo) -> Any:
+        name, value = str(params[0]).lower(), params[1]
+        number = finite(value)
+        if name == "gain":
+            if not 0 <= number <= 400:
+                raise ValueError("gain out of range")
+            self.gain = int(number)
+        elif name == "exposure":
+            if not 1 <= number <= 60_000:
+                raise ValueError("exposure out of range")
+            self.settings["exp_ms"]["continuous"] = int(number)
+        else:
+            raise ValueError(f"unknown control {name!r}")
+        return 0
+
+    def _m_get_control_value(self, params: Any, conn: ConnectionInfo) -> Any:
+        name = str(params[0]).lower()
+        if name == "gain":
+            return {"name": "Gain", "value": self.gain}
+        if name == "exposure":
+            return {"name": "Exposure", "value": self.settings["exp_ms"]["continuous"]}
+        raise ValueError(f"unknown control {name!r}")
+
+    def _m_get_setting(self, params: Any, conn: ConnectionInfo) -> Any:
+        return {**self.settings, "focal_pos": self.focuser}
+
+    def _m_set_setting(self, params: Any, conn: ConnectionInfo) -> Any:
+        if not isinstance(params, dict) or not params:
+            raise ValueError("set_setting takes an object")
+        exp = params.get("exp_ms")
+        if exp is not None:
+            for key in ("stack_l", "continuous"):
+                if key in exp and not 1 <= finite(exp[key]) <= 600_000:
+                    raise ValueError("exposure out of range")
+        _merge(self.settings, params)
+        if "heater_enable" in params:
+            self.settings["heater_enable"] = bool(params["heater_enable"])
+        self.emit("Setting", **params)
+        return 0
+
+    def _m_get_stack_setting(self, params: Any, conn: ConnectionInfo) -> Any:
+        return dict(self.stack_settings)
+
+    def _m_set_stack_setting(self, params: Any, conn: ConnectionInfo) -> Any:
+        if not isinstance(params, dict):
+            raise ValueError("set_stack_setting takes an object")
+        self.stack_settings.update(params)
+        return 0
+
+    def _m_pi_output_set2(self, params: Any, conn: ConnectionInfo) -> Any:
+        heater = params["heater"]
+        state, value = heater["state"], finite(heater.get("value", 0))
+        if not isinstance(state, bool) or not 0 <= value <= 100:
+            raise ValueError("heater state must be a boolean and value 0..100")
+        self.settings["heater_enable"] = state
+        self.settings["heater_value"] = int(value)
+        return 0
+
+    def _m_set_wheel_position(self, params: Any, conn: ConnectionInfo) -> Any:
+        pos = params[0] if isinstance(params, list) else params
+        if isinstance(pos, bool) or not isinstance(pos, int):
+            raise ValueError("wheel position must be an integer")
+        self._set_wheel(pos)
+        return 0
+
+    def _m_get_wheel_position(self, params: Any, conn: ConnectionInfo) -> Any:
+        return self.wheel
+
+    def _m_get_wheel_state(self, params: Any, conn: ConnectionInfo) -> Any:
+        return {
+            "state": "moving" if "WheelMove" in self.operations else "idle",
+            "position": self.wheel,
+        }
+
+    def _m_get_wheel_setting(self, params: Any, conn: ConnectionInfo) -> Any:
+        return {"names": [WHEEL_NAMES[i] for i in sorted(WHEEL_NAMES)]}
+
+    # time, place, storage
+
+    def _m_pi_get_time(self, params: Any, conn: ConnectionInfo) -> Any:
+        now = datetime.fromtimestamp(self._clock() + self.time_offset_s, UTC)
+        return {
+            "year": now.year,
+            "mon": now.month,
+            "day": now.day,
+            "hour": now.hour,
+            "min": now.minute,
+            "sec": now.second,
+            "time_zone": self.time_zone,
+        }
+
+    def _m_pi_set_time(self, params: Any, conn: ConnectionInfo) -> Any:
+        if isinstance(params, str):
+            when = datetime.fromisoformat(params)
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+        else:
+            t = params[0] if isinstance(params, list) else params
+            when = datetime(
+                int(t["year"]),
+                int(t["mon"]),
+                int(t["day"]),
+                int(t["hour"]),
+                int(t["min"]),
+                int(t["sec"]),
+                tzinfo=UTC,
+            )
+            zone = t.get("time_zone")
+            if isinstance(zone, str):
+                self.time_zone = zone
+        # The simulated sky follows the host clock; the offset is only reported back.
+        self.time_offset_s = when.timestamp() - self._clock()
+        return 0
+
+    def _m_set_user_location(self, params: Any, conn: ConnectionInfo) -> Any:
+        lat, lon = finite(params["lat"]), finite(params["lon"])
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ValueError("location out of range")
+        self.location = [lon, lat]
+        self.mount.set_location(lat, lon)
+        return 0
+
+    def _m_get_user_location(self, params: Any, conn: ConnectionInfo) -> Any:
+        return {"lon": self.location[0], "lat": self.location[1]}
+
+    def _m_get_disk_volume(self, params: Any, conn: ConnectionInfo) -> Any:
+        return {"totalMB": round(self.disk_total_mb), "freeMB": round(self.disk_free_mb)}
+
+    def _m_get_camera_info(self, params: Any, conn: ConnectionInfo) -> Any:
+        return {
+            "chip_size": [1080, 1920],
+            "bins": [1, 2],
+            "pixel_size_um": 2.9,
+            "unity_gain": 80,
+            "has_cooler": False,
+            "is_color": True,
+            "is_usb3_host": False,
+            "has_hpc": False,
+            "debayer_pattern": "GR",
+        }
+
+    def _m_play_sound(self, params: Any, conn: ConnectionInfo) -> Any:
+        return 0
