@@ -154,7 +154,7 @@ async def test_autofocus_finds_best_focus(sim: Simulator, scope: SeestarCommands
     done = await scope.client.wait_for_event("AutoFocus", lambda e: e.terminal, timeout=20)
     assert isinstance(done, AutoFocus) and done.state == "complete"
     assert done.result == {"last_point": [sim.telescope.focus_best, 2.1]}
-    assert [e.state for e in seen if isinstance(e, AutoFocus)][0] == "start"
+    assert next(e.state for e in seen if isinstance(e, AutoFocus)) == "start"
     assert await scope.get_focuser_position() == sim.telescope.focus_best
 
 
