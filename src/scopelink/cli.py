@@ -1,4 +1,4 @@
-"""The `scopelink` command: `scopelink simulate` runs a simulated telescope."""
+"""The `scopelink` command: `simulate` runs a simulated telescope, `discover` finds telescopes."""
 
 from __future__ import annotations
 
@@ -43,6 +43,32 @@ def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="SPEC",
         help="inject a fault: delay=S, stall=S, split, coalesce, malformed=P",
     )
+
+
+def _discover_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("discover", help="find Seestars on the local network")
+    p.add_argument(
+        "--address", default="255.255.255.255", help="where to send the probe (default: broadcast)"
+    )
+    p.add_argument("--port", type=int, default=DISCOVERY_PORT)
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds to listen for replies")
+
+
+async def _discover(args: argparse.Namespace) -> int:
+    from scopelink.seestar.discovery import scan
+
+    report = await scan(args.address, args.port, timeout=args.timeout)
+    for t in report.telescopes:
+        print(f"{t.serial}\t{t.model}\t{t.ip}")
+    if report.malformed or report.ignored:
+        print(
+            f"({report.malformed} malformed and {report.ignored} other replies skipped)",
+            file=sys.stderr,
+        )
+    if not report.telescopes:
+        print("no telescope answered", file=sys.stderr)
+        return 1
+    return 0
 
 
 async def _simulate(args: argparse.Namespace) -> None:
@@ -90,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _simulate_parser(sub)
+    _discover_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -98,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             asyncio.run(_simulate(args))
+        elif args.command == "discover":
+            return asyncio.run(_discover(args))
     except KeyboardInterrupt:
         pass
     except (OSError, ValueError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from scopelink import astro
@@ -21,6 +22,7 @@ from scopelink.seestar.events import (
     Stack,
     WheelMove,
 )
+from scopelink.seestar.imaging import ImagingClient
 from scopelink.simulator.simulator import Simulator
 from tests.conftest import sky_at
 
@@ -256,3 +258,23 @@ async def test_autogoto_is_cancelled_by_stop(sim: Simulator, scope: SeestarComma
     await scope.stop_goto()
     done = await ended
     assert isinstance(done, AutoGoto) and done.state == "cancel"
+
+
+async def test_stacking_with_image_download(sim: Simulator, scope: SeestarCommands) -> None:
+    imaging = ImagingClient(sim.host, sim.imaging.port)
+    await imaging.connect(5)
+    try:
+        assert await imaging.get_stacked_img(timeout=5) is None, "no stack yet: an empty ack"
+        await scope.set_exposure(stack_ms=100)
+        await scope.start_view(ViewMode.STAR)
+        await scope.start_stack(restart=True)
+        event = await scope.client.wait_for_event(
+            "Stack", lambda e: e.state == "frame_complete" and bool(e.stacked_frame), timeout=5
+        )
+        stacked = await imaging.get_stacked_img(timeout=10)
+        assert stacked is not None and stacked.rgb is not None
+        assert stacked.rgb.shape == (1920, 1080, 3)
+        assert isinstance(event, Stack)
+        assert stacked.rgb.max() > 2 * np.median(stacked.rgb), "stars stand out of the sky"
+    finally:
+        await imaging.close()

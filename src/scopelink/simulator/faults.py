@@ -28,6 +28,8 @@ class Faults:
     malformed_rate: float = 0.0
     #: Bumped by `drop()`; servers close connections that were opened before the bump.
     drop_generation: int = 0
+    #: When positive, `drop()` happens by itself every this many seconds.
+    drop_every_s: float = 0.0
     rng: random.Random = field(default_factory=lambda: random.Random(1))
 
     def stall(self, seconds: float) -> None:
@@ -43,19 +45,30 @@ class Faults:
         self.split_writes = False
         self.coalesce_writes = False
         self.malformed_rate = 0.0
+        self.drop_every_s = 0.0
+
+    async def run_periodic_drops(self) -> None:
+        """Drop every connection every `drop_every_s` seconds, for as long as it is set."""
+        while True:
+            await asyncio.sleep(self.drop_every_s if self.drop_every_s > 0 else 0.5)
+            if self.drop_every_s > 0:
+                self.drop()
 
     async def wait_if_stalled(self) -> None:
         while (remaining := self.stalled_until - time.monotonic()) > 0:
             await asyncio.sleep(min(remaining, 0.1))
 
     def parse(self, spec: str) -> None:
-        """Apply a command-line spec: `delay=S`, `stall=S`, `split`, `coalesce`, `malformed=P`."""
+        """Apply a command-line spec: `delay=S`, `stall=S`, `drop=S` (every S seconds),
+        `split`, `coalesce`, `malformed=P`."""
         name, _, value = spec.partition("=")
         match name:
             case "delay":
                 self.reply_delay_s = float(value)
             case "stall":
                 self.stall(float(value))
+            case "drop":
+                self.drop_every_s = float(value)
             case "split":
                 self.split_writes = True
             case "coalesce":
@@ -64,11 +77,14 @@ class Faults:
                 self.malformed_rate = float(value or 1.0)
             case _:
                 raise ValueError(
-                    f"unknown fault {name!r}: use delay=S, stall=S, split, coalesce, malformed=P"
+                    f"unknown fault {name!r}: "
+                    "use delay=S, stall=S, drop=S, split, coalesce or malformed=P"
                 )
 
 
-async def write_with_faults(writer: asyncio.StreamWriter, data: bytes, faults: Faults) -> None:
+async def write_with_faults(
+    writer: asyncio.StreamWriter, data: bytes | memoryview, faults: Faults
+) -> None:
     """Write `data`, split into pieces when the fault is on; then drain."""
     await faults.wait_if_stalled()
     if faults.split_writes and len(data) > 1:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from scopelink.seestar import verify
 from scopelink.settings import CONTROL_PORT, DISCOVERY_PORT, FIRMWARE_IDLE_CUT_S, IMAGING_PORT
@@ -39,11 +41,9 @@ class SimulatorConfig:
     faults: list[str] = field(default_factory=list)
 
     @classmethod
-    def ephemeral(cls, **overrides: object) -> SimulatorConfig:
+    def ephemeral(cls, **overrides: Any) -> SimulatorConfig:
         """Free ports everywhere and no discovery: for tests and embedding."""
-        base: dict[str, object] = {"control_port": 0, "imaging_port": 0, "discovery_port": None}
-        base.update(overrides)
-        return cls(**base)  # type: ignore[arg-type]
+        return cls(**{"control_port": 0, "imaging_port": 0, "discovery_port": None, **overrides})
 
 
 class Simulator:
@@ -88,6 +88,7 @@ class Simulator:
             seed=config.seed,
             firmware=self.profile.version_int,
         )
+        self._drops: asyncio.Task[None] | None = None
         self.discovery: DiscoveryResponder | None = None
         if config.discovery_port is not None:
             self.discovery = DiscoveryResponder(
@@ -106,6 +107,7 @@ class Simulator:
         return self.config.host
 
     async def start(self) -> None:
+        self._drops = asyncio.create_task(self.faults.run_periodic_drops(), name="sim-drops")
         await self.telescope.start()
         await self.control.start()
         await self.imaging.start()
@@ -121,6 +123,8 @@ class Simulator:
         )
 
     async def stop(self) -> None:
+        if self._drops is not None:
+            self._drops.cancel()
         if self.discovery is not None:
             await self.discovery.stop()
         await self.imaging.stop()

@@ -1,0 +1,92 @@
+"""A "latest value wins" slot: producers replace the value, consumers always see the newest.
+
+This is how frames move without queues: the imaging client publishes each decoded preview frame
+into one slot, and every consumer (MJPEG, WebRTC, a benchmark) waits for a value newer than the
+one it last saw. A slow consumer skips values instead of falling behind; memory never grows.
+Use it from one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Generic, NamedTuple, TypeVar
+
+from scopelink.seestar.errors import SeestarError
+
+T = TypeVar("T")
+
+
+class SlotClosedError(SeestarError):
+    """The slot was closed; no newer value will come."""
+
+
+class Published(NamedTuple, Generic[T]):
+    """A value and its sequence number (1 for the first value ever published)."""
+
+    seq: int
+    value: T
+
+
+class LatestValue(Generic[T]):
+    """Holds the newest published value; `await next(after_seq)` waits for a newer one."""
+
+    def __init__(self) -> None:
+        self._latest: Published[T] | None = None
+        self._closed = False
+        # Replaced on every publish, so a waiter wakes once per value it may have missed.
+        self._changed = asyncio.Event()
+
+    @property
+    def seq(self) -> int:
+        """How many values were ever published (also the newest value's sequence number)."""
+        return 0 if self._latest is None else self._latest.seq
+
+    @property
+    def latest(self) -> Published[T] | None:
+        """The newest value, or None before the first publish."""
+        return self._latest
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def publish(self, value: T) -> int:
+        """Replace the value and wake the waiters; returns the new sequence number."""
+        if self._closed:
+            raise SlotClosedError("publish on a closed slot")
+        self._latest = Published(self.seq + 1, value)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        return self._latest.seq
+
+    def close(self) -> None:
+        """Wake every waiter: `next()` raises SlotClosedError, iteration ends."""
+        self._closed = True
+        self._changed.set()
+
+    async def next(self, after_seq: int = 0) -> Published[T]:
+        """The newest value with a sequence number above `after_seq`, waiting for one if needed.
+
+        A value published before `close()` is still handed out; after that SlotClosedError.
+        """
+        while True:
+            latest = self._latest
+            if latest is not None and latest.seq > after_seq:
+                return latest
+            if self._closed:
+                raise SlotClosedError("the slot is closed")
+            await self._changed.wait()
+
+    async def values(self, after_seq: int = 0) -> AsyncIterator[Published[T]]:
+        """Iterate the newest values (skipping any we were too slow for) until closed."""
+        while True:
+            try:
+                item = await self.next(after_seq)
+            except SlotClosedError:
+                return
+            after_seq = item.seq
+            yield item
+
+    def __aiter__(self) -> AsyncIterator[Published[T]]:
+        return self.values()

@@ -1,0 +1,71 @@
+"""The `scopelink` command as a user runs it: a real process on real ports."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+
+from scopelink.seestar.commands import SeestarCommands
+from scopelink.seestar.control import ControlClient
+from scopelink.seestar.discovery import scan
+
+READY = re.compile(rb"control (\d+), imaging (\d+), discovery (\d+)")
+
+
+async def _start_simulator(*args: str) -> tuple[asyncio.subprocess.Process, list[int]]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "scopelink.cli", "simulate",
+        "--control-port", "0", "--imaging-port", "0", "--discovery-port", "0", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 20)
+    match = READY.search(line)
+    assert match, line
+    return proc, [int(p) for p in match.groups()]
+
+
+async def test_simulate_command_serves_a_telescope_and_stops_cleanly() -> None:
+    proc, (control, _imaging, discovery) = await _start_simulator("--firmware", "legacy")
+    try:
+        client = ControlClient("127.0.0.1", control)
+        await client.connect(10)
+        try:
+            assert client.firmware == 2225
+            assert (await SeestarCommands(client).get_disk_volume()).total_mb > 0
+        finally:
+            await client.close()
+        report = await scan("127.0.0.1", discovery, timeout=1.0)
+        assert [t.serial for t in report.telescopes] == ["4ddb0535"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_simulate_command_injects_faults_from_the_command_line() -> None:
+    proc, (control, _imaging, _discovery) = await _start_simulator("--fault", "delay=0.4")
+    try:
+        client = ControlClient("127.0.0.1", control)
+        await client.connect(10)
+        try:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            await client.call("get_focuser_position")
+            assert loop.time() - start >= 0.4
+        finally:
+            await client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 10)
+
+
+async def test_simulate_command_rejects_an_unknown_fault() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "scopelink.cli", "simulate", "--fault", "explode",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 1
+    assert b"unknown fault 'explode'" in err

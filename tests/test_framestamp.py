@@ -1,0 +1,58 @@
+"""The frame stamp survives what happens to a frame between the telescope and a viewer."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from scopelink.framestamp import FrameStamp, draw, read
+
+STAMP = FrameStamp(frame=123_456, emit_ms=1_795_000_000_123)
+
+
+def _mosaic() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return rng.normal(3000, 300, size=(1920, 1080)).clip(0, 65535).astype(np.uint16)
+
+
+def _to_8bit_rgb(mosaic: np.ndarray) -> np.ndarray:
+    rgb = cv2.cvtColor(mosaic, cv2.COLOR_BAYER_GR2RGB)
+    return (rgb >> 8).astype(np.uint8)
+
+
+def test_stamp_reads_back_from_the_raw_mosaic() -> None:
+    mosaic = _mosaic()
+    draw(mosaic, STAMP)
+    assert read(mosaic) == STAMP
+
+
+@pytest.mark.parametrize("width", [1080, 540, 270, 160])
+@pytest.mark.parametrize("quality", [90, 40, 10])
+def test_stamp_survives_debayer_scaling_and_jpeg(width: int, quality: int) -> None:
+    mosaic = _mosaic()
+    draw(mosaic, STAMP)
+    small = cv2.resize(_to_8bit_rgb(mosaic), (width, width * 16 // 9), interpolation=cv2.INTER_AREA)
+    ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    assert read(cv2.imdecode(jpeg, cv2.IMREAD_COLOR)) == STAMP
+
+
+def test_a_picture_without_a_stamp_reads_as_none() -> None:
+    assert read(_to_8bit_rgb(_mosaic())) is None
+
+
+def test_a_corrupted_stamp_is_rejected() -> None:
+    mosaic = _mosaic()
+    draw(mosaic, STAMP)
+    u = 1080 / 50
+    x0, x1 = int(31 * u), int(32 * u)  # cell 30 of row 0: inside the frame-number field
+    y0, y1 = int(u), int(2 * u)
+    mosaic[y0:y1, x0:x1] = 65535 - mosaic[(y0 + y1) // 2, (x0 + x1) // 2]
+    assert read(mosaic) is None
+
+
+def test_frame_numbers_and_times_wrap_into_their_fields() -> None:
+    mosaic = _mosaic()
+    draw(mosaic, FrameStamp(frame=2**32 + 5, emit_ms=2**48 + 7))
+    assert read(mosaic) == FrameStamp(frame=5, emit_ms=7)
