@@ -32,6 +32,7 @@ def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--lat", type=float, default=52.0, help="site latitude, degrees north")
     p.add_argument("--lon", type=float, default=4.9, help="site longitude, degrees east")
     p.add_argument("--serial", default="4ddb0535")
+    p.add_argument("--charging", action="store_true", help="on external power: battery charges")
     p.add_argument("--key", type=Path, help="PEM private key of the login key pair")
     p.add_argument(
         "--write-key", type=Path, help="save the login private key here (for a client's --key)"
@@ -89,6 +90,7 @@ async def _simulate(args: argparse.Namespace) -> None:
         lon_deg=args.lon,
         key_pem=args.key.read_bytes() if args.key else None,
         faults=args.fault,
+        charging=args.charging,
     )
     simulator = Simulator(config)
     if args.write_key:

@@ -14,6 +14,7 @@ from scopelink.seestar.errors import CommandError
 from scopelink.seestar.events import (
     AutoFocus,
     AutoGoto,
+    DiskSpace,
     Event,
     FocuserMove,
     ScopeGoto,
@@ -23,7 +24,8 @@ from scopelink.seestar.events import (
     WheelMove,
 )
 from scopelink.seestar.imaging import ImagingClient
-from scopelink.simulator.simulator import Simulator
+from scopelink.simulator.simulator import Simulator, SimulatorConfig
+from scopelink.simulator.telescope import ConnectionInfo
 from tests.conftest import sky_at
 
 
@@ -278,3 +280,23 @@ async def test_stacking_with_image_download(sim: Simulator, scope: SeestarComman
         assert stacked.rgb.max() > 2 * np.median(stacked.rgb), "stars stand out of the sky"
     finally:
         await imaging.close()
+
+
+async def test_stacked_frames_use_disk_space(scope: SeestarCommands) -> None:
+    before = await scope.get_disk_volume()
+    await scope.set_exposure(stack_ms=50)
+    await scope.start_view(ViewMode.STAR)
+    await scope.start_stack(restart=True)
+    event = await scope.client.wait_for_event("DiskSpace", timeout=5)
+    assert isinstance(event, DiskSpace) and event.used_percent is not None
+    assert (await scope.get_disk_volume()).free_mb < before.free_mb
+
+
+async def test_battery_drains_on_battery_and_charges_on_power() -> None:
+    for charging in (False, True):
+        async with Simulator(SimulatorConfig.ephemeral(charging=charging)) as sim:
+            start = sim.telescope.power.battery
+            await asyncio.sleep(0.5)
+            state = sim.telescope.device_state(ConnectionInfo())["pi_status"]
+            assert (sim.telescope.power.battery > start) is charging
+            assert state["charger_status"] == ("Charging" if charging else "Discharging")

@@ -36,6 +36,8 @@ class SimulatorConfig:
     lon_deg: float = 4.9
     slew_rate_deg_s: float = 4.0
     idle_cut_s: float = FIRMWARE_IDLE_CUT_S
+    #: On external power: the battery charges instead of draining.
+    charging: bool = False
     #: The login key pair as a PEM private key; generated when the firmware has a login.
     key_pem: bytes | None = None
     faults: list[str] = field(default_factory=list)
@@ -70,6 +72,7 @@ class Simulator:
             seed=config.seed,
             public_key_pem=config.key_pem,
             slew_rate_deg_s=config.slew_rate_deg_s,
+            charging=config.charging,
         )
         self.control = ControlServer(
             self.telescope,

@@ -33,6 +33,7 @@ VIEW_MODES = frozenset({"star", "moon", "sun", "planet", "scenery", "solar_sys"}
 FOCUSER_MAX_STEP = 2600
 FOCUSER_STEPS_PER_S = 400.0
 WHEEL_NAMES = {0: "Dark", 1: "IRCut", 2: "LP"}
+LOW_BATTERY_PERCENT = 10.0
 
 
 class FirmwareError(Exception):
@@ -157,6 +158,7 @@ class SimulatedTelescope:
         clock: Callable[[], float] = time.time,
         public_key_pem: bytes | None = None,
         slew_rate_deg_s: float = 4.0,
+        charging: bool = False,
     ) -> None:
         self.profile = profile
         self.serial = serial
@@ -177,7 +179,7 @@ class SimulatedTelescope:
         self.focuser_state = "idle"
         self.wheel = 1
         self.gain = 80
-        self.power = Power()
+        self.power = Power(charging=charging)
         self.disk_total_mb = 51_000.0
         self.disk_free_mb = 40_200.0
         self.time_offset_s = 0.0
@@ -232,8 +234,11 @@ class SimulatedTelescope:
         while True:
             await asyncio.sleep(0.2)
             now = time.monotonic()
+            low_before = self.power.battery < LOW_BATTERY_PERCENT
             self.power.step(now - last)
             last = now
+            if self.power.battery < LOW_BATTERY_PERCENT and not low_before:
+                self.emit("Alert", state="working", error="battery low", code=0)
             moving = self.mount.motion is MotionKind.MOVE
             if self._was_moving and not moving:
                 self.emit(
@@ -640,6 +645,7 @@ class SimulatedTelescope:
                 else:
                     s.stacked += 1
                     self.disk_free_mb = max(0.0, self.disk_free_mb - 24.0)
+                    self.emit("DiskSpace", used_percent=self._volume()["used_percent"])
                 self.emit(
                     "Stack",
                     state="frame_complete",
