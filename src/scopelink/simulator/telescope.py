@@ -80,6 +80,11 @@ class Power:
         return "Discharging"
 
 
+def _lapse_ms(start: float) -> int:
+    """Milliseconds since `start` (monotonic): the events' `lapse_ms`."""
+    return int((time.monotonic() - start) * 1000)
+
+
 def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
@@ -333,14 +338,9 @@ class SimulatedTelescope:
                 await asyncio.sleep(0.05)
         except asyncio.CancelledError:
             self.mount.stop()
-            self.emit(
-                "ScopeGoto",
-                state="cancel",
-                lapse_ms=int((time.monotonic() - start) * 1000),
-                route=route,
-            )
+            self.emit("ScopeGoto", state="cancel", lapse_ms=_lapse_ms(start), route=route)
             raise
-        lapse = int((time.monotonic() - start) * 1000)
+        lapse = _lapse_ms(start)
         if self.mount.target is None and not self.mount.tracking:
             self.emit("ScopeGoto", state="cancel", lapse_ms=lapse, route=route)
             return False
@@ -356,7 +356,8 @@ class SimulatedTelescope:
         self.emit("ScopeTrack", state="on", tracking=True, manual=False, route=route)
         return True
 
-    def _goto(self, ra: float, dec: float) -> None:
+    def _point_mount(self, ra: float, dec: float) -> None:
+        """Start the mount's slew, refusing with the firmware's codes."""
         if self._busy_moving():
             raise MOVING
         try:
@@ -365,6 +366,9 @@ class SimulatedTelescope:
             raise MOVING from None
         except BelowHorizon:
             raise FAIL from None
+
+    def _goto(self, ra: float, dec: float) -> None:
+        self._point_mount(ra, dec)
 
         async def body() -> None:
             await self._slew(ra, dec, [])
@@ -372,14 +376,7 @@ class SimulatedTelescope:
         self._start_operation("ScopeGoto", body)
 
     def _auto_goto(self, ra: float, dec: float, name: str, mode: str, lp: bool) -> None:
-        if self._busy_moving():
-            raise MOVING
-        try:
-            self.mount.goto(ra, dec)
-        except MountBusy:
-            raise MOVING from None
-        except BelowHorizon:
-            raise FAIL from None
+        self._point_mount(ra, dec)
         self._stop_stacking("cancel")
         self.view = ViewState(
             mode=mode,
@@ -408,28 +405,13 @@ class SimulatedTelescope:
             try:
                 self.emit("AutoGoto", state="working", lapse_ms=0, count=1, route=route)
                 if not await self._slew(ra, dec, ["View", "AutoGoto"]):
-                    self.emit(
-                        "AutoGoto",
-                        state="cancel",
-                        route=route,
-                        lapse_ms=int((time.monotonic() - start) * 1000),
-                    )
+                    self.emit("AutoGoto", state="cancel", route=route, lapse_ms=_lapse_ms(start))
                     return
                 await self._plate_solve(["View", "AutoGoto"])
             except asyncio.CancelledError:
-                self.emit(
-                    "AutoGoto",
-                    state="cancel",
-                    route=route,
-                    lapse_ms=int((time.monotonic() - start) * 1000),
-                )
+                self.emit("AutoGoto", state="cancel", route=route, lapse_ms=_lapse_ms(start))
                 raise
-            self.emit(
-                "AutoGoto",
-                state="complete",
-                route=route,
-                lapse_ms=int((time.monotonic() - start) * 1000),
-            )
+            self.emit("AutoGoto", state="complete", route=route, lapse_ms=_lapse_ms(start))
             self._enter_preview()
 
         self._start_operation("AutoGoto", body)
@@ -443,7 +425,7 @@ class SimulatedTelescope:
         )
         await asyncio.sleep(0.3)
         p = self.mount.position()
-        duration = int((time.monotonic() - start) * 1000)
+        duration = _lapse_ms(start)
         self.emit(
             "PlateSolve",
             state="complete",
@@ -506,14 +488,9 @@ class SimulatedTelescope:
                     await asyncio.sleep(0.05)
             except asyncio.CancelledError:
                 self.mount.stop()
-                self.emit(
-                    "ScopeHome",
-                    state="cancel",
-                    close=False,
-                    lapse_ms=int((time.monotonic() - start) * 1000),
-                )
+                self.emit("ScopeHome", state="cancel", close=False, lapse_ms=_lapse_ms(start))
                 raise
-            lapse = int((time.monotonic() - start) * 1000)
+            lapse = _lapse_ms(start)
             if self.mount.parked:
                 self.emit("ScopeHome", state="complete", close=True, lapse_ms=lapse, equ_mode=False)
             else:
@@ -546,7 +523,7 @@ class SimulatedTelescope:
                     state="working",
                     position=self.focuser,
                     route=route,
-                    lapse_ms=int((time.monotonic() - start) * 1000),
+                    lapse_ms=_lapse_ms(start),
                 )
         except asyncio.CancelledError:
             self.emit("FocuserMove", state="cancel", position=self.focuser, route=route)
@@ -558,7 +535,7 @@ class SimulatedTelescope:
             state="complete",
             position=self.focuser,
             route=route,
-            lapse_ms=int((time.monotonic() - start) * 1000),
+            lapse_ms=_lapse_ms(start),
         )
 
     def _autofocus(self) -> None:
@@ -577,26 +554,16 @@ class SimulatedTelescope:
                 points = [self.focus_best + d for d in (-150, -75, 0, 75, 150)]
                 for step in points:
                     await self._focuser_travel(step, ["View", "AutoFocus"])
-                    self.emit(
-                        "AutoFocus",
-                        state="working",
-                        route=route,
-                        lapse_ms=int((time.monotonic() - start) * 1000),
-                    )
+                    self.emit("AutoFocus", state="working", route=route, lapse_ms=_lapse_ms(start))
                 await self._focuser_travel(self.focus_best, ["View", "AutoFocus"])
             except asyncio.CancelledError:
-                self.emit(
-                    "AutoFocus",
-                    state="cancel",
-                    route=route,
-                    lapse_ms=int((time.monotonic() - start) * 1000),
-                )
+                self.emit("AutoFocus", state="cancel", route=route, lapse_ms=_lapse_ms(start))
                 raise
             self.emit(
                 "AutoFocus",
                 state="complete",
                 route=route,
-                lapse_ms=int((time.monotonic() - start) * 1000),
+                lapse_ms=_lapse_ms(start),
                 result={"last_point": [self.focus_best, 2.1]},
             )
 
@@ -631,7 +598,7 @@ class SimulatedTelescope:
             while True:
                 exposure_s = float(self.settings["exp_ms"].get("stack_l", 10000)) / 1000.0
                 await asyncio.sleep(max(0.05, exposure_s))
-                lapse = int((time.monotonic() - start) * 1000)
+                lapse = _lapse_ms(start)
                 self.emit(
                     "Exposure",
                     state="complete",
