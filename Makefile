@@ -12,9 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Start scopelink (today: the simulated telescope on its real ports).
+## Start scopelink: the web app on http://localhost:8000/ with the built-in simulator.
 run: $(STAMP)
-	$(BIN)/scopelink simulate
+	$(BIN)/scopelink serve
 
 ## Lint, then run every test.
 test: $(STAMP)

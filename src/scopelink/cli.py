@@ -1,4 +1,8 @@
-"""The `scopelink` command: `simulate` runs a simulated telescope, `discover` finds telescopes."""
+"""The `scopelink` command.
+
+`serve` runs the web app (with the built-in simulator when no telescope is given), `simulate`
+runs a simulated telescope on the real ports, `discover` finds telescopes on the network.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +48,86 @@ def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="SPEC",
         help="inject a fault: delay=S, stall=S, split, coalesce, malformed=P",
     )
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the web app")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--telescope",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="a telescope to connect to (repeatable); none: the built-in simulator",
+    )
+    p.add_argument("--discover", action="store_true", help="find telescopes on the network")
+    p.add_argument("--key", type=Path, help="PEM private key for the firmware login (7.18+)")
+    p.add_argument("--simulator-fps", type=float, default=5.0)
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another Host name the app answers to (e.g. a reverse proxy's)",
+    )
+    p.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="another origin allowed to send commands, e.g. https://example.org",
+    )
+    p.add_argument(
+        "--operator-token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="a token that may command the telescope (repeatable)",
+    )
+    p.add_argument(
+        "--viewer-token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="a token that may only watch (repeatable)",
+    )
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import secrets
+
+    import uvicorn
+
+    from scopelink.settings import AppSettings, TelescopeTarget
+    from scopelink.web.app import create_app
+
+    key = args.key.read_bytes() if args.key else None
+    targets = []
+    for spec in args.telescope:
+        host, _, port = spec.rpartition(":") if spec.count(":") == 1 else (spec, "", "")
+        targets.append(
+            TelescopeTarget(host=host, control_port=int(port or CONTROL_PORT), key_pem=key)
+        )
+    tokens = {t: "operator" for t in args.operator_token} | {t: "viewer" for t in args.viewer_token}
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    if not tokens and not loopback:
+        # Reachable from the network: never without a token.
+        token = secrets.token_urlsafe(18)
+        tokens[token] = "operator"
+        print(f"Operator token (open the app with ?token=...): {token}", flush=True)
+    settings = AppSettings(
+        host=args.host,
+        port=args.port,
+        telescopes=targets,
+        discover=args.discover,
+        simulator_fps=args.simulator_fps,
+        allowed_hosts=args.allowed_host,
+        allowed_origins=args.allowed_origin,
+        tokens=tokens,
+    )
+    print(f"scopelink on http://{'localhost' if loopback else args.host}:{args.port}/", flush=True)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
 
 
 def _discover_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -117,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scopelink", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
     _simulate_parser(sub)
     _discover_parser(sub)
     args = parser.parse_args(argv)
@@ -125,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        if args.command == "simulate":
+        if args.command == "serve":
+            _serve(args)
+        elif args.command == "simulate":
             asyncio.run(_simulate(args))
         elif args.command == "discover":
             return asyncio.run(_discover(args))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CONTROL_PORT = 4700
 IMAGING_PORT = 4800
@@ -36,3 +36,40 @@ class Backoff:
         """Delay before reconnect attempt `attempt` (0-based); `rand` is uniform in [0, 1)."""
         cap = min(self.maximum_s, self.initial_s * self.factor**attempt)
         return cap * (0.5 + 0.5 * rand)
+
+
+@dataclass(slots=True)
+class TelescopeTarget:
+    """A telescope the app should connect to."""
+
+    host: str
+    control_port: int = CONTROL_PORT
+    imaging_port: int = IMAGING_PORT
+    name: str | None = None
+    #: PEM private key for the firmware login handshake (7.18+), if the user has one.
+    key_pem: bytes | None = None
+
+
+@dataclass(slots=True)
+class AppSettings:
+    """Everything `scopelink serve` can be told; defaults are safe for a single local user."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    telescopes: list[TelescopeTarget] = field(default_factory=list)
+    #: Probe the network for telescopes at start-up.
+    discover: bool = False
+    #: Run the built-in simulator when no telescope is configured and discovery is off.
+    simulator: bool = True
+    simulator_fps: float = 5.0
+    #: Extra `Host` header values accepted besides localhost and the bind address.
+    allowed_hosts: list[str] = field(default_factory=list)
+    #: Extra origins accepted for state changes besides the app's own.
+    allowed_origins: list[str] = field(default_factory=list)
+    #: Tokens and their roles ("viewer" or "operator"); empty means no token is required.
+    tokens: dict[str, str] = field(default_factory=dict)
+    #: Commands per second allowed per client (burst of twice that).
+    command_rate: float = 10.0
+    sse_heartbeat_s: float = 15.0
+    mjpeg_width: int = 540
+    mjpeg_quality: int = 80

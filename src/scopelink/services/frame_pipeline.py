@@ -1,0 +1,447 @@
+"""The frame pipeline: camera frames made viewable once and shared by every viewer.
+
+Owns three things for one telescope:
+
+- **Display frames.** A task follows the imaging client's decoded previews ("latest wins": a
+  frame that arrives while the previous one is being processed replaces the one waiting) and turns
+  each into an 8-bit RGB `DisplayFrame` in a worker thread, once, whatever the number of viewers.
+  The screen stretch is the usual astronomical auto-stretch: black point and midtones from the
+  median and MAD of a subsample, linked across channels so colours keep their balance.
+- **JPEG variants.** `jpeg()` encodes a display frame at most once per (width, quality); every
+  viewer asking for the same variant of the same frame shares that one encode.
+- **Viewer demand.** `viewer()` counts viewers: the first starts the telescope's preview stream,
+  and the stream stops a short linger after the last leaves, so a page reload does not bounce it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import statistics
+import time
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from scopelink import framestamp
+from scopelink.framestamp import FrameStamp
+from scopelink.seestar.frames import FrameKind, ImagingFrame
+from scopelink.seestar.imaging import ImagingClient
+from scopelink.seestar.imaging_protocol import FrameHeader
+from scopelink.seestar.latest import LatestValue, SlotClosedError
+
+log = logging.getLogger(__name__)
+
+#: JPEG limits: narrower is useless, wider than the sensor is only upscaling.
+MIN_JPEG_WIDTH = 64
+MAX_JPEG_WIDTH = 1080
+MIN_JPEG_QUALITY = 30
+MAX_JPEG_QUALITY = 95
+
+#: Where the auto-stretch puts the sky background (0 black, 1 white).
+TARGET_BACKGROUND = 0.25
+#: Black point, in (normalised) MADs from the median; the usual screen-stretch value.
+SHADOWS_CLIP_MADS = -2.8
+#: MAD of a normal distribution is 0.6745 sigma; this scales it to sigma.
+MAD_TO_SIGMA = 1.4826
+#: Statistics come from every n-th pixel in each direction: 1/16 of the frame is plenty.
+SAMPLE_STEP = 4
+#: Process times kept for the mean and median shown by the API.
+_RECENT = 120
+#: How often to look for the imaging client's new frame slot after it closed its old one.
+_SLOT_POLL_S = 0.1
+_U16_MAX = 65535
+
+
+class DisplayError(ValueError):
+    """A frame that cannot be made into a display image (no pixels, unsupported type)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StretchParams:
+    """One linked screen stretch, in input values normalised to 0..1."""
+
+    #: Median and MAD (scaled to sigma) of the subsample.
+    median: float
+    mad: float
+    #: Input at or below this becomes black.
+    black: float
+    #: Midtones balance of the transfer function (0.5 is linear).
+    midtone: float
+
+
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
+class DisplayFrame:
+    """One frame ready to show: 8-bit RGB plus where it came from and what it cost."""
+
+    #: (h, w, 3) uint8 RGB, read-only because every viewer shares it.
+    rgb8: np.ndarray
+    kind: FrameKind
+    #: The imaging header of the source frame (image id, frame id, size).
+    header: FrameHeader
+    #: The simulator's frame stamp, read from the source frame; None if it has none.
+    stamp: FrameStamp | None
+    #: `time.monotonic()` when the source frame's last byte arrived.
+    received: float
+    #: `time.monotonic()` when processing finished.
+    processed: float
+    #: Seconds spent in stretch + stamp read (in the worker thread).
+    process_s: float
+    #: The stretch applied; None when the source was already 8-bit (a JPEG stack).
+    stretch: StretchParams | None
+
+    @property
+    def image_id(self) -> int:
+        return self.header.image_id
+
+    @property
+    def frame_id(self) -> int:
+        return self.header.frame_id
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb8.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb8.shape[0])
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    """Counters since the pipeline was created, for the API and tests."""
+
+    #: Preview frames stretched and published to `frames`.
+    frames_processed: int = 0
+    #: Preview frames never processed because a newer one arrived first.
+    frames_skipped: int = 0
+    stacks_processed: int = 0
+    #: Frames that could not be processed (logged).
+    errors: int = 0
+    #: JPEG encodes actually run (shared ones count once).
+    jpeg_encodes: int = 0
+    recent_process_s: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT))
+    recent_jpeg_s: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT))
+
+    @property
+    def mean_process_ms(self) -> float | None:
+        return _ms(statistics.fmean, self.recent_process_s)
+
+    @property
+    def median_process_ms(self) -> float | None:
+        return _ms(statistics.median, self.recent_process_s)
+
+    @property
+    def median_jpeg_ms(self) -> float | None:
+        return _ms(statistics.median, self.recent_jpeg_s)
+
+
+def _ms(summary: object, values: deque[float]) -> float | None:
+    return summary(values) * 1000.0 if values else None  # type: ignore[operator]
+
+
+# -- the stretch (pure functions, run in worker threads) -----------------------------------------
+
+
+def mtf(midtone: float | np.ndarray, x: float | np.ndarray) -> float | np.ndarray:
+    """The midtones transfer function: 0 -> 0, 1 -> 1, `midtone` -> 0.5."""
+    return (midtone - 1.0) * x / ((2.0 * midtone - 1.0) * x - midtone)
+
+
+def _median_of_histogram(counts: np.ndarray, total: int) -> int:
+    return int(np.searchsorted(np.cumsum(counts), (total + 1) // 2))
+
+
+def measure_stretch(rgb16: np.ndarray, step: int = SAMPLE_STEP) -> StretchParams:
+    """Linked stretch parameters of a uint16 (h, w, 3) image, from every `step`-th pixel."""
+    if rgb16.dtype != np.uint16:
+        raise DisplayError(f"expected a uint16 image, got {rgb16.dtype}")
+    sample = rgb16[::step, ::step].ravel()
+    if sample.size == 0:
+        raise DisplayError("empty image")
+    # Histograms make median and MAD linear-time: no sorting of a few hundred thousand values.
+    counts = np.bincount(sample, minlength=_U16_MAX + 1)
+    total = int(sample.size)
+    median = _median_of_histogram(counts, total)
+    deviations = np.zeros(_U16_MAX + 1, dtype=np.int64)
+    above = counts[median:]
+    deviations[: above.size] += above
+    below = counts[:median][::-1]  # distances 1, 2, ... below the median
+    deviations[1 : below.size + 1] += below
+    mad_adu = max(_median_of_histogram(deviations, total), 1)  # a flat frame still has 1 ADU
+    median_n = median / _U16_MAX
+    mad_n = MAD_TO_SIGMA * mad_adu / _U16_MAX
+    black = min(max(median_n + SHADOWS_CLIP_MADS * mad_n, 0.0), 1.0 - 1.0 / _U16_MAX)
+    background = (median_n - black) / (1.0 - black)
+    midtone = float(mtf(TARGET_BACKGROUND, background)) if background > 0 else 0.5
+    return StretchParams(median=median_n, mad=mad_n, black=black, midtone=midtone)
+
+
+def stretch_lut(params: StretchParams) -> np.ndarray:
+    """The stretch as a 65536-entry uint16 -> uint8 table (one table: the stretch is linked)."""
+    x = np.arange(_U16_MAX + 1, dtype=np.float64) / _U16_MAX
+    clipped = np.clip((x - params.black) / (1.0 - params.black), 0.0, 1.0)
+    y = mtf(params.midtone, clipped)
+    return np.clip(np.rint(np.asarray(y) * 255.0), 0, 255).astype(np.uint8)
+
+
+def auto_stretch(rgb16: np.ndarray) -> tuple[np.ndarray, StretchParams]:
+    """A uint16 RGB image as read-only uint8 RGB through a linked auto-stretch."""
+    params = measure_stretch(rgb16)
+    # A table lookup per value is cheaper than the arithmetic per value, and exact.
+    rgb8 = stretch_lut(params)[rgb16]
+    rgb8.flags.writeable = False
+    return rgb8, params
+
+
+def read_stamp(image: np.ndarray) -> FrameStamp | None:
+    """The frame stamp of an image, reading only the band at the top where it is drawn."""
+    width = image.shape[1]
+    rows = math.ceil(4 * width / framestamp.UNITS) + 1
+    return framestamp.read(image[:rows])
+
+
+def render_display(frame: ImagingFrame) -> DisplayFrame:
+    """Stretch one imaging frame into a DisplayFrame (blocking: run it in a worker thread)."""
+    started = time.perf_counter()
+    rgb = frame.rgb
+    if rgb is None:
+        raise DisplayError("an acknowledgement carries no image")
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise DisplayError(f"expected an (h, w, 3) image, got shape {rgb.shape}")
+    params: StretchParams | None
+    if rgb.dtype == np.uint8:
+        # A JPEG stack is already stretched by the telescope; stretching again would clip it.
+        rgb8, params = rgb, None
+        if rgb8.flags.writeable:
+            rgb8 = rgb8.copy()
+            rgb8.flags.writeable = False
+    else:
+        rgb8, params = auto_stretch(rgb)
+    stamp = read_stamp(rgb)
+    elapsed = time.perf_counter() - started
+    return DisplayFrame(
+        rgb8=rgb8,
+        kind=frame.kind,
+        header=frame.header,
+        stamp=stamp,
+        received=frame.received,
+        processed=time.monotonic(),
+        process_s=elapsed,
+        stretch=params,
+    )
+
+
+def clamp_width(width: int) -> int:
+    return min(max(int(width), MIN_JPEG_WIDTH), MAX_JPEG_WIDTH)
+
+
+def clamp_quality(quality: int) -> int:
+    return min(max(int(quality), MIN_JPEG_QUALITY), MAX_JPEG_QUALITY)
+
+
+def encode_jpeg(rgb8: np.ndarray, width: int, quality: int) -> bytes:
+    """RGB uint8 as a JPEG `width` pixels wide (never upscaled), aspect ratio kept (blocking)."""
+    height, source_width = rgb8.shape[:2]
+    image = rgb8
+    if width < source_width:
+        scaled_height = max(1, round(height * width / source_width))
+        # INTER_AREA averages the pixels it drops: no aliasing of stars and noise.
+        image = cv2.resize(image, (width, scaled_height), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise DisplayError(f"JPEG encoding failed at width {width}, quality {quality}")
+    return data.tobytes()
+
+
+# -- the service -----------------------------------------------------------------------------------
+
+
+class FramePipeline:
+    """Turns one telescope's preview frames into display frames and JPEGs, once for all viewers."""
+
+    def __init__(self, imaging: ImagingClient, *, linger_s: float = 2.0) -> None:
+        self.imaging = imaging
+        self.linger_s = linger_s
+        #: The newest processed preview frame; viewers `await frames.next(seq)`.
+        self.frames: LatestValue[DisplayFrame] = LatestValue()
+        #: The newest processed stacked image.
+        self.stack_frames: LatestValue[DisplayFrame] = LatestValue()
+        self.stats = PipelineStats()
+        self._viewers = 0
+        self._task: asyncio.Task[None] | None = None
+        self._linger: asyncio.Task[None] | None = None
+        self._running = False
+        # Encodes in flight or done, per frame; an entry goes when its frame is garbage.
+        self._jpegs: weakref.WeakKeyDictionary[
+            DisplayFrame, dict[tuple[int, int], asyncio.Task[bytes]]
+        ]
+        self._jpegs = weakref.WeakKeyDictionary()
+        # Concurrent requests for the same stack share one imaging frame, so one processing.
+        self._stack_job: tuple[ImagingFrame, asyncio.Task[DisplayFrame]] | None = None
+
+    @property
+    def viewers(self) -> int:
+        """How many viewers (`viewer()` contexts) are open."""
+        return self._viewers
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start following the imaging client's frames; a pipeline stopped before gets new slots."""
+        if self._running:
+            return
+        if self.frames.closed:
+            self.frames = LatestValue()
+        if self.stack_frames.closed:
+            self.stack_frames = LatestValue()
+        self._running = True
+        self._task = asyncio.create_task(self._follow(), name="frame-pipeline")
+
+    async def stop(self) -> None:
+        """Stop processing and close the slots, which ends every viewer's stream."""
+        if not self._running:
+            return
+        self._running = False
+        lingering = self._linger is not None and not self._linger.done()
+        for task in (self._task, self._linger):
+            if task is not None:
+                task.cancel()
+        for task in (self._task, self._linger):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._linger = None
+        if lingering:
+            # The linger was about to stop the stream; do it now instead of leaving it on.
+            await self.imaging.stop_streaming()
+        self.frames.close()
+        self.stack_frames.close()
+
+    # -- viewers ----------------------------------------------------------------------------------
+
+    def viewer(self) -> AbstractAsyncContextManager[None]:
+        """`async with pipeline.viewer():` while someone watches; streaming follows demand."""
+        return self._viewer()
+
+    @contextlib.asynccontextmanager
+    async def _viewer(self) -> AsyncIterator[None]:
+        self._viewers += 1
+        try:
+            if self._linger is not None:
+                self._linger.cancel()
+                self._linger = None
+            if not self.imaging.streaming:
+                await self.imaging.begin_streaming()
+            yield
+        finally:
+            self._viewers -= 1
+            if self._viewers == 0 and self._running:
+                self._linger = asyncio.create_task(self._stop_after_linger(), name="frame-linger")
+
+    async def _stop_after_linger(self) -> None:
+        await asyncio.sleep(self.linger_s)
+        if self._viewers == 0:
+            # Shielded: a viewer arriving mid-request must not cut the request in half.
+            await asyncio.shield(self.imaging.stop_streaming())
+            log.info(
+                "%s: no viewers for %.1f s; preview stream stopped",
+                self.imaging.name,
+                self.linger_s,
+            )
+
+    # -- processing -------------------------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        while True:
+            slot = self.imaging.frames
+            seen = 0
+            try:
+                while True:
+                    item = await slot.next(seen)
+                    if seen:
+                        self.stats.frames_skipped += item.seq - seen - 1
+                    seen = item.seq
+                    await self._process_preview(item.value)
+            except SlotClosedError:
+                log.debug("%s: frame slot closed; waiting for a new one", self.imaging.name)
+            # The client replaces a closed slot only when started again, and says nothing.
+            while self.imaging.frames is slot:
+                await asyncio.sleep(_SLOT_POLL_S)
+
+    async def _process_preview(self, frame: ImagingFrame) -> None:
+        try:
+            display = await asyncio.to_thread(render_display, frame)
+        except Exception:
+            # One bad frame must not end the live view for everybody.
+            self.stats.errors += 1
+            log.exception("%s: could not process preview frame", self.imaging.name)
+            return
+        self.stats.frames_processed += 1
+        self.stats.recent_process_s.append(display.process_s)
+        if not self.frames.closed:
+            self.frames.publish(display)
+
+    async def process_stack(self, frame: ImagingFrame) -> DisplayFrame:
+        """Stretch a stacked image like a preview and publish it to `stack_frames`.
+
+        Raises DisplayError when the frame carries no image.
+        """
+        job = self._stack_job
+        if job is None or job[0] is not frame:
+            task = asyncio.ensure_future(self._process_stack(frame))
+            self._stack_job = job = (frame, task)
+        return await asyncio.shield(job[1])
+
+    async def _process_stack(self, frame: ImagingFrame) -> DisplayFrame:
+        display = await asyncio.to_thread(render_display, frame)
+        self.stats.stacks_processed += 1
+        if not self.stack_frames.closed:
+            self.stack_frames.publish(display)
+        return display
+
+    # -- JPEG -------------------------------------------------------------------------------------
+
+    async def jpeg(self, display: DisplayFrame, width: int, quality: int) -> bytes:
+        """`display` as a JPEG, encoded once per (frame, width, quality) for every caller.
+
+        Width is clamped to 64..1080 and to the frame's own width, quality to 30..95.
+        """
+        key = (min(clamp_width(width), display.width), clamp_quality(quality))
+        encodes = self._jpegs.setdefault(display, {})
+        task = encodes.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._encode(display, *key))
+            task.add_done_callback(lambda done: self._forget_failed(display, key, done))
+            encodes[key] = task
+        # Shielded: a viewer that goes away must not cancel the encode others wait for.
+        return await asyncio.shield(task)
+
+    async def _encode(self, display: DisplayFrame, width: int, quality: int) -> bytes:
+        started = time.perf_counter()
+        data = await asyncio.to_thread(encode_jpeg, display.rgb8, width, quality)
+        self.stats.jpeg_encodes += 1
+        self.stats.recent_jpeg_s.append(time.perf_counter() - started)
+        return data
+
+    def _forget_failed(
+        self, display: DisplayFrame, key: tuple[int, int], task: asyncio.Task[bytes]
+    ) -> None:
+        if task.cancelled() or task.exception() is not None:
+            # Not cached: the next caller tries again. (exception() also marks it retrieved.)
+            encodes = self._jpegs.get(display)
+            if encodes is not None and encodes.get(key) is task:
+                del encodes[key]

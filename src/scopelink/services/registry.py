@@ -1,0 +1,110 @@
+"""The telescopes the app knows: configured, discovered, added at run time, or the simulator."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from scopelink.seestar.discovery import scan
+from scopelink.services.telescope import TelescopeSession, telescope_id_for
+from scopelink.settings import AppSettings, TelescopeTarget
+from scopelink.simulator.simulator import Simulator, SimulatorConfig
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[TelescopeSession], None]
+
+
+class UnknownTelescopeError(LookupError):
+    """No telescope has that id."""
+
+    def __init__(self, telescope_id: str) -> None:
+        super().__init__(f"no telescope with id {telescope_id!r}")
+        self.telescope_id = telescope_id
+
+
+class TelescopeRegistry:
+    """Owns every TelescopeSession and, when no telescope is configured, the built-in simulator."""
+
+    def __init__(self, settings: AppSettings) -> None:
+        self.settings = settings
+        self._sessions: dict[str, TelescopeSession] = {}
+        self._added: list[Listener] = []
+        self._removed: list[Listener] = []
+        self.simulator: Simulator | None = None
+
+    def on_added(self, listener: Listener) -> None:
+        self._added.append(listener)
+
+    def on_removed(self, listener: Listener) -> None:
+        self._removed.append(listener)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(self._sessions.values()))
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, telescope_id: str) -> TelescopeSession:
+        try:
+            return self._sessions[telescope_id]
+        except KeyError:
+            raise UnknownTelescopeError(telescope_id) from None
+
+    async def start(self) -> None:
+        for target in self.settings.telescopes:
+            await self.add(target)
+        if self.settings.discover:
+            report = await scan(timeout=3.0)
+            for found in report.telescopes:
+                await self.add(TelescopeTarget(host=found.ip, name=f"{found.model} {found.serial}"))
+        if not self._sessions and self.settings.simulator:
+            await self.start_simulator()
+
+    async def start_simulator(self) -> TelescopeSession:
+        """Run the built-in simulator in this process and connect to it."""
+        config = SimulatorConfig.ephemeral(fps=self.settings.simulator_fps)
+        self.simulator = Simulator(config)
+        await self.simulator.start()
+        target = TelescopeTarget(
+            host=self.simulator.host,
+            control_port=self.simulator.control.port,
+            imaging_port=self.simulator.imaging.port,
+            name="Simulator",
+            key_pem=self.simulator.key_pem,
+        )
+        return await self.add(target, telescope_id="simulator", simulated=True)
+
+    async def add(
+        self,
+        target: TelescopeTarget,
+        *,
+        telescope_id: str | None = None,
+        simulated: bool = False,
+    ) -> TelescopeSession:
+        base = telescope_id or telescope_id_for(target.name or target.host)
+        tid, n = base, 2
+        while tid in self._sessions:
+            tid, n = f"{base}-{n}", n + 1
+        session = TelescopeSession(tid, target, simulated=simulated)
+        self._sessions[tid] = session
+        await session.start()
+        for listener in self._added:
+            listener(session)
+        log.info("telescope %s added (%s)", tid, target.host)
+        return session
+
+    async def remove(self, telescope_id: str) -> None:
+        session = self.get(telescope_id)
+        del self._sessions[telescope_id]
+        for listener in self._removed:
+            listener(session)
+        await session.stop()
+        log.info("telescope %s removed", telescope_id)
+
+    async def stop(self) -> None:
+        for tid in list(self._sessions):
+            await self.remove(tid)
+        if self.simulator is not None:
+            await self.simulator.stop()
+            self.simulator = None

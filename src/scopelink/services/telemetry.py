@@ -1,0 +1,359 @@
+"""The telemetry hub: one state model per telescope, published as a snapshot plus deltas.
+
+Every status consumer (SSE now, the data channel later) reads it. State is built from the
+telescope's events and light polling. Messages carry increasing sequence numbers and the last
+few hundred are kept in a ring, so a consumer can resume after a gap (`Last-Event-ID`); one that
+fell further behind gets a fresh snapshot. Consumers hold only a cursor: a stalled consumer costs
+no memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from scopelink.schema.operations import Operation
+from scopelink.schema.state import TelescopeState
+from scopelink.seestar.errors import SeestarError
+from scopelink.seestar.events import (
+    TERMINAL_STATES,
+    DiskSpace,
+    Event,
+    FocuserMove,
+    PiStatus,
+    ScopeGoto,
+    ScopeHome,
+    ScopeTrack,
+    Stack,
+    Version,
+    View,
+)
+from scopelink.seestar.link import ConnectionState
+from scopelink.services.registry import TelescopeRegistry
+from scopelink.services.telescope import TelescopeSession
+
+log = logging.getLogger(__name__)
+
+#: Firmware events also forwarded as-is, for the UI's event log.
+LOGGED_EVENTS = frozenset(
+    {
+        "AutoGoto", "ScopeGoto", "ScopeTrack", "ScopeHome", "AutoFocus", "PlateSolve", "View",
+        "Stack", "WheelMove", "Alert", "Exposure",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryMessage:
+    """One message of a telescope's telemetry stream."""
+
+    seq: int
+    #: "snapshot", "delta", "operation" or "event".
+    kind: str
+    data: dict[str, Any]
+
+
+class TelemetryChannel:
+    """State and message stream of one telescope."""
+
+    def __init__(
+        self,
+        session: TelescopeSession,
+        *,
+        ring_size: int = 512,
+        poll_s: float = 2.0,
+        full_poll_s: float = 10.0,
+    ) -> None:
+        self.session = session
+        self.state = TelescopeState(id=session.id, name=session.name, simulated=session.simulated)
+        self.seq = 0
+        self._ring: deque[TelemetryMessage] = deque(maxlen=ring_size)
+        self._changed = asyncio.Event()
+        self._poll_s = poll_s
+        self._full_poll_s = full_poll_s
+        self._poller: asyncio.Task[None] | None = None
+        self._unsubscribe: list[Any] = []
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        s = self.session
+        self._unsubscribe.append(s.control.subscribe(self._on_event))
+        self._unsubscribe.append(s.control.add_state_listener(lambda _: self._on_link()))
+        self._unsubscribe.append(s.imaging.add_state_listener(lambda _: self._on_link()))
+        s.operations.subscribe(self._on_operation)
+        self._on_link()
+        self._poller = asyncio.create_task(self._poll(), name=f"telemetry-{s.id}")
+
+    async def stop(self) -> None:
+        self._closed = True
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        self._wake()
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def _append(self, kind: str, data: dict[str, Any]) -> None:
+        self.seq += 1
+        self._ring.append(TelemetryMessage(self.seq, kind, data))
+        self._wake()
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def update(self, changes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Merge `{section: {field: value}}` into the state; publish and return what changed."""
+        delta: dict[str, dict[str, Any]] = {}
+        for section, fields in changes.items():
+            model = getattr(self.state, section)
+            for name, value in fields.items():
+                if getattr(model, name) != value:
+                    setattr(model, name, value)
+                    delta.setdefault(section, {})[name] = value
+        if delta:
+            self._append("delta", delta)
+        return delta
+
+    def snapshot(self) -> TelemetryMessage:
+        return TelemetryMessage(self.seq, "snapshot", self.state.model_dump(mode="json"))
+
+    async def messages(self, after_seq: int | None = None) -> AsyncIterator[TelemetryMessage]:
+        """A snapshot (unless resuming within the ring), then every message as it comes.
+
+        Ends when the channel stops. The consumer's only state is its cursor.
+        """
+        cursor = after_seq
+        if cursor is None or not self._can_resume(cursor):
+            snap = self.snapshot()
+            yield snap
+            cursor = snap.seq
+        while not self._closed:
+            if self.seq <= cursor:
+                await self._changed.wait()
+                continue
+            if not self._can_resume(cursor):
+                snap = self.snapshot()  # fell out of the ring: start over from the state
+                yield snap
+                cursor = snap.seq
+                continue
+            for message in list(self._ring):
+                if message.seq > cursor:
+                    yield message
+                    cursor = message.seq
+
+    def _can_resume(self, cursor: int) -> bool:
+        if cursor > self.seq:
+            return False  # from another run of the server
+        if cursor == self.seq:
+            return True
+        return bool(self._ring) and self._ring[0].seq <= cursor + 1
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def _on_link(self) -> None:
+        s = self.session
+        error = s.control.last_error if s.control.state is not ConnectionState.CONNECTED else None
+        self.update(
+            {
+                "connection": {
+                    "control": str(s.control.state),
+                    "imaging": str(s.imaging.state),
+                    "last_error": error,
+                }
+            }
+        )
+        if s.control.connected:
+            device = s.control.device_state.get("device") or {}
+            self.update(
+                {
+                    "device": {
+                        "model": device.get("product_model"),
+                        "serial": device.get("sn"),
+                        "firmware": device.get("firmware_ver_string"),
+                    }
+                }
+            )
+            self._apply_device_state(s.control.device_state)
+
+    def _on_operation(self, op: Operation) -> None:
+        self.state.operation = op.model_copy()
+        self._append("operation", op.model_dump(mode="json"))
+
+    def _on_event(self, event: Event) -> None:
+        changes = _changes_from_event(event)
+        if changes:
+            self.update(changes)
+        if event.event in LOGGED_EVENTS:
+            self._append("event", event.raw)
+
+    async def _poll(self) -> None:
+        """Light polling for what events do not carry (position while idle, disk, settings)."""
+        last_full = 0.0
+        while True:
+            await asyncio.sleep(self._poll_s)
+            control = self.session.control
+            if not control.connected:
+                continue
+            try:
+                eq = await control.call("scope_get_equ_coord", timeout=5)
+                hz = await control.call("scope_get_horiz_coord", timeout=5)
+                position: dict[str, Any] = {}
+                if isinstance(eq, dict):
+                    position |= {"ra_hours": eq.get("ra"), "dec_deg": eq.get("dec")}
+                if isinstance(hz, list) and len(hz) >= 2:
+                    position |= {"alt_deg": hz[0], "az_deg": hz[1]}
+                self.update({"position": position})
+                if time.monotonic() - last_full >= self._full_poll_s:
+                    last_full = time.monotonic()
+                    self._apply_device_state(await control.call("get_device_state", timeout=5))
+                    self._apply_view_state(await control.call("get_view_state", timeout=5))
+            except SeestarError as exc:
+                log.debug("telemetry poll of %s failed: %s", self.session.id, exc)
+
+    def _apply_device_state(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            return
+        mount = state.get("mount") or {}
+        pi = state.get("pi_status") or {}
+        focuser = state.get("focuser") or {}
+        setting = state.get("setting") or {}
+        volumes = (state.get("storage") or {}).get("storage_volume") or [{}]
+        vol = volumes[0] if isinstance(volumes[0], dict) else {}
+        changes: dict[str, dict[str, Any]] = {
+            "mount": {"tracking": mount.get("tracking"), "parked": mount.get("close")},
+            "power": {
+                "battery_percent": pi.get("battery_capacity"),
+                "charging": pi.get("charge_online"),
+                "charger_status": pi.get("charger_status"),
+                "temperature_c": pi.get("temp"),
+            },
+            "focuser": {"position": focuser.get("step"), "max_step": focuser.get("max_step")},
+            "disk": {
+                "total_mb": vol.get("totalMB"),
+                "free_mb": vol.get("freeMB"),
+                "used_percent": vol.get("used_percent"),
+            },
+        }
+        for section, fields in changes.items():
+            changes[section] = {k: v for k, v in fields.items() if v is not None}
+        self.update(changes)
+        wanted = {k: setting[k] for k in ("exp_ms", "heater_enable", "isp_gain") if k in setting}
+        if wanted and wanted != self.state.settings:
+            self.state.settings = wanted
+            self._append("delta", {"settings": wanted})
+
+    def _apply_view_state(self, result: Any) -> None:
+        view = result.get("View") if isinstance(result, dict) else None
+        if not isinstance(view, dict):
+            return
+        changes: dict[str, dict[str, Any]] = {
+            "view": {
+                "mode": view.get("mode"),
+                "stage": view.get("stage"),
+                "state": view.get("state"),
+                "target_name": view.get("target_name") or None,
+            }
+        }
+        stack = view.get("Stack")
+        if isinstance(stack, dict):
+            changes["stack"] = {
+                "stacked": stack.get("stacked_frame", 0),
+                "dropped": stack.get("dropped_frame", 0),
+                "active": stack.get("state") == "working",
+            }
+        self.update(changes)
+
+
+def _changes_from_event(event: Event) -> dict[str, dict[str, Any]]:
+    """What an event says about the state, as `{section: {field: value}}`."""
+    match event:
+        case PiStatus():
+            power = {
+                "temperature_c": event.temp,
+                "battery_percent": event.battery_capacity,
+                "charger_status": event.charger_status,
+                "charging": event.charge_online,
+            }
+            return {"power": {k: v for k, v in power.items() if v is not None}}
+        case ScopeGoto():
+            changes: dict[str, dict[str, Any]] = {
+                "mount": {"motion": "idle" if event.terminal else "slewing", "parked": False}
+            }
+            if event.cur_ra_dec and len(event.cur_ra_dec) >= 2:
+                ra, dec = event.cur_ra_dec[:2]
+                changes["position"] = {"ra_hours": ra, "dec_deg": dec}
+            return changes
+        case ScopeTrack():
+            return {"mount": {"tracking": event.tracking}} if event.tracking is not None else {}
+        case ScopeHome():
+            if event.state == "complete" and event.close:
+                return {"mount": {"motion": "idle", "parked": True, "tracking": False}}
+            return {"mount": {"motion": "idle" if event.terminal else "parking"}}
+        case FocuserMove():
+            changes = {"focuser": {"moving": event.state not in TERMINAL_STATES}}
+            if event.position is not None:
+                changes["focuser"]["position"] = event.position
+            return changes
+        case View():
+            view = {"mode": event.mode, "stage": event.stage, "state": event.state}
+            if event.target_name is not None:
+                view["target_name"] = event.target_name or None
+            return {"view": view}
+        case Stack():
+            stack: dict[str, Any] = {
+                "active": event.state in ("start", "working", "frame_complete")
+            }
+            if event.stacked_frame is not None:
+                stack["stacked"] = event.stacked_frame
+            if event.dropped_frame is not None:
+                stack["dropped"] = event.dropped_frame
+            return {"stack": stack}
+        case DiskSpace():
+            return {"disk": {"used_percent": event.used_percent}}
+        case Version():
+            return {"device": {"firmware": event.firmware_ver_string}}
+    return {}
+
+
+class TelemetryHub:
+    """One TelemetryChannel per telescope, following the registry."""
+
+    def __init__(self, registry: TelescopeRegistry) -> None:
+        self._channels: dict[str, TelemetryChannel] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
+        registry.on_added(self._add)
+        registry.on_removed(self._remove)
+        for session in registry:
+            self._add(session)
+
+    def _add(self, session: TelescopeSession) -> None:
+        channel = TelemetryChannel(session)
+        self._channels[session.id] = channel
+        channel.start()
+
+    def _remove(self, session: TelescopeSession) -> None:
+        channel = self._channels.pop(session.id, None)
+        if channel is not None:
+            task = asyncio.create_task(channel.stop())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    def channel(self, telescope_id: str) -> TelemetryChannel:
+        return self._channels[telescope_id]
+
+    async def stop(self) -> None:
+        for channel in list(self._channels.values()):
+            await channel.stop()
+        self._channels.clear()

@@ -1,0 +1,1 @@
+"""Transports: REST, SSE, MJPEG and the browser UI. Thin adapters over the services."""

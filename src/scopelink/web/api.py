@@ -1,0 +1,322 @@
+"""The REST API: telescopes, their state and operations, commands, and the catalogue.
+
+Every command route parses its body into a schema model and hands it to the command service;
+nothing here talks to a telescope directly.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
+from pydantic import BaseModel, Field, ValidationError
+
+from scopelink.catalog import Catalogue
+from scopelink.schema import commands as c
+from scopelink.schema.operations import Operation
+from scopelink.schema.state import CommandAck, Problem, TelescopeState
+from scopelink.services.command_service import CommandService
+from scopelink.services.telemetry import TelemetryHub
+from scopelink.services.telescope import TelescopeSession
+from scopelink.settings import CONTROL_PORT, IMAGING_PORT, TelescopeTarget
+from scopelink.web.deps import Registry, Session
+from scopelink.web.security import Caller
+
+router = APIRouter(prefix="/api")
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {"application/problem+json": {}}}
+    for status in (403, 404, 409, 422, 429, 502, 503, 504)
+}
+
+
+def get_commands(request: Request) -> CommandService:
+    return request.app.state.commands
+
+
+def get_hub(request: Request) -> TelemetryHub:
+    return request.app.state.telemetry
+
+
+def get_catalogue(request: Request) -> Catalogue:
+    return request.app.state.catalogue
+
+
+def get_caller(request: Request) -> Caller:
+    return request.state.caller
+
+
+Commands = Annotated[CommandService, Depends(get_commands)]
+Hub = Annotated[TelemetryHub, Depends(get_hub)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        description="Send the same key again to get the same result without running twice.",
+    ),
+]
+
+
+def require_operator(caller: CallerDep) -> Caller:
+    if caller.role is not c.Role.OPERATOR:
+        raise HTTPException(403, "this needs an operator token")
+    return caller
+
+
+# -- session and telescopes -------------------------------------------------------------------
+
+
+class SessionInfo(BaseModel):
+    role: c.Role
+    token_required: bool
+
+
+@router.get("/session", response_model=SessionInfo, tags=["session"])
+async def session_info(request: Request, caller: CallerDep) -> SessionInfo:
+    """Who the server thinks you are."""
+    return SessionInfo(role=caller.role, token_required=request.app.state.policy.tokens_required)
+
+
+class TelescopeSummary(BaseModel):
+    id: str
+    name: str
+    host: str
+    simulated: bool
+    control: str
+    imaging: str
+
+
+class NewTelescope(BaseModel):
+    host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:\-\[\]]+$")
+    name: str | None = Field(default=None, max_length=64)
+    control_port: int = Field(default=CONTROL_PORT, ge=1, le=65535)
+    imaging_port: int = Field(default=IMAGING_PORT, ge=1, le=65535)
+
+
+def _summary(session: Any) -> TelescopeSummary:
+    return TelescopeSummary(
+        id=session.id,
+        name=session.name,
+        host=session.host,
+        simulated=session.simulated,
+        control=str(session.control.state),
+        imaging=str(session.imaging.state),
+    )
+
+
+@router.get("/telescopes", response_model=list[TelescopeSummary], tags=["telescopes"])
+async def list_telescopes(registry: Registry) -> list[TelescopeSummary]:
+    return [_summary(s) for s in registry]
+
+
+@router.post(
+    "/telescopes",
+    status_code=201,
+    response_model=TelescopeSummary,
+    responses=PROBLEMS,
+    tags=["telescopes"],
+)
+async def add_telescope(
+    body: NewTelescope, registry: Registry, _: Annotated[Caller, Depends(require_operator)]
+) -> TelescopeSummary:
+    """Connect to another telescope; it keeps retrying in the background until it answers."""
+    target = TelescopeTarget(
+        host=body.host,
+        control_port=body.control_port,
+        imaging_port=body.imaging_port,
+        name=body.name,
+    )
+    return _summary(await registry.add(target))
+
+
+@router.delete(
+    "/telescopes/{telescope_id}", status_code=204, responses=PROBLEMS, tags=["telescopes"]
+)
+async def remove_telescope(
+    session: Session, registry: Registry, _: Annotated[Caller, Depends(require_operator)]
+) -> None:
+    await registry.remove(session.id)
+
+
+@router.get(
+    "/telescopes/{telescope_id}",
+    response_model=TelescopeState,
+    responses=PROBLEMS,
+    tags=["telescopes"],
+)
+async def telescope_state(session: Session, hub: Hub) -> TelescopeState:
+    """The telescope's current state (the same model the event stream sends)."""
+    return hub.channel(session.id).state
+
+
+@router.get(
+    "/telescopes/{telescope_id}/operations", response_model=list[Operation], tags=["operations"]
+)
+async def list_operations(session: Session) -> list[Operation]:
+    return session.operations.recent()
+
+
+@router.get(
+    "/telescopes/{telescope_id}/operations/{operation_id}",
+    response_model=Operation,
+    responses=PROBLEMS,
+    tags=["operations"],
+)
+async def get_operation(session: Session, operation_id: str) -> Operation:
+    op = session.operations.get(operation_id)
+    if op is None:
+        raise HTTPException(404, f"no operation {operation_id!r} on {session.id}")
+    return op
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+async def _execute(
+    request: Request, session: Any, command: Any, caller: Caller, key: str | None
+) -> CommandAck:
+    service: CommandService = request.app.state.commands
+    return await service.execute(
+        session.id, command, client=caller.client, role=caller.role, idempotency_key=key
+    )
+
+
+@router.post(
+    "/telescopes/{telescope_id}/commands",
+    response_model=CommandAck,
+    responses=PROBLEMS,
+    tags=["commands"],
+)
+async def run_command(
+    request: Request,
+    session: Session,
+    caller: CallerDep,
+    command: Annotated[c.Command, Body()],
+    idempotency_key: IdempotencyKey = None,
+) -> CommandAck:
+    """Any command, by its `type`; the per-command routes below are shorthands for this."""
+    return await _execute(request, session, command, caller, idempotency_key)
+
+
+def _command_route(path: str, model: type[BaseModel], summary: str) -> None:
+    try:
+        model()
+        optional = True  # commands without required fields may be posted with no body at all
+    except ValidationError:
+        optional = False
+
+    async def route(
+        request: Request,
+        session: TelescopeSession,
+        caller: Caller,
+        body: BaseModel | None,
+        idempotency_key: str | None,
+    ) -> CommandAck:
+        command = body if body is not None else model()
+        return await _execute(request, session, command, caller, idempotency_key)
+
+    # The body's type differs per route, so the signature FastAPI reads is built here.
+    body_type = Annotated[model | None, Body()] if optional else Annotated[model, Body()]
+    param = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    route.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("request", param, annotation=Request),
+            inspect.Parameter("session", param, annotation=Session),
+            inspect.Parameter("caller", param, annotation=CallerDep),
+            inspect.Parameter(
+                "body", param, annotation=body_type, default=None if optional else inspect._empty
+            ),
+            inspect.Parameter("idempotency_key", param, annotation=IdempotencyKey, default=None),
+        ],
+        return_annotation=CommandAck,
+    )
+    route.__name__ = f"command_{path.replace('/', '_').replace('-', '_')}"
+    router.add_api_route(
+        f"/telescopes/{{telescope_id}}/{path}",
+        route,
+        methods=["POST"],
+        response_model=CommandAck,
+        responses=PROBLEMS,
+        summary=summary,
+        tags=["commands"],
+    )
+
+
+for _path, _model, _title in (
+    ("goto", c.Goto, "Slew to a target by name or coordinates, then track it"),
+    ("stop", c.Stop, "Stop every motion"),
+    ("move", c.Move, "Move in a direction at a speed for a while"),
+    ("park", c.Park, "Park the telescope"),
+    ("tracking", c.SetTracking, "Switch tracking on or off"),
+    ("focus", c.Focus, "Move the focuser (absolute or relative)"),
+    ("autofocus", c.Autofocus, "Run autofocus"),
+    ("autofocus/stop", c.StopAutofocus, "Stop autofocus"),
+    ("view", c.StartView, "Start a view mode"),
+    ("view/stop", c.StopView, "Stop the view"),
+    ("stack", c.StartStack, "Start stacking"),
+    ("stack/stop", c.StopStack, "Stop stacking"),
+    ("settings/exposure", c.SetExposure, "Set preview and stacking exposure"),
+    ("settings/gain", c.SetGain, "Set the gain"),
+    ("settings/lp-filter", c.SetLpFilter, "Switch the light-pollution filter"),
+    ("settings/dew-heater", c.SetDewHeater, "Switch the dew heater"),
+    ("time", c.SyncTime, "Set the telescope's clock"),
+    ("location", c.SyncLocation, "Set the telescope's site"),
+):
+    _command_route(_path, _model, _title)
+
+
+# -- catalogue --------------------------------------------------------------------------------
+
+
+class CatalogueEntry(BaseModel):
+    id: str
+    name: str
+    common_name: str | None
+    kind: str
+    ra_hours: float
+    dec_deg: float
+    magnitude: float | None
+    constellation: str | None
+    #: Altitude and azimuth now at the telescope's site, when a telescope is given.
+    alt_deg: float | None = None
+    az_deg: float | None = None
+
+
+@router.get("/catalog", response_model=list[CatalogueEntry], tags=["catalogue"])
+async def search_catalogue(
+    request: Request,
+    registry: Registry,
+    q: Annotated[str, Query(min_length=1, max_length=80, description="Name, e.g. `M 42`")],
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+    telescope_id: Annotated[str | None, Query(description="Give alt/az at its site")] = None,
+) -> list[CatalogueEntry]:
+    catalogue: Catalogue = request.app.state.catalogue
+    site: tuple[float, float] | None = None
+    if telescope_id is not None:
+        lon_lat = registry.get(telescope_id).control.device_state.get("location_lon_lat")
+        if isinstance(lon_lat, list) and len(lon_lat) == 2:
+            site = (float(lon_lat[1]), float(lon_lat[0]))
+    entries = []
+    for t in catalogue.search(q, limit=limit):
+        entry = CatalogueEntry(
+            id=t.id,
+            name=t.name,
+            common_name=t.common_name,
+            kind=str(t.kind),
+            ra_hours=t.ra_hours,
+            dec_deg=t.dec_deg,
+            magnitude=t.magnitude,
+            constellation=t.constellation,
+        )
+        if site is not None:
+            entry.alt_deg, entry.az_deg = catalogue.altaz(t, site[0], site[1])
+        entries.append(entry)
+    return entries
+
+
+@router.get("/health", tags=["session"])
+async def health() -> dict[str, str]:
+    return {"status": "ok"}

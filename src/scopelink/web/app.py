@@ -1,0 +1,62 @@
+"""The application factory: wires settings, services and transports into one ASGI app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from scopelink import __version__
+from scopelink.catalog import Catalogue
+from scopelink.services.command_service import CommandService
+from scopelink.services.registry import TelescopeRegistry
+from scopelink.services.telemetry import TelemetryHub
+from scopelink.settings import AppSettings
+from scopelink.web import api, mjpeg, problems, sse
+from scopelink.web.security import SecurityMiddleware, SecurityPolicy
+
+log = logging.getLogger(__name__)
+
+UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+
+
+def create_app(settings: AppSettings | None = None) -> FastAPI:
+    settings = settings or AppSettings()
+    policy = SecurityPolicy(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = TelescopeRegistry(settings)
+        app.state.registry = registry
+        app.state.telemetry = TelemetryHub(registry)
+        app.state.commands = CommandService(
+            registry, app.state.catalogue, rate=settings.command_rate
+        )
+        await registry.start()
+        try:
+            yield
+        finally:
+            await app.state.telemetry.stop()
+            await registry.stop()
+
+    app = FastAPI(
+        title="scopelink",
+        version=__version__,
+        description="Control a Seestar smart telescope and watch it live.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.policy = policy
+    app.state.catalogue = Catalogue()
+    problems.install(app)
+    app.include_router(api.router)
+    app.include_router(sse.router)
+    app.include_router(mjpeg.router)
+    if UI_DIR.is_dir():
+        app.mount("/", StaticFiles(directory=UI_DIR, html=True), name="ui")
+    app.add_middleware(SecurityMiddleware, policy=policy)
+    return app

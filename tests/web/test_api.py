@@ -1,0 +1,247 @@
+"""The REST API against the app with its simulator, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from scopelink import astro
+from scopelink.settings import AppSettings
+from scopelink.simulator.simulator import Simulator, SimulatorConfig
+from tests.web.conftest import RunningApp, serve, wait_connected
+
+T = "/api/telescopes/simulator"
+
+
+async def wait_operation(http: httpx.AsyncClient, op: dict[str, Any], timeout: float = 20) -> dict:
+    for _ in range(int(timeout / 0.05)):
+        current = (await http.get(f"{T}/operations/{op['id']}")).json()
+        if current["state"] in ("complete", "fail", "cancel"):
+            return current
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"operation {op['id']} did not finish: {current}")
+
+
+async def state(http: httpx.AsyncClient) -> dict[str, Any]:
+    return (await http.get(T)).json()
+
+
+async def test_the_simulator_is_listed_and_connected(http: httpx.AsyncClient) -> None:
+    telescopes = (await http.get("/api/telescopes")).json()
+    assert [t["id"] for t in telescopes] == ["simulator"]
+    assert telescopes[0]["simulated"] is True and telescopes[0]["control"] == "connected"
+    s = await state(http)
+    assert s["device"]["model"] == "Seestar S50"
+    assert s["power"]["battery_percent"] is not None
+
+
+async def test_goto_by_name_slews_and_ends_tracking_at_the_target(http: httpx.AsyncClient) -> None:
+    r = await http.post(f"{T}/goto", json={"target": "M 81"})
+    assert r.status_code == 200, r.text
+    ack = r.json()
+    assert ack["status"] == "accepted" and ack["operation"]["kind"] == "goto"
+    done = await wait_operation(http, ack["operation"])
+    assert done["state"] == "complete" and done["progress"] == 1.0
+    assert done["target"] == "M 81"
+    m81 = (await http.get("/api/catalog", params={"q": "M81"})).json()[0]
+    await asyncio.sleep(2.5)  # the telemetry poll picks up the tracked position
+    s = await state(http)
+    sep = astro.equatorial_separation_deg(
+        s["position"]["ra_hours"], s["position"]["dec_deg"], m81["ra_hours"], m81["dec_deg"]
+    )
+    assert sep < 0.1
+    assert s["mount"]["tracking"] is True
+    assert s["view"]["target_name"] == "M 81"
+
+
+async def test_goto_by_coordinates(http: httpx.AsyncClient, running: RunningApp) -> None:
+    mount = running.simulator.telescope.mount
+    import time
+
+    lst = astro.local_sidereal_hours(time.time(), mount.lon_deg)
+    eq = astro.horizontal_to_equatorial(45.0, 200.0, mount.lat_deg, lst)
+    r = await http.post(f"{T}/goto", json={"ra_hours": eq.ra_hours, "dec_deg": eq.dec_deg})
+    done = await wait_operation(http, r.json()["operation"])
+    assert done["state"] == "complete"
+
+
+async def test_bad_parameters_are_422_naming_the_field(http: httpx.AsyncClient) -> None:
+    r = await http.post(f"{T}/goto", json={"ra_hours": 25, "dec_deg": 10})
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["errors"][0]["field"] == "ra_hours"
+    assert "ra_hours" in problem["detail"]
+    r = await http.post(f"{T}/move", json={"direction": "sideways"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "direction"
+    r = await http.post(f"{T}/focus", json={"position": 100, "delta": 5})
+    assert r.status_code == 422 and "exactly one" in r.json()["detail"]
+
+
+async def test_unknown_target_suggests_names(http: httpx.AsyncClient) -> None:
+    r = await http.post(f"{T}/goto", json={"target": "Andromeda Galaxxy"})
+    assert r.status_code == 422
+    assert "M 31" in r.json()["detail"]
+
+
+async def test_unknown_telescope_is_a_404_problem(http: httpx.AsyncClient) -> None:
+    r = await http.post("/api/telescopes/nope/park")
+    assert r.status_code == 404
+    assert r.json()["title"] == "Unknown telescope"
+
+
+async def test_conflicting_motion_is_refused_with_a_reason(
+    http: httpx.AsyncClient, running: RunningApp
+) -> None:
+    running.simulator.telescope.mount.slew_rate_deg_s = 3.0
+    first = (await http.post(f"{T}/goto", json={"target": "M 81"})).json()
+    r = await http.post(f"{T}/goto", json={"target": "Polaris"})
+    assert r.status_code == 409
+    assert "goto to M 81 is in progress" in r.json()["detail"]
+    r = await http.post(f"{T}/park")
+    assert r.status_code == 409
+    r = await http.post(f"{T}/stop")
+    assert r.status_code == 200
+    done = await wait_operation(http, first["operation"])
+    assert done["state"] == "cancel"
+
+
+async def test_park_ends_parked(http: httpx.AsyncClient) -> None:
+    await wait_operation(
+        http, (await http.post(f"{T}/goto", json={"target": "M 81"})).json()["operation"]
+    )
+    r = await http.post(f"{T}/park")
+    done = await wait_operation(http, r.json()["operation"])
+    assert done["state"] == "complete" and done["message"] == "parked"
+    s = await state(http)
+    assert s["mount"]["parked"] is True and s["mount"]["tracking"] is False
+
+
+async def test_move_tracking_and_stop(http: httpx.AsyncClient) -> None:
+    await wait_operation(
+        http, (await http.post(f"{T}/goto", json={"target": "M 81"})).json()["operation"]
+    )
+    r = await http.post(f"{T}/move", json={"direction": "up", "speed": 1440, "duration_s": 1})
+    assert r.json()["status"] == "completed"
+    assert (await http.post(f"{T}/stop")).status_code == 200
+    r = await http.post(f"{T}/tracking", json={"on": False})
+    assert r.json()["result"] == {"tracking": False}
+
+
+async def test_focus_absolute_relative_and_autofocus(
+    http: httpx.AsyncClient, running: RunningApp
+) -> None:
+    r = await http.post(f"{T}/focus", json={"position": 1500})
+    done = await wait_operation(http, r.json()["operation"])
+    assert done["state"] == "complete"
+    r = await http.post(f"{T}/focus", json={"delta": -40})
+    assert (await wait_operation(http, r.json()["operation"]))["state"] == "complete"
+    assert running.simulator.telescope.focuser == 1460
+    r = await http.post(f"{T}/autofocus")
+    done = await wait_operation(http, r.json()["operation"], timeout=30)
+    assert done["state"] == "complete"
+    assert done["message"] == f"best focus at {running.simulator.telescope.focus_best}"
+
+
+async def test_view_stack_and_stacked_image(http: httpx.AsyncClient) -> None:
+    await http.post(f"{T}/settings/exposure", json={"stack_ms": 1000})
+    assert (await http.post(f"{T}/view", json={"mode": "star"})).status_code == 200
+    r = await http.post(f"{T}/stack", json={"restart": True})
+    op = r.json()["operation"]
+    assert op["kind"] == "stack"
+    await asyncio.sleep(2.5)
+    current = (await http.get(f"{T}/operations/{op['id']}")).json()
+    assert current["state"] == "working" and "frames stacked" in current["message"]
+    assert (await http.post(f"{T}/stack/stop")).status_code == 200
+    done = await wait_operation(http, op)
+    assert done["state"] == "complete"
+
+
+async def test_settings_time_and_location(http: httpx.AsyncClient, running: RunningApp) -> None:
+    for path, body in (
+        ("settings/exposure", {"continuous_ms": 200}),
+        ("settings/gain", {"gain": 100}),
+        ("settings/lp-filter", {"on": True}),
+        ("settings/dew-heater", {"on": True, "power_percent": 30}),
+        ("time", {"time_zone": "Europe/Amsterdam"}),
+        ("location", {"lat_deg": 48.2, "lon_deg": 16.4}),
+    ):
+        r = await http.post(f"{T}/{path}", json=body)
+        assert r.status_code == 200, (path, r.text)
+        assert r.json()["status"] == "completed"
+    sim = running.simulator.telescope
+    assert sim.gain == 100 and sim.settings["heater_enable"] is True
+    assert sim.location == [16.4, 48.2]
+
+
+async def test_the_generic_command_route_takes_any_command(http: httpx.AsyncClient) -> None:
+    r = await http.post(f"{T}/commands", json={"type": "set_gain", "gain": 90})
+    assert r.status_code == 200 and r.json()["result"] == {"gain": 90}
+    r = await http.post(f"{T}/commands", json={"type": "launch"})
+    assert r.status_code == 422
+
+
+async def test_same_idempotency_key_runs_once(http: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "focus-once"}
+    first = await http.post(f"{T}/focus", json={"delta": 10}, headers=headers)
+    again = await http.post(f"{T}/focus", json={"delta": 10}, headers=headers)
+    assert first.json()["command_id"] == again.json()["command_id"]
+    other = await http.post(f"{T}/focus", json={"delta": 20}, headers=headers)
+    assert other.status_code == 409 and other.json()["title"] == "Idempotency key reused"
+
+
+async def test_commands_are_rate_limited() -> None:
+    async with serve(AppSettings(command_rate=2.0)) as app:
+        async with httpx.AsyncClient(base_url=app.base_url) as http:
+            await wait_connected(http)
+            codes = [
+                (await http.post(f"{T}/tracking", json={"on": False})).status_code for _ in range(8)
+            ]
+            assert 429 in codes
+            assert codes[0] != 429
+
+
+async def test_telescope_that_vanishes_mid_goto_fails_the_operation_and_recovers(
+    http: httpx.AsyncClient, running: RunningApp
+) -> None:
+    sim = running.simulator
+    sim.telescope.mount.slew_rate_deg_s = 3.0
+    op = (await http.post(f"{T}/goto", json={"target": "M 81"})).json()["operation"]
+    sim.faults.stall(1.5)
+    sim.faults.drop()
+    done = await wait_operation(http, op)
+    assert done["state"] == "fail"
+    assert "lost the connection" in done["error"]
+    r = await http.post(f"{T}/tracking", json={"on": True})
+    assert r.status_code in (502, 503, 504, 422)
+    await asyncio.sleep(2.0)
+    await wait_connected(http)
+    assert (await http.post(f"{T}/stop")).status_code == 200
+
+
+async def test_telescopes_can_be_added_and_removed_at_run_time(http: httpx.AsyncClient) -> None:
+    async with Simulator(SimulatorConfig.ephemeral(serial="feedbeef")) as other:
+        r = await http.post(
+            "/api/telescopes",
+            json={
+                "host": "127.0.0.1",
+                "name": "Second",
+                "control_port": other.control.port,
+                "imaging_port": other.imaging.port,
+            },
+        )
+        assert r.status_code == 201, r.text
+        tid = r.json()["id"]
+        assert tid == "second"
+        await wait_connected(http, tid)
+        assert (await http.get(f"/api/telescopes/{tid}")).json()["device"]["serial"] == "feedbeef"
+        assert (await http.delete(f"/api/telescopes/{tid}")).status_code == 204
+        assert (await http.get(f"/api/telescopes/{tid}")).status_code == 404
+
+
+async def test_openapi_document_lists_the_commands(http: httpx.AsyncClient) -> None:
+    doc = (await http.get("/openapi.json")).json()
+    assert "/api/telescopes/{telescope_id}/goto" in doc["paths"]
+    assert "/api/telescopes/{telescope_id}/events" in doc["paths"]
