@@ -245,3 +245,15 @@ async def test_openapi_document_lists_the_commands(http: httpx.AsyncClient) -> N
     doc = (await http.get("/openapi.json")).json()
     assert "/api/telescopes/{telescope_id}/goto" in doc["paths"]
     assert "/api/telescopes/{telescope_id}/events" in doc["paths"]
+
+
+async def test_catalogue_search_gives_altitude_at_the_telescope_site(
+    http: httpx.AsyncClient,
+) -> None:
+    r = await http.get("/api/catalog", params={"q": "polaris", "telescope_id": "simulator"})
+    polaris = r.json()[0]
+    assert polaris["name"] == "Polaris" and polaris["kind"] == "star"
+    assert abs(polaris["alt_deg"] - 52.0) < 1.5, "Polaris stands at the site's latitude"
+    r = await http.get("/api/catalog", params={"q": "jupiter"})
+    assert r.json()[0]["kind"] == "planet"
+    assert (await http.get("/api/catalog", params={"q": ""})).status_code == 422
