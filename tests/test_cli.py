@@ -16,10 +16,20 @@ READY = re.compile(rb"control (\d+), imaging (\d+), discovery (\d+)")
 
 async def _start_simulator(*args: str) -> tuple[asyncio.subprocess.Process, list[int]]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "scopelink.cli", "simulate",
-        "--control-port", "0", "--imaging-port", "0", "--discovery-port", "0", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "scopelink.cli",
+        "simulate",
+        "--control-port",
+        "0",
+        "--imaging-port",
+        "0",
+        "--discovery-port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 20)
     match = READY.search(line)
@@ -63,9 +73,55 @@ async def test_simulate_command_injects_faults_from_the_command_line() -> None:
 
 async def test_simulate_command_rejects_an_unknown_fault() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "scopelink.cli", "simulate", "--fault", "explode",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "scopelink.cli",
+        "simulate",
+        "--fault",
+        "explode",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 1
     assert b"unknown fault 'explode'" in err
+
+
+async def test_serve_stops_promptly_with_viewers_connected() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "scopelink.cli",
+        "serve",
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            for _ in range(100):
+                try:
+                    if (await http.get("/api/telescopes")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            async with (
+                http.stream("GET", "/api/telescopes/simulator/stream.mjpeg") as mjpeg,
+                http.stream("GET", "/api/telescopes/simulator/events") as events,
+            ):
+                assert mjpeg.status_code == 200 and events.status_code == 200
+                proc.send_signal(signal.SIGINT)
+                assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert proc.stderr is not None
+    assert b"Traceback" not in await proc.stderr.read()

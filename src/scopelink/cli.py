@@ -97,10 +97,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _serve(args: argparse.Namespace) -> None:
     import secrets
 
-    import uvicorn
-
     from scopelink.settings import AppSettings, TelescopeTarget
-    from scopelink.web.app import create_app
+    from scopelink.web.server import run
 
     key = args.key.read_bytes() if args.key else None
     targets = []
@@ -127,7 +125,7 @@ def _serve(args: argparse.Namespace) -> None:
         tokens=tokens,
     )
     print(f"scopelink on http://{'localhost' if loopback else args.host}:{args.port}/", flush=True)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    run(settings)
 
 
 def _discover_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from scopelink.settings import AppSettings
 from scopelink.web.app import create_app
+from scopelink.web.server import make_server
 
 
 @dataclass
@@ -34,14 +34,14 @@ class RunningApp:
 @contextlib.asynccontextmanager
 async def serve(settings: AppSettings) -> AsyncIterator[RunningApp]:
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
+    server, sock = make_server(app, "127.0.0.1", 0)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
             if task.done():
                 task.result()
             await asyncio.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
+        port = sock.getsockname()[1]
         yield RunningApp(app, f"http://127.0.0.1:{port}", port)
     finally:
         server.should_exit = True

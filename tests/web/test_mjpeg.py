@@ -176,14 +176,18 @@ async def watch(
 
 
 def star_mask(image: np.ndarray) -> np.ndarray:
-    """Where the brightest stars are, below the stamp band, at a quarter of the resolution."""
-    grey = cv2.cvtColor(image[120:], cv2.COLOR_BGR2GRAY)
-    small = cv2.resize(grey, (grey.shape[1] // 4, grey.shape[0] // 4), interpolation=cv2.INTER_AREA)
-    return small > np.percentile(small, 99.8)
+    """Pixels well above the sky (6 sigma), below the stamp band, at half resolution."""
+    grey = cv2.cvtColor(image[120:], cv2.COLOR_BGR2GRAY).astype(np.float32)
+    half = cv2.resize(grey, (grey.shape[1] // 2, grey.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    sky = float(np.median(half))
+    sigma = 1.4826 * float(np.median(np.abs(half - sky)))
+    return half > sky + 6 * max(sigma, 1.0)
 
 
-def overlap(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum()) / max(1, int((a | b).sum()))
+def matched(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of star pixels in `a` with a star pixel of `b` at most one pixel away."""
+    near_b = cv2.dilate(b.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return float((a & near_b).sum()) / max(1, int(a.sum()))
 
 
 # -- the stream ------------------------------------------------------------------------------------
@@ -192,16 +196,10 @@ def overlap(a: np.ndarray, b: np.ndarray) -> float:
 async def test_mjpeg_streams_stamped_star_frames_that_change_as_the_mount_slews(
     app: App, http: httpx.AsyncClient
 ) -> None:
-    reader = MjpegReader()
-    async with http.stream("GET", STREAM) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"] == "multipart/x-mixed-replace; boundary=frame"
-        assert response.headers["cache-control"] == "no-store"
-        reading = asyncio.create_task(reader.read(response))
-        await wait_for_parts(reader, 3)
-        before = len(reader.parts)
-        await app.session.control.wait_connected(5)
-        commands = SeestarCommands(app.session.control)
+    await app.session.control.wait_connected(5)
+    commands = SeestarCommands(app.session.control)
+
+    async def slew_to(alt_deg: float, az_deg: float) -> None:
         arrived = asyncio.create_task(
             app.session.control.wait_for_event(
                 "ScopeGoto",
@@ -209,14 +207,26 @@ async def test_mjpeg_streams_stamped_star_frames_that_change_as_the_mount_slews(
                 timeout=10,
             )
         )
-        await commands.goto(*sky_at(app.simulator, 45.0, 120.0))
+        await commands.goto(*sky_at(app.simulator, alt_deg, az_deg))
         await arrived
-        await wait_for_parts(reader, len(reader.parts) + 3)
+        # Frames rendered during the slew may still be on their way; let them pass.
+        await wait_for_parts(reader, len(reader.parts) + 4)
+
+    reader = MjpegReader()
+    async with http.stream("GET", STREAM) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "multipart/x-mixed-replace; boundary=frame"
+        assert response.headers["cache-control"] == "no-store"
+        reading = asyncio.create_task(reader.read(response))
+        await wait_for_parts(reader, 2)
+        await slew_to(45.0, 120.0)
+        at_a = reader.parts[-2:]
+        await slew_to(45.0, 240.0)
+        at_b = reader.parts[-1]
         reading.cancel()
 
-    parts = reader.parts
     numbers = []
-    for part in parts:
+    for part in reader.parts:
         assert part.headers["content-type"] == "image/jpeg"
         assert int(part.headers["content-length"]) == len(part.body)
         image = part.image()
@@ -225,10 +235,10 @@ async def test_mjpeg_streams_stamped_star_frames_that_change_as_the_mount_slews(
         assert stamp is not None and stamp == part.header_stamp
         numbers.append(stamp.frame)
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
-    still_a, still_b = star_mask(parts[before - 2].image()), star_mask(parts[before - 1].image())
-    after = star_mask(parts[-1].image())
-    assert overlap(still_a, still_b) > 0.3, "a still mount shows the same stars"
-    assert overlap(still_b, after) < 0.1, "after the slew other stars are in view"
+    a1, a2, b = (star_mask(part.image()) for part in (*at_a, at_b))
+    assert a1.sum() >= 5 and b.sum() >= 5, "stars are in view"
+    assert matched(a1, a2) > 0.5, "a still mount shows the same stars"
+    assert matched(a2, b) < 0.2, "after the slew other stars are in view"
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float) -> None:
@@ -268,9 +278,10 @@ async def test_pipeline_work_does_not_grow_with_viewers(app: App, http: httpx.As
         encodes = stats.jpeg_encodes - encodes
         seen = [{p.header_stamp.frame for p in parts if p.header_stamp} for parts in watched]
         received = [len(frames) for frames in seen]
-        # The sessions overlap for ~2.5 s at 10 fps; each frame is processed once...
+        # The sessions overlap for ~2.5 s at 10 fps; each frame is processed once (the first
+        # frame a viewer gets may have been processed before it came)...
         assert 15 <= processed <= 35, processed
-        assert max(received) <= processed <= min(received) + 3, (viewers, processed, received)
+        assert max(received) - 1 <= processed <= min(received) + 3, (viewers, processed, received)
         # ...and encoded once per variant, not once per viewer. (A frame encoded in the round
         # before, or one encoded as the viewers left, makes the count differ by one or two.)
         per_variant = sum(len(set().union(*seen[v::2])) for v in range(2))

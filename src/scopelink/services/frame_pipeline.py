@@ -286,7 +286,7 @@ class FramePipeline:
             DisplayFrame, dict[tuple[int, int], asyncio.Task[bytes]]
         ]
         self._jpegs = weakref.WeakKeyDictionary()
-        # Concurrent requests for the same stack share one imaging frame, so one processing.
+        # Concurrent requests for a stack share one imaging frame, so one processing.
         self._stack_job: tuple[ImagingFrame, asyncio.Task[DisplayFrame]] | None = None
 
     @property
@@ -404,7 +404,15 @@ class FramePipeline:
         if job is None or job[0] is not frame:
             task = asyncio.ensure_future(self._process_stack(frame))
             self._stack_job = job = (frame, task)
+            task.add_done_callback(self._stack_done)
         return await asyncio.shield(job[1])
+
+    def _stack_done(self, task: asyncio.Task[DisplayFrame]) -> None:
+        # Let go of the (large) source frame; later requests bring a new one anyway.
+        if self._stack_job is not None and self._stack_job[1] is task:
+            self._stack_job = None
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("%s: could not process a stack: %s", self.imaging.name, task.exception())
 
     async def _process_stack(self, frame: ImagingFrame) -> DisplayFrame:
         display = await asyncio.to_thread(render_display, frame)
