@@ -5,8 +5,9 @@ Owns three things for one telescope:
 - **Display frames.** A task follows the imaging client's decoded previews ("latest wins": a
   frame that arrives while the previous one is being processed replaces the one waiting) and turns
   each into an 8-bit RGB `DisplayFrame` in a worker thread, once, whatever the number of viewers.
-  The screen stretch is the usual astronomical auto-stretch: black point and midtones from the
-  median and MAD of a subsample, linked across channels so colours keep their balance.
+  The screen stretch is the usual astronomical auto-stretch: the sky background neutralised,
+  then black point and midtones from the median and MAD of a subsample, one curve linked across
+  the channels so star colours keep their balance.
 - **JPEG variants.** `jpeg()` encodes a display frame at most once per (width, quality); every
   viewer asking for the same variant of the same frame shares that one encode.
 - **Viewer demand.** `viewer()` counts viewers: the first starts the telescope's preview stream,
@@ -46,7 +47,7 @@ MIN_JPEG_QUALITY = 30
 MAX_JPEG_QUALITY = 95
 
 #: Where the auto-stretch puts the sky background (0 black, 1 white).
-TARGET_BACKGROUND = 0.25
+TARGET_BACKGROUND = 0.15
 #: Black point, in (normalised) MADs from the median; the usual screen-stretch value.
 SHADOWS_CLIP_MADS = -2.8
 #: MAD of a normal distribution is 0.6745 sigma; this scales it to sigma.
@@ -75,6 +76,8 @@ class StretchParams:
     black: float
     #: Midtones balance of the transfer function (0.5 is linear).
     midtone: float
+    #: ADU taken off each channel first so the sky background is neutral grey (R, G, B).
+    offsets: tuple[int, int, int] = (0, 0, 0)
 
 
 @dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
@@ -160,15 +163,29 @@ def _median_of_histogram(counts: np.ndarray, total: int) -> int:
 
 
 def measure_stretch(rgb16: np.ndarray, step: int = SAMPLE_STEP) -> StretchParams:
-    """Linked stretch parameters of a uint16 (h, w, 3) image, from every `step`-th pixel."""
-    if rgb16.dtype != np.uint16:
-        raise DisplayError(f"expected a uint16 image, got {rgb16.dtype}")
-    sample = rgb16[::step, ::step].ravel()
+    """Stretch parameters of a uint16 (h, w, 3) image, from every `step`-th pixel.
+
+    The sky background is neutralised first: each channel loses what its median exceeds the
+    darkest channel's (sky glow is an additive cast). The stretch curve itself is then linked,
+    one curve for all three channels, so star colours keep their balance.
+    """
+    if rgb16.dtype != np.uint16 or rgb16.ndim != 3 or rgb16.shape[2] != 3:
+        raise DisplayError(f"expected a uint16 (h, w, 3) image, got {rgb16.dtype} {rgb16.shape}")
+    sample = rgb16[::step, ::step].reshape(-1, 3)
     if sample.size == 0:
         raise DisplayError("empty image")
     # Histograms make median and MAD linear-time: no sorting of a few hundred thousand values.
-    counts = np.bincount(sample, minlength=_U16_MAX + 1)
-    total = int(sample.size)
+    per_channel = [np.bincount(sample[:, c], minlength=_U16_MAX + 1) for c in range(3)]
+    total = int(sample.shape[0])
+    medians = [_median_of_histogram(counts, total) for counts in per_channel]
+    floor = min(medians)
+    offsets = tuple(m - floor for m in medians)
+    counts = np.zeros(_U16_MAX + 1, dtype=np.int64)
+    for channel_counts, offset in zip(per_channel, offsets, strict=True):
+        # The channel's histogram with `offset` taken off every value (clipped at zero).
+        counts[: _U16_MAX + 1 - offset] += channel_counts[offset:]
+        counts[0] += channel_counts[:offset].sum()
+    total *= 3
     median = _median_of_histogram(counts, total)
     deviations = np.zeros(_U16_MAX + 1, dtype=np.int64)
     above = counts[median:]
@@ -181,22 +198,33 @@ def measure_stretch(rgb16: np.ndarray, step: int = SAMPLE_STEP) -> StretchParams
     black = min(max(median_n + SHADOWS_CLIP_MADS * mad_n, 0.0), 1.0 - 1.0 / _U16_MAX)
     background = (median_n - black) / (1.0 - black)
     midtone = float(mtf(TARGET_BACKGROUND, background)) if background > 0 else 0.5
-    return StretchParams(median=median_n, mad=mad_n, black=black, midtone=midtone)
+    return StretchParams(median_n, mad_n, black, midtone, offsets)  # type: ignore[arg-type]
 
 
 def stretch_lut(params: StretchParams) -> np.ndarray:
-    """The stretch as a 65536-entry uint16 -> uint8 table (one table: the stretch is linked)."""
+    """The stretch as three 65536-entry uint16 -> uint8 tables, one per channel.
+
+    The curve is the same for all three; only the background offsets differ.
+    """
     x = np.arange(_U16_MAX + 1, dtype=np.float64) / _U16_MAX
     clipped = np.clip((x - params.black) / (1.0 - params.black), 0.0, 1.0)
-    y = mtf(params.midtone, clipped)
-    return np.clip(np.rint(np.asarray(y) * 255.0), 0, 255).astype(np.uint8)
+    curve = np.clip(np.rint(np.asarray(mtf(params.midtone, clipped)) * 255.0), 0, 255)
+    curve = curve.astype(np.uint8)
+    luts = np.empty((3, _U16_MAX + 1), dtype=np.uint8)
+    for c, offset in enumerate(params.offsets):
+        luts[c, offset:] = curve[: _U16_MAX + 1 - offset]
+        luts[c, :offset] = curve[0]
+    return luts
 
 
 def auto_stretch(rgb16: np.ndarray) -> tuple[np.ndarray, StretchParams]:
-    """A uint16 RGB image as read-only uint8 RGB through a linked auto-stretch."""
+    """A uint16 RGB image as read-only uint8 RGB through the auto-stretch."""
     params = measure_stretch(rgb16)
+    luts = stretch_lut(params)
     # A table lookup per value is cheaper than the arithmetic per value, and exact.
-    rgb8 = stretch_lut(params)[rgb16]
+    rgb8 = np.empty(rgb16.shape, dtype=np.uint8)
+    for c in range(3):
+        rgb8[..., c] = luts[c][rgb16[..., c]]
     rgb8.flags.writeable = False
     return rgb8, params
 

@@ -180,7 +180,8 @@ class SimulatedTelescope:
             "light_duration_min": -1,
         }
         self.focus_best = 1580 + self._rng.randint(-60, 60)
-        self.focuser = self.focus_best + 140
+        # Slightly soft at power-on: stars show at once, and autofocus still has work to do.
+        self.focuser = self.focus_best + 30
         self.focuser_state = "idle"
         self.wheel = 1
         self.gain = 80
