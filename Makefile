@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 .PHONY: run test lint bench clean
 
@@ -12,23 +13,30 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# TypeScript, to type-check the browser code (tests/test_ui_types.py).
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
 ## Start scopelink: the web app on http://localhost:8000/ with the built-in simulator.
 run: $(STAMP)
 	$(BIN)/scopelink serve
 
 ## Lint, then run every test.
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/pytest -q
 
-lint: $(STAMP)
+lint: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	npx --no-install tsc -p tsconfig.json
 
 ## Run the benchmarks and update docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python bench/bench_imaging.py
+	$(BIN)/python bench/bench_pipeline.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

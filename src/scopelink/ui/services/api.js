@@ -1,0 +1,326 @@
+/**
+ * The REST API client: JSON in and out, `application/problem+json` turned into a typed
+ * `ApiError`, and commands sent with an `Idempotency-Key` so that retrying a command whose answer
+ * was lost never runs it twice. It also reports whether the backend answers at all
+ * (`reachable` / `unreachable`), which the connection banner shows.
+ */
+
+import { StateMachine } from "../lib/state-machine.js";
+
+/** @typedef {import('../types/protocol').CommandAck} CommandAck */
+/** @typedef {import('../types/protocol').Problem} Problem */
+/** @typedef {import('../types/protocol').TelescopeState} TelescopeState */
+/** @typedef {import('../types/protocol').Operation} Operation */
+/** @typedef {import('../types/protocol').Role} Role */
+
+/**
+ * Command routes and the command each one takes (`POST /api/telescopes/{id}/{route}`).
+ *
+ * @typedef {{
+ *   "goto": import('../types/protocol').Goto,
+ *   "stop": import('../types/protocol').Stop,
+ *   "move": import('../types/protocol').Move,
+ *   "park": import('../types/protocol').Park,
+ *   "tracking": import('../types/protocol').SetTracking,
+ *   "focus": import('../types/protocol').Focus,
+ *   "autofocus": import('../types/protocol').Autofocus,
+ *   "autofocus/stop": import('../types/protocol').StopAutofocus,
+ *   "view": import('../types/protocol').StartView,
+ *   "view/stop": import('../types/protocol').StopView,
+ *   "stack": import('../types/protocol').StartStack,
+ *   "stack/stop": import('../types/protocol').StopStack,
+ *   "settings/exposure": import('../types/protocol').SetExposure,
+ *   "settings/gain": import('../types/protocol').SetGain,
+ *   "settings/lp-filter": import('../types/protocol').SetLpFilter,
+ *   "settings/dew-heater": import('../types/protocol').SetDewHeater,
+ *   "time": import('../types/protocol').SyncTime,
+ *   "location": import('../types/protocol').SyncLocation,
+ * }} CommandRoutes
+ */
+
+// The REST-only models below live with their routes in scopelink/web/api.py, outside the
+// generated schema; keep them in step with it (or move those models into scopelink.schema).
+
+/**
+ * @typedef {object} TelescopeSummary
+ * @property {string} id
+ * @property {string} name
+ * @property {string} host
+ * @property {boolean} simulated
+ * @property {string} control the control link's state
+ * @property {string} imaging the imaging link's state
+ */
+
+/**
+ * @typedef {object} NewTelescope
+ * @property {string} host
+ * @property {string | null} [name]
+ * @property {number} [control_port]
+ * @property {number} [imaging_port]
+ */
+
+/**
+ * @typedef {object} CatalogueEntry
+ * @property {string} id
+ * @property {string} name
+ * @property {string | null} common_name
+ * @property {string} kind
+ * @property {number} ra_hours
+ * @property {number} dec_deg
+ * @property {number | null} magnitude
+ * @property {string | null} constellation
+ * @property {number | null} [alt_deg] at the telescope's site now, when a telescope was given
+ * @property {number | null} [az_deg]
+ */
+
+/**
+ * @typedef {object} SessionInfo
+ * @property {Role} role
+ * @property {boolean} token_required
+ */
+
+/** An API failure: the problem the server described, or a network failure (`status` 0). */
+export class ApiError extends Error {
+  /**
+   * @param {Problem} problem
+   */
+  constructor(problem) {
+    super(problem.detail || problem.title);
+    this.name = "ApiError";
+    this.problem = problem;
+    this.status = problem.status;
+    this.title = problem.title;
+    /** @type {string | null} */
+    this.detail = problem.detail ?? null;
+    /**
+     * Which input was wrong and why, for validation errors.
+     * @type {{field: string, msg: string}[]}
+     */
+    this.fields = (problem.errors ?? []).map((e) => ({
+      field: String(e.field ?? (Array.isArray(e.loc) ? e.loc.join(".") : "")),
+      msg: String(e.msg ?? ""),
+    }));
+    this.telescopeCode = problem.telescope_code ?? null;
+    /** "not_run" (nothing happened) or "unknown" (it may have run), for commands. */
+    this.outcome = problem.outcome ?? null;
+  }
+
+  /** The request never got an answer: the backend is down or the network is. */
+  get unreachable() {
+    return this.status === 0;
+  }
+}
+
+/** @typedef {"unknown" | "reachable" | "unreachable"} Reachability */
+
+/** @type {Readonly<Record<Reachability, readonly Reachability[]>>} */
+export const REACHABILITY_TRANSITIONS = {
+  unknown: ["reachable", "unreachable"],
+  reachable: ["unreachable"],
+  unreachable: ["reachable"],
+};
+
+/** Network failures of a command are retried this many times, with the same key. */
+const COMMAND_RETRIES = 2;
+const RETRY_DELAY_MS = 400;
+
+/**
+ * @param {number} ms
+ * @returns {Promise<void>}
+ */
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class ApiClient extends EventTarget {
+  #reachability = new StateMachine(
+    REACHABILITY_TRANSITIONS,
+    /** @type {Reachability} */ ("unknown"),
+  );
+
+  /**
+   * @param {{base?: string, token?: string | null, fetch?: typeof fetch}} [options]
+   *   `token`: an access token, when the server needs one (sent as a Bearer header, and as
+   *   `?token=` on URLs the browser fetches by itself: EventSource, images)
+   */
+  constructor({ base = "", token = null, fetch: fetchImpl } = {}) {
+    super();
+    this.base = base;
+    this.token = token;
+    this.fetchImpl = fetchImpl ?? globalThis.fetch.bind(globalThis);
+  }
+
+  /** Whether the backend answered the last request: `unknown`, `reachable` or `unreachable`. */
+  get reachability() {
+    return this.#reachability.state;
+  }
+
+  /**
+   * A URL for the browser to load by itself (EventSource, `<img>`), with the token if any.
+   *
+   * @param {string} path
+   * @param {Record<string, string | number | null | undefined>} [params]
+   * @returns {string}
+   */
+  url(path, params = {}) {
+    const url = new URL(this.base + path, location.href);
+    for (const [key, value] of Object.entries(params)) {
+      if (value != null) url.searchParams.set(key, String(value));
+    }
+    if (this.token) url.searchParams.set("token", this.token);
+    return url.pathname + url.search;
+  }
+
+  /**
+   * @template T
+   * @param {string} method
+   * @param {string} path
+   * @param {{body?: unknown, headers?: Record<string, string>, signal?: AbortSignal}} [options]
+   * @returns {Promise<T>}
+   * @throws {ApiError}
+   */
+  async request(method, path, { body, headers = {}, signal } = {}) {
+    /** @type {Record<string, string>} */
+    const sent = { Accept: "application/json, application/problem+json", ...headers };
+    if (body !== undefined) sent["Content-Type"] = "application/json";
+    if (this.token) sent.Authorization = `Bearer ${this.token}`;
+    let response;
+    try {
+      response = await this.fetchImpl(this.base + path, {
+        method,
+        headers: sent,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+        cache: "no-store",
+      });
+    } catch (error) {
+      if (signal?.aborted) throw error; // the caller gave up: not the backend's fault
+      this.#setReachability("unreachable");
+      throw new ApiError({
+        title: "Backend unreachable",
+        status: 0,
+        detail: `scopelink did not answer (${error instanceof Error ? error.message : error})`,
+      });
+    }
+    // Any HTTP answer, even an error, means the backend is up.
+    this.#setReachability(response.status >= 502 && response.status <= 504 && !isProblem(response)
+      ? "unreachable" // a proxy in front of a dead backend answers 502-504 without a problem body
+      : "reachable");
+    if (response.status === 204) return /** @type {T} */ (undefined);
+    const text = await response.text();
+    /** @type {any} */
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null;
+    }
+    if (!response.ok) {
+      if (data && typeof data === "object" && typeof data.title === "string") {
+        throw new ApiError({ status: response.status, ...data });
+      }
+      throw new ApiError({
+        title: response.statusText || "Error",
+        status: response.status,
+        detail: text.slice(0, 200) || `HTTP ${response.status}`,
+      });
+    }
+    return /** @type {T} */ (data);
+  }
+
+  /**
+   * @template T
+   * @param {string} path
+   * @param {{signal?: AbortSignal}} [options]
+   * @returns {Promise<T>}
+   */
+  get(path, options) {
+    return this.request("GET", path, options);
+  }
+
+  /**
+   * Send a command. A network failure is retried with the same `Idempotency-Key`: the server
+   * runs a key once, so a retry of a command that did arrive gets the first answer back.
+   *
+   * @template {keyof CommandRoutes} R
+   * @param {string} telescopeId
+   * @param {R} route
+   * @param {Omit<CommandRoutes[R], "type">} [body]
+   * @returns {Promise<CommandAck>}
+   * @throws {ApiError}
+   */
+  async command(telescopeId, route, body) {
+    const key = crypto.randomUUID();
+    const path = `/api/telescopes/${encodeURIComponent(telescopeId)}/${route}`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.request("POST", path, {
+          body: body ?? {},
+          headers: { "Idempotency-Key": key },
+        });
+      } catch (error) {
+        if (!(error instanceof ApiError) || !error.unreachable || attempt >= COMMAND_RETRIES) {
+          throw error;
+        }
+        await sleep(RETRY_DELAY_MS * (attempt + 1));
+      }
+    }
+  }
+
+  // -- typed shorthands ---------------------------------------------------------------------
+
+  /** @returns {Promise<SessionInfo>} */
+  session() {
+    return this.get("/api/session");
+  }
+
+  /** @returns {Promise<TelescopeSummary[]>} */
+  telescopes() {
+    return this.get("/api/telescopes");
+  }
+
+  /**
+   * @param {NewTelescope} telescope
+   * @returns {Promise<TelescopeSummary>}
+   */
+  addTelescope(telescope) {
+    return this.request("POST", "/api/telescopes", { body: telescope });
+  }
+
+  /**
+   * @param {string} telescopeId
+   * @returns {Promise<void>}
+   */
+  removeTelescope(telescopeId) {
+    return this.request("DELETE", `/api/telescopes/${encodeURIComponent(telescopeId)}`);
+  }
+
+  /**
+   * @param {string} query
+   * @param {{limit?: number, telescopeId?: string | null, signal?: AbortSignal}} [options]
+   * @returns {Promise<CatalogueEntry[]>}
+   */
+  searchCatalogue(query, { limit = 8, telescopeId = null, signal } = {}) {
+    const params = new URLSearchParams({ q: query, limit: String(limit) });
+    if (telescopeId) params.set("telescope_id", telescopeId);
+    return this.get(`/api/catalog?${params}`, { signal });
+  }
+
+  /** Another channel (the telemetry stream) just heard from the backend: it is reachable. */
+  confirmReachable() {
+    this.#setReachability("reachable");
+  }
+
+  /** @param {Reachability} next */
+  #setReachability(next) {
+    if (this.#reachability.to(next) !== null) {
+      this.dispatchEvent(new CustomEvent("reachability", { detail: next }));
+    }
+  }
+}
+
+/**
+ * @param {Response} response
+ * @returns {boolean}
+ */
+function isProblem(response) {
+  return (response.headers.get("content-type") ?? "").includes("problem+json");
+}

@@ -1,0 +1,147 @@
+/**
+ * What every live-view transport does, whatever carries the pictures: MJPEG today
+ * (`mjpeg.js`), WebRTC next (`webrtc.js`). The live view talks only to this interface, so adding a
+ * transport, or falling back from one to another, changes no view code.
+ *
+ * A transport owns one element that shows the pictures (`element`: a canvas for MJPEG, a video
+ * for WebRTC), measures the frame rate from frames actually shown, and can read the frame stamp
+ * (docs/frame-stamp.md) of the frame shown now, for latency measurements.
+ *
+ * States (the same machine for every transport):
+ * - `idle`: not started, or stopped.
+ * - `connecting`: asking for a stream; no picture yet.
+ * - `playing`: frames arrive.
+ * - `stalled`: connected, but no frame for a while (the telescope is slow, busy, or gone).
+ * - `retrying`: the stream failed or ended; waiting (with backoff) before connecting again.
+ *
+ * Events: `statechange` ({from, to}), `frame` (FrameInfo, once per frame shown).
+ */
+
+import { readFrameStampFrom } from "../lib/framestamp.js";
+import { FrameRateMeter } from "../lib/frame-rate.js";
+import { StateMachine } from "../lib/state-machine.js";
+
+/** @typedef {"idle" | "connecting" | "playing" | "stalled" | "retrying"} LiveState */
+/** @typedef {import('../lib/framestamp.js').FrameStamp} FrameStamp */
+
+/**
+ * @typedef {object} FrameInfo
+ * @property {number} seq frames shown since start, from 1
+ * @property {number} width
+ * @property {number} height
+ * @property {number} shownAt when it was drawn (ms, `performance.now()`)
+ * @property {FrameStamp | null} stamp the stamp the server sent alongside, when it did
+ */
+
+/** @type {Readonly<Record<LiveState, readonly LiveState[]>>} */
+export const LIVE_TRANSITIONS = {
+  idle: ["connecting"],
+  connecting: ["playing", "retrying", "idle"],
+  playing: ["stalled", "retrying", "idle"],
+  stalled: ["playing", "retrying", "idle"],
+  retrying: ["connecting", "idle"],
+};
+
+/** @abstract */
+export class LiveTransport extends EventTarget {
+  #machine = new StateMachine(LIVE_TRANSITIONS, /** @type {LiveState} */ ("idle"));
+  #meter = new FrameRateMeter();
+  #seq = 0;
+  /** Why the last attempt failed, for the UI; null while fine. */
+  lastError = /** @type {string | null} */ (null);
+
+  /** A short name for the UI, e.g. "MJPEG". */
+  get name() {
+    return "live";
+  }
+
+  /** @returns {LiveState} */
+  get state() {
+    return this.#machine.state;
+  }
+
+  /**
+   * The element that shows the pictures; the live view puts it on the page.
+   *
+   * @abstract
+   * @returns {HTMLCanvasElement | HTMLVideoElement | HTMLImageElement}
+   */
+  get element() {
+    throw new Error("a transport must provide its element");
+  }
+
+  /** The size of the picture shown now, 0×0 before the first frame. */
+  get frameSize() {
+    return { width: 0, height: 0 };
+  }
+
+  /**
+   * Frames per second actually shown, over the last two seconds.
+   *
+   * @param {number} [now]
+   */
+  fps(now = performance.now()) {
+    return this.#meter.fps(now);
+  }
+
+  /** When the last frame was shown (ms, `performance.now()`), or null. */
+  get lastFrameAt() {
+    return this.#meter.last;
+  }
+
+  /**
+   * Start showing a telescope's live view.
+   *
+   * @abstract
+   * @param {string} _telescopeId
+   */
+  start(_telescopeId) {
+    throw new Error("not implemented");
+  }
+
+  /** Stop and release the connection. @abstract */
+  stop() {
+    throw new Error("not implemented");
+  }
+
+  /**
+   * Read the frame stamp from the picture shown now (not from any header): draws the current
+   * frame to a canvas and decodes it. For latency measurement; null when there is no stamp.
+   *
+   * @returns {FrameStamp | null}
+   */
+  readFrameStamp() {
+    const { width, height } = this.frameSize;
+    return readFrameStampFrom(this.element, width, height);
+  }
+
+  // -- for subclasses -------------------------------------------------------------------------
+
+  /**
+   * @protected
+   * @param {LiveState} next
+   */
+  setState(next) {
+    const previous = this.#machine.to(next);
+    if (previous === null) return;
+    if (next === "connecting" || next === "idle") this.#meter.reset();
+    this.dispatchEvent(new CustomEvent("statechange", { detail: { from: previous, to: next } }));
+  }
+
+  /**
+   * Call once a frame is on screen.
+   *
+   * @protected
+   * @param {FrameStamp | null} stamp
+   */
+  frameShown(stamp) {
+    const shownAt = performance.now();
+    this.#meter.tick(shownAt);
+    this.#seq += 1;
+    if (this.state !== "playing") this.setState("playing");
+    const { width, height } = this.frameSize;
+    /** @type {FrameInfo} */
+    const detail = { seq: this.#seq, width, height, shownAt, stamp };
+    this.dispatchEvent(new CustomEvent("frame", { detail }));
+  }
+}

@@ -1,0 +1,193 @@
+"""End to end: the real app (with its embedded simulator) on a free port, driven in Chromium.
+
+Debian's Chromium runs headless through Playwright for Python. Tests wait on what the page shows
+(never on fixed sleeps), so they are as fast as the app and the simulator allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from scopelink.settings import AppSettings
+from tests.web.conftest import RunningApp, serve
+
+CHROMIUM = os.environ.get("SCOPELINK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # CI runs as root
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+#: Where screenshots go; a run's tmp directory unless this names one (e.g. to look at them).
+SCREENSHOTS = os.environ.get("SCOPELINK_SCREENSHOTS")
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "has_touch": True,
+    "is_mobile": True,
+    "device_scale_factor": 2,
+}
+
+expect.set_options(timeout=10_000)
+
+
+@dataclass
+class UI:
+    """A page showing the app, what it logged, and the app behind it."""
+
+    page: Page
+    app: RunningApp
+    context: BrowserContext
+    errors: list[str] = field(default_factory=list)
+
+    def by(self, test_id: str):  # type: ignore[no-untyped-def]
+        return self.page.get_by_test_id(test_id)
+
+    @property
+    def a_command(self):  # type: ignore[no-untyped-def]
+        """A control that is enabled exactly when commands can be sent (Stop)."""
+        return self.by("stop")
+
+    async def open(self, base_url: str | None = None) -> None:
+        await self.page.goto((base_url or self.app.base_url) + "/")
+        # Connected: the status says so and the command controls are enabled.
+        await expect(self.by("status-link")).to_have_text("Connected")
+        await expect(self.a_command).to_be_enabled()
+
+
+class Relay:
+    """A TCP relay between the browser and the app that can be cut: scopelink "going away"
+    (its process killed, the network between gone) and coming back, on a real socket."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.cut = False
+        self._pipes: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self.sever()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def sever(self) -> None:
+        """Close every connection now; new ones are closed as soon as they open."""
+        self.cut = True
+        for writer in list(self._pipes):
+            writer.close()
+
+    def restore(self) -> None:
+        self.cut = False
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._pipes |= {writer, up_writer}
+        try:
+            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+        finally:
+            self._pipes -= {writer, up_writer}
+            writer.close()
+            up_writer.close()
+
+    @staticmethod
+    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def relay(app: RunningApp) -> AsyncIterator[Relay]:
+    relay = Relay(app.port)
+    await relay.start()
+    try:
+        yield relay
+    finally:
+        await relay.stop()
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    path = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[RunningApp]:
+    async with serve(AppSettings(simulator_fps=5.0)) as running:
+        running.simulator.telescope.mount.slew_rate_deg_s = 60.0  # slews of a few seconds
+        yield running
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (or SCOPELINK_CHROMIUM)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def _ui(browser: Browser, app: RunningApp, **context_options: object) -> UI:
+    context = await browser.new_context(**context_options)  # type: ignore[arg-type]
+    page = await context.new_page()
+    ui = UI(page, app, context)
+    page.on("console", lambda m: ui.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: ui.errors.append(f"uncaught: {e}"))
+    return ui
+
+
+@pytest.fixture
+async def ui(browser: Browser, app: RunningApp) -> AsyncIterator[UI]:
+    """The app in a desktop-sized window."""
+    ui = await _ui(browser, app, viewport=DESKTOP)
+    try:
+        yield ui
+    finally:
+        await ui.context.close()
+
+
+@pytest.fixture
+async def phone(browser: Browser, app: RunningApp) -> AsyncIterator[UI]:
+    """The app on a phone-sized touch screen."""
+    ui = await _ui(browser, app, **PHONE)
+    try:
+        yield ui
+    finally:
+        await ui.context.close()
