@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import socket
 import struct
 import subprocess
@@ -26,29 +25,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
+sys.path.insert(0, str(ROOT))
+
+from bench.report import cpu_model, emit, mark, percentile, pin, replace_section  # noqa: E402
+
 BEGIN = "<!-- bench:imaging -->"
 END = "<!-- /bench:imaging -->"
 COMMAND = ".venv/bin/python bench/bench_imaging.py"
 FPS = 30.0
 RENDER_TARGET_MS = 15.0
 DECODE_TARGET_MS = 15.0
-
-
-def pin(core: int) -> None:
-    os.sched_setaffinity(0, {core})
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def emit(result: dict[str, Any]) -> None:
-    print("RESULT " + json.dumps(result), flush=True)
 
 
 # -- roles, each run in its own pinned process --------------------------------------------------
@@ -235,25 +221,12 @@ def run_pair(client_role: str, seconds: float) -> tuple[dict[str, Any], dict[str
     return server_result, client_result
 
 
-def cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown"
-    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    return match.group(1).strip() if match else "unknown"
-
-
 def versions() -> str:
     import cv2
     import numpy
 
     python = platform.python_version()
     return f"Python {python}, numpy {numpy.__version__}, OpenCV {cv2.__version__}"
-
-
-def mark(ok: bool) -> str:
-    return "✅" if ok else "❌"
 
 
 def section(sim: dict[str, Any], reader: dict[str, Any], client: dict[str, Any]) -> str:
@@ -265,7 +238,7 @@ def section(sim: dict[str, Any], reader: dict[str, Any], client: dict[str, Any])
             "## Imaging: simulator render + send, client receive + decode",
             "",
             f"Reproduce: `{COMMAND}`  ",
-            f"Run: {now} on {cpu_model()} ({os.cpu_count()} CPUs visible), {versions()}.",
+            f"Run: {now} on {cpu_model()}, {versions()}.",
             "",
             "Frames are 1080×1920 16-bit GRBG Bayer (4,147,200 bytes) over loopback. The simulator",
             "process is pinned to one core; the reader and the client run pinned to another core.",
@@ -295,18 +268,6 @@ def section(sim: dict[str, Any], reader: dict[str, Any], client: dict[str, Any])
             END,
         ]
     )
-
-
-def write_docs(text: str) -> None:
-    DOCS.parent.mkdir(exist_ok=True)
-    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        updated = head + text + tail
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text + "\n"
-    DOCS.write_text(updated)
 
 
 def main() -> None:
@@ -343,7 +304,7 @@ def main() -> None:
         f"{client['skipped']} skipped"
     )
     if not args.no_docs:
-        write_docs(section(sim, reader, client))
+        replace_section(section(sim, reader, client), BEGIN, END)
         print(f"wrote the imaging section of {DOCS.relative_to(ROOT)}")
 
 

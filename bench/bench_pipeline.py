@@ -31,6 +31,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
+sys.path.insert(0, str(ROOT))
+
+from bench.report import cpu_model, emit, mark, percentile, pin, replace_section  # noqa: E402
+
 BEGIN = "<!-- bench:pipeline -->"
 END = "<!-- /bench:pipeline -->"
 COMMAND = ".venv/bin/python bench/bench_pipeline.py"
@@ -38,23 +42,6 @@ FPS = 10.0
 PROCESS_TARGET_MS = 15.0
 VIEWER_COUNTS = (1, 8)
 WARMUP_S = 1.5
-
-
-def pin(core: int) -> None:
-    os.sched_setaffinity(0, {core})
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def emit(result: dict[str, Any]) -> None:
-    print("RESULT " + json.dumps(result), flush=True)
 
 
 # -- roles, each run in its own pinned process --------------------------------------------------
@@ -338,15 +325,6 @@ def run_server(seconds: float) -> tuple[float, list[dict[str, Any]], dict[str, A
     return idle, runs, app_result
 
 
-def cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown"
-    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    return match.group(1).strip() if match else "unknown"
-
-
 def versions() -> str:
     import cv2
     import numpy
@@ -356,10 +334,6 @@ def versions() -> str:
         f"Python {platform.python_version()}, numpy {numpy.__version__}, "
         f"OpenCV {cv2.__version__}, uvicorn {uvicorn.__version__}"
     )
-
-
-def mark(ok: bool) -> str:
-    return "✅" if ok else "❌"
 
 
 def _mean(values: list[float]) -> float:
@@ -382,7 +356,7 @@ def section(cost: dict[str, Any], idle: float, runs: list[dict[str, Any]]) -> st
             "## Frame pipeline and MJPEG",
             "",
             f"Reproduce: `{COMMAND}`  ",
-            f"Run: {now} on {cpu_model()} ({os.cpu_count()} CPUs visible), {versions()}.",
+            f"Run: {now} on {cpu_model()}, {versions()}.",
             "",
             "### Per frame (1080×1920 simulator frame, one core)",
             "",
@@ -432,18 +406,6 @@ def section(cost: dict[str, Any], idle: float, runs: list[dict[str, Any]]) -> st
     )
 
 
-def write_docs(text: str) -> None:
-    DOCS.parent.mkdir(exist_ok=True)
-    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        updated = head + text + tail
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text + "\n"
-    DOCS.write_text(updated)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -490,7 +452,7 @@ def main() -> None:
         f"skipped, {app['jpeg_encodes']} JPEG encodes"
     )
     if not args.no_docs:
-        write_docs(section(cost, idle, runs))
+        replace_section(section(cost, idle, runs), BEGIN, END)
         print(f"wrote the pipeline section of {DOCS.relative_to(ROOT)}")
 
 

@@ -3,49 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from scopelink.settings import AppSettings
-from scopelink.web.app import create_app
-from scopelink.web.server import make_server
+from scopelink.web.server import RunningApp, serving
 
-
-@dataclass
-class RunningApp:
-    app: FastAPI
-    base_url: str
-    port: int
-
-    @property
-    def registry(self):  # type: ignore[no-untyped-def]
-        return self.app.state.registry
-
-    @property
-    def simulator(self):  # type: ignore[no-untyped-def]
-        return self.app.state.registry.simulator
-
-
-@contextlib.asynccontextmanager
-async def serve(settings: AppSettings) -> AsyncIterator[RunningApp]:
-    app = create_app(settings)
-    server, sock = make_server(app, "127.0.0.1", 0)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.02)
-        port = sock.getsockname()[1]
-        yield RunningApp(app, f"http://127.0.0.1:{port}", port)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
+#: The tests' name for it; kept short because every web and browser test uses it.
+serve = serving
+__all__ = ["RunningApp", "serve", "wait_connected"]
 
 
 async def wait_connected(http: httpx.AsyncClient, telescope_id: str = "simulator") -> None:

@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
 
+from scopelink.services.registry import TelescopeRegistry
 from scopelink.settings import AppSettings
+from scopelink.simulator.simulator import Simulator
 from scopelink.web.app import create_app
 from scopelink.web.mjpeg import listening_socket
 
@@ -48,6 +51,43 @@ def make_server(
     """A server and its listening socket (port 0 picks a free port)."""
     sock = listening_socket(host, port)
     return AppServer(uvicorn.Config(app, log_level=log_level)), sock
+
+
+@dataclass
+class RunningApp:
+    """An app serving on a real port (see `serving`)."""
+
+    app: FastAPI
+    base_url: str
+    port: int
+
+    @property
+    def registry(self) -> TelescopeRegistry:
+        return self.app.state.registry
+
+    @property
+    def simulator(self) -> Simulator:
+        simulator = self.app.state.registry.simulator
+        assert simulator is not None, "the app runs no built-in simulator"
+        return simulator
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: AppSettings, host: str = "127.0.0.1") -> AsyncIterator[RunningApp]:
+    """Serve the app on a free port of `host` in this event loop (tests, benchmarks)."""
+    app = create_app(settings)
+    server, sock = make_server(app, host, 0)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        port = sock.getsockname()[1]
+        yield RunningApp(app, f"http://{host}:{port}", port)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
 
 
 def run(settings: AppSettings) -> None:
