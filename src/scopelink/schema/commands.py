@@ -12,21 +12,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from scopelink.seestar.commands import ViewMode
+
+__all__ = ["COMMAND_ADAPTER", "Command", "Role", "ViewMode"]
+
 
 class Role(StrEnum):
     """What a client may do: viewers watch, operators also command."""
 
     VIEWER = "viewer"
     OPERATOR = "operator"
-
-
-class ViewMode(StrEnum):
-    STAR = "star"
-    MOON = "moon"
-    SUN = "sun"
-    PLANET = "planet"
-    SCENERY = "scenery"
-    SOLAR_SYSTEM = "solar_sys"
 
 
 class Direction(StrEnum):

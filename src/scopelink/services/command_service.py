@@ -47,7 +47,6 @@ from scopelink.schema.commands import (
 from scopelink.schema.operations import FOCUS_KINDS, MOTION_KINDS, Operation, OperationKind
 from scopelink.schema.operations import OperationState as S
 from scopelink.schema.state import CommandAck, Problem
-from scopelink.seestar.commands import ViewMode as FirmwareViewMode
 from scopelink.seestar.errors import (
     CallTimeoutError,
     CommandError,
@@ -393,13 +392,12 @@ class CommandService:
             elif event.event == "PlateSolve" and getattr(event, "state", None) == "start":
                 tracker.update(op, S.WORKING, progress=0.92, message=f"centring on {name}")
 
-        mode = FirmwareViewMode(str(cmd.mode))
         return await self._follow(
             session,
             op,
             {"ScopeGoto", "AutoGoto", "PlateSolve"},
             on_event,
-            lambda: session.commands.goto_target(ra, dec, name, mode, cmd.lp_filter),
+            lambda: session.commands.goto_target(ra, dec, name, cmd.mode, cmd.lp_filter),
         )
 
     async def _stop(self, session: TelescopeSession, cmd: Stop) -> dict[str, Any]:
@@ -498,7 +496,7 @@ class CommandService:
         return {"stopped": True}
 
     async def _start_view(self, session: TelescopeSession, cmd: StartView) -> dict[str, Any]:
-        await session.commands.start_view(FirmwareViewMode(str(cmd.mode)), cmd.lp_filter)
+        await session.commands.start_view(cmd.mode, cmd.lp_filter)
         return {"mode": str(cmd.mode)}
 
     async def _stop_view(self, session: TelescopeSession, cmd: StopView) -> dict[str, Any]:

@@ -271,4 +271,5 @@ export interface View {
   target_name: string | null;
 }
 
+/** `iscope_start_view` modes. */
 export type ViewMode = "star" | "moon" | "sun" | "planet" | "scenery" | "solar_sys";
