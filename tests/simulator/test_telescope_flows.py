@@ -24,8 +24,8 @@ from scopelink.seestar.events import (
     WheelMove,
 )
 from scopelink.seestar.imaging import ImagingClient
+from scopelink.simulator.firmware import ConnectionInfo
 from scopelink.simulator.simulator import Simulator, SimulatorConfig
-from scopelink.simulator.telescope import ConnectionInfo
 from tests.conftest import sky_at
 
 

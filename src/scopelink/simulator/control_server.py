@@ -19,7 +19,8 @@ from scopelink.seestar.framing import LineBuffer
 from scopelink.seestar.messages import AUTH_METHODS, encode_json_line, parse_request, response_dict
 from scopelink.settings import FIRMWARE_IDLE_CUT_S
 from scopelink.simulator.faults import Faults, write_with_faults
-from scopelink.simulator.telescope import ConnectionInfo, FirmwareError, SimulatedTelescope
+from scopelink.simulator.firmware import ConnectionInfo, FirmwareError
+from scopelink.simulator.telescope import SimulatedTelescope
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Firmware profiles of the simulated telescope: what changes between firmware versions."""
+"""Firmware facts of the simulated telescope: profiles by version, error codes, limits."""
 
 from __future__ import annotations
 
@@ -48,3 +48,33 @@ PROFILES: dict[str, FirmwareProfile] = {
 }
 
 DEFAULT_PROFILE = "v7"
+
+VIEW_MODES = frozenset({"star", "moon", "sun", "planet", "scenery", "solar_sys"})
+FOCUSER_MAX_STEP = 2600
+FOCUSER_STEPS_PER_S = 400.0
+WHEEL_NAMES = {0: "Dark", 1: "IRCut", 2: "LP"}
+LOW_BATTERY_PERCENT = 10.0
+
+
+class FirmwareError(Exception):
+    """A request the firmware refuses: becomes `{"error": text, "code": code}`."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(f"{text} ({code})")
+        self.code = code
+        self.text = text
+
+
+MOVING = FirmwareError(203, "equipment is moving")
+FAIL = FirmwareError(207, "fail to operate")
+UNKNOWN_METHOD = FirmwareError(102, "unknown method")
+#: Not seen in captures; the simulator's answer to params of the wrong shape.
+BAD_PARAM = FirmwareError(103, "invalid param")
+
+
+@dataclass(slots=True)
+class ConnectionInfo:
+    """Per-connection state the firmware keeps (login is per TCP connection)."""
+
+    verified: bool = False
+    challenge: str | None = None
