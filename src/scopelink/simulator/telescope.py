@@ -1,9 +1,9 @@
 """The simulated telescope's state and behaviour: mount, focuser, view, stacking, wheel, power.
 
 `SimulatedTelescope.handle()` (its request methods live in `methods.py`) executes one control
-request and returns its result or raises `FirmwareError`; long operations run as tasks that emit events through the `emit` callback with
-the firmware's start → working → complete / fail / cancel lifecycle. The servers own the sockets;
-this module owns what the telescope does.
+request and returns its result or raises `FirmwareError`; long operations run as tasks that emit
+events through the `emit` callback with the firmware's start → working → complete / fail / cancel
+lifecycle. The servers own the sockets; this module owns what the telescope does.
 """
 
 from __future__ import annotations

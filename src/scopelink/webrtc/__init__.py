@@ -1,0 +1,10 @@
+"""WebRTC media: display frames encoded to H.264 once per quality tier and fanned out to peers.
+
+Owns the encoders (`encoder.TierEncoder`: one libx264 context per tier, keyframes on demand,
+bitrate changeable while running) and the tracks that hand their packets to aiortc
+(`track.EncodedVideoTrack`: a cursor into a tier's fan-out, no queue, keyframe-gated skipping).
+
+It knows nothing of the web layer: it imports only aiortc/PyAV, `scopelink.seestar.latest`,
+`scopelink.framestamp` and the frame pipeline's `DisplayFrame` type, so a telescope-side proxy
+can reuse it as is. Signaling, peer lifecycle and adaptive bitrate live elsewhere.
+"""

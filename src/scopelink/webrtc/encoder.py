@@ -1,0 +1,347 @@
+"""One H.264 encoder per quality tier, shared by every WebRTC peer watching that tier.
+
+A `TierEncoder` follows a `LatestValue[DisplayFrame]` (latest frame wins: a frame that arrives
+while the previous one is encoding replaces the one waiting), scales each frame to the tier's
+size, encodes it with libx264 in a worker thread and publishes the access unit to an
+`EncodedFanout`. Tracks read the fan-out by cursor; nothing is queued per peer. The encoder runs
+only while at least one track holds it (`acquire()` / `release()`).
+
+Settings, all measured on the 2-vCPU box (docs/webrtc-media.md): Baseline profile (no B-frames),
+`tune=zerolatency` (no lookahead, sliced threads: one packet out per frame in), preset
+`ultrafast`, a keyframe every `keyframe_interval_s` plus one on `request_keyframe()`, and a VBV
+buffer of half a second so a keyframe cannot burst far above the bitrate. libavcodec's libx264
+wrapper reconfigures the rate control when `bit_rate` changes, so `set_bitrate()` takes effect on
+the next frame without a new context or a keyframe, up to the VBV ceiling the context was opened
+with (PyAV cannot move that one); above it the context is re-created, at the cost of a keyframe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import av
+import cv2
+import numpy as np
+from av.video.frame import PictureType
+
+from scopelink.framestamp import FrameStamp
+from scopelink.seestar.latest import LatestValue, Published, SlotClosedError
+
+if TYPE_CHECKING:
+    from scopelink.services.frame_pipeline import DisplayFrame
+
+log = logging.getLogger(__name__)
+
+#: RTP's video clock; pts of every encoded frame count in it.
+VIDEO_CLOCK_HZ = 90_000
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_HZ)
+#: x264 preset: `ultrafast` encodes a 1080×1920 frame in ~6.5 ms p50 here (scaling and colour
+#: included); `superfast` costs ~35 % more at the same bitrate (bench/bench_webrtc_encode.py).
+PRESET = "ultrafast"
+#: VBV buffer in seconds of bitrate: bounds a keyframe's size (and so its burst on the wire).
+VBV_BUFFER_S = 0.5
+#: Encode times kept for the median shown in stats.
+_RECENT = 120
+#: How often to look for the source's new slot after it closed its old one.
+_SLOT_POLL_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """A quality tier: output width (height keeps the aspect ratio), bitrate and frame rate hint."""
+
+    name: str
+    width: int
+    bitrate: int
+    #: Frames per second the rate control plans for (timestamps correct it as frames come).
+    fps: float = 10.0
+    keyframe_interval_s: float = 2.0
+
+    def size_for(self, source_width: int, source_height: int) -> tuple[int, int]:
+        """Output (width, height) for a source frame: never upscaled, both even (yuv420p)."""
+        width = min(self.width, source_width) & ~1
+        height = round(source_height * width / source_width) & ~1
+        return max(width, 2), max(height, 2)
+
+    @property
+    def gop_frames(self) -> int:
+        return max(1, round(self.fps * self.keyframe_interval_s))
+
+
+#: The full-resolution portrait tier and a quarter-area one for slow links.
+FULL = Tier("full", width=1080, bitrate=4_000_000)
+REDUCED = Tier("reduced", width=540, bitrate=1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedFrame:
+    """One H.264 access unit (Annex-B, with SPS/PPS before every IDR) and where it came from."""
+
+    data: bytes
+    keyframe: bool
+    #: Presentation time on the 90 kHz clock, from the source frame's arrival (`received`).
+    #: Every tier uses the same clock, so a track can switch tiers without a jump.
+    pts: int
+    width: int
+    height: int
+    stamp: FrameStamp | None
+    #: `time.monotonic()` when the source frame arrived from the telescope.
+    received: float
+    #: Seconds spent scaling, converting and encoding (in the worker thread).
+    encode_s: float
+
+    def packet(self) -> av.Packet:
+        """A fresh `av.Packet` for aiortc's sender, which then only packetises it."""
+        packet = av.Packet(self.data)
+        packet.pts = packet.dts = self.pts
+        packet.time_base = VIDEO_TIME_BASE
+        packet.is_keyframe = self.keyframe
+        return packet
+
+
+class EncodedFanout(LatestValue[EncodedFrame]):
+    """The newest encoded frame of a tier, plus the newest keyframe, for cursors to read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._keyframe: Published[EncodedFrame] | None = None
+
+    @property
+    def last_keyframe(self) -> Published[EncodedFrame] | None:
+        """The newest keyframe published (a track joins or recovers from here)."""
+        return self._keyframe
+
+    def publish(self, value: EncodedFrame) -> int:
+        seq = super().publish(value)
+        if value.keyframe:
+            self._keyframe = Published(seq, value)
+        return seq
+
+
+@dataclass(slots=True)
+class EncoderStats:
+    """Counters since the encoder was created."""
+
+    frames_encoded: int = 0
+    #: Source frames never encoded because a newer one arrived first.
+    frames_skipped: int = 0
+    keyframes: int = 0
+    keyframes_requested: int = 0
+    errors: int = 0
+    bytes_out: int = 0
+    recent_encode_s: deque[float] = field(default_factory=lambda: deque(maxlen=_RECENT))
+
+    @property
+    def median_encode_ms(self) -> float | None:
+        return statistics.median(self.recent_encode_s) * 1000.0 if self.recent_encode_s else None
+
+
+def to_yuv420p(rgb8: np.ndarray, size: tuple[int, int]) -> av.VideoFrame:
+    """Scale (INTER_AREA) and convert RGB to an I420 frame; cv2 is ~10× cheaper than swscale."""
+    if (rgb8.shape[1], rgb8.shape[0]) != size:
+        rgb8 = cv2.resize(rgb8, size, interpolation=cv2.INTER_AREA)
+    i420 = cv2.cvtColor(rgb8, cv2.COLOR_RGB2YUV_I420)
+    return av.VideoFrame.from_ndarray(i420, format="yuv420p")
+
+
+def open_codec(
+    tier: Tier, size: tuple[int, int], bitrate: int, preset: str = PRESET
+) -> av.VideoCodecContext:
+    """A libx264 context for `tier` at `size` with the settings in the module docstring."""
+    codec = av.CodecContext.create("libx264", "w")
+    assert isinstance(codec, av.VideoCodecContext)
+    codec.width, codec.height = size
+    codec.pix_fmt = "yuv420p"
+    codec.time_base = VIDEO_TIME_BASE
+    codec.framerate = fractions.Fraction(round(tier.fps * 1000), 1000)
+    codec.bit_rate = bitrate
+    codec.gop_size = tier.gop_frames
+    codec.max_b_frames = 0
+    codec.profile = "Baseline"
+    codec.options = {
+        "preset": preset,
+        "tune": "zerolatency",
+        # A forced I-frame must be an IDR, or a joining decoder has nothing to start from.
+        "forced-idr": "1",
+        # The VBV ceiling is fixed at open (PyAV cannot change rc_max_rate later): a bitrate
+        # raised above it needs a new context, and so a keyframe (see TierEncoder._encode).
+        "maxrate": str(bitrate),
+        "bufsize": str(int(bitrate * VBV_BUFFER_S)),
+    }
+    return codec
+
+
+class TierEncoder:
+    """Encodes the newest display frame for one tier while any track holds it; once for all."""
+
+    def __init__(
+        self,
+        tier: Tier,
+        frames: LatestValue[DisplayFrame] | Callable[[], LatestValue[DisplayFrame]],
+    ) -> None:
+        """`frames` is the slot to follow, or a callable returning the current one (for a
+        pipeline that replaces its slot when restarted; the encoder then follows the new one)."""
+        self.tier = tier
+        self._source = frames
+        self.output = EncodedFanout()
+        self.stats = EncoderStats()
+        self._bitrate = tier.bitrate
+        #: The VBV maximum rate the current context was opened with.
+        self._ceiling = tier.bitrate
+        self._holders = 0
+        self._task: asyncio.Task[None] | None = None
+        self._force_keyframe = False
+
+    # -- demand -----------------------------------------------------------------------------------
+
+    @property
+    def holders(self) -> int:
+        return self._holders
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def acquire(self) -> None:
+        """A track starts reading: the first one starts encoding."""
+        if self.output.closed:
+            raise SlotClosedError(f"tier {self.tier.name} is closed")
+        self._holders += 1
+        if not self.running:
+            self._task = asyncio.create_task(self.run(), name=f"encode-{self.tier.name}")
+
+    def release(self) -> None:
+        """A track stops reading: after the last one, encoding stops (and the context goes)."""
+        self._holders = max(0, self._holders - 1)
+        if self._holders == 0 and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def close(self) -> None:
+        """Stop encoding and close the fan-out, which ends every track on this tier."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.output.close()
+
+    # -- control ----------------------------------------------------------------------------------
+
+    @property
+    def bitrate(self) -> int:
+        return self._bitrate
+
+    def set_bitrate(self, bitrate: int) -> None:
+        """Target bits per second from the next frame on.
+
+        Down to any value, or back up to the rate the context was opened with, x264 is
+        reconfigured in place (no keyframe); above that a new context starts with a keyframe.
+        """
+        self._bitrate = max(int(bitrate), 10_000)
+
+    def request_keyframe(self) -> None:
+        """Make the next encoded frame an IDR (a peer joined, lost a frame, or sent PLI/FIR)."""
+        if not self._force_keyframe:
+            self.stats.keyframes_requested += 1
+        self._force_keyframe = True
+
+    # -- the work ---------------------------------------------------------------------------------
+
+    def _slot(self) -> LatestValue[DisplayFrame]:
+        return self._source if isinstance(self._source, LatestValue) else self._source()
+
+    async def run(self) -> None:
+        """Encode the newest frame of the source, skipping any that came while busy."""
+        # Local to this run: a restarted encoder gets a fresh context, which starts with an IDR.
+        codec: av.VideoCodecContext | None = None
+        while True:
+            slot = self._slot()
+            # Only frames newer than now: an old frame would show the past to a new peer.
+            seen = slot.seq
+            try:
+                while True:
+                    item = await slot.next(seen)
+                    if seen:
+                        self.stats.frames_skipped += item.seq - seen - 1
+                    seen = item.seq
+                    codec = await self._encode(item.value, codec)
+            except SlotClosedError:
+                if isinstance(self._source, LatestValue):
+                    self.output.close()
+                    return
+            while self._slot() is slot:
+                await asyncio.sleep(_SLOT_POLL_S)
+
+    async def _encode(
+        self, display: DisplayFrame, codec: av.VideoCodecContext | None
+    ) -> av.VideoCodecContext | None:
+        """Encode and publish one frame; returns the context for the next (None: start afresh)."""
+        size = self.tier.size_for(display.width, display.height)
+        if codec is None or (codec.width, codec.height) != size or self._bitrate > self._ceiling:
+            codec = open_codec(self.tier, size, self._bitrate)
+            self._ceiling = self._bitrate
+        force, self._force_keyframe = self._force_keyframe, False
+        pts = round(display.received * VIDEO_CLOCK_HZ)
+        try:
+            # The thread holds the context: a release() meanwhile cannot free it under x264.
+            data, keyframe, elapsed = await asyncio.to_thread(
+                _encode_frame, codec, display.rgb8, size, pts, force, self._bitrate
+            )
+        except Exception:
+            # One frame that cannot be encoded must not end the live view for every peer.
+            self.stats.errors += 1
+            log.exception("tier %s: could not encode a frame", self.tier.name)
+            return None  # whatever state the context is in, the next frame starts afresh
+        if not data:
+            return codec
+        self.stats.frames_encoded += 1
+        self.stats.keyframes += keyframe
+        self.stats.bytes_out += len(data)
+        self.stats.recent_encode_s.append(elapsed)
+        if not self.output.closed:
+            self.output.publish(
+                EncodedFrame(
+                    data=data,
+                    keyframe=keyframe,
+                    pts=pts,
+                    width=size[0],
+                    height=size[1],
+                    stamp=display.stamp,
+                    received=display.received,
+                    encode_s=elapsed,
+                )
+            )
+        return codec
+
+
+def _encode_frame(
+    codec: av.VideoCodecContext,
+    rgb8: np.ndarray,
+    size: tuple[int, int],
+    pts: int,
+    force_keyframe: bool,
+    bitrate: int,
+) -> tuple[bytes, bool, float]:
+    """Scale, convert and encode one frame (blocking: a worker thread runs it)."""
+    started = time.perf_counter()
+    if codec.bit_rate != bitrate:
+        # libx264's wrapper sees the change on the next frame and reconfigures x264 in place.
+        codec.bit_rate = bitrate
+    frame = to_yuv420p(rgb8, size)
+    frame.pts = pts
+    frame.time_base = VIDEO_TIME_BASE
+    frame.pict_type = PictureType.I if force_keyframe else PictureType.NONE
+    packets = codec.encode(frame)
+    data = b"".join(bytes(p) for p in packets)
+    keyframe = any(p.is_keyframe for p in packets)
+    return data, keyframe, time.perf_counter() - started

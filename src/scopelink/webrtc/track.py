@@ -1,0 +1,202 @@
+"""The video track aiortc sends: encoded packets read from a tier's fan-out by cursor.
+
+`recv()` returns `av.Packet`s, so `RTCRtpSender` only packetises them (`H264Encoder.pack`);
+nothing is encoded per peer. Each track keeps the sequence number of the last frame it sent and
+nothing else: if the fan-out moved on by more than one frame since, the frames in between are
+gone, and the next P-frame would not decode. The track then waits for a keyframe (asking the
+encoder for one) and resumes there, so a slow peer skips ahead and never builds up delay.
+
+aiortc drops PLI/FIR for packet tracks (`_send_keyframe` only flags its own encode path), so a
+decoder that lost packets recovers at the next periodic or requested keyframe; the peer layer
+can call `request_keyframe()` on RTCP feedback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, replace
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from scopelink.seestar.latest import Published, SlotClosedError
+from scopelink.webrtc.encoder import EncodedFrame, TierEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class TrackStats:
+    """What one track sent and skipped."""
+
+    frames_sent: int = 0
+    keyframes_sent: int = 0
+    bytes_sent: int = 0
+    #: Encoded frames this track never sent because it was behind or waiting for a keyframe.
+    frames_skipped: int = 0
+    #: Times the track fell behind (or joined) and had to wait for a keyframe.
+    keyframe_waits: int = 0
+    tier_switches: int = 0
+
+
+class EncodedVideoTrack(MediaStreamTrack):
+    """A video track over one tier's encoded frames; `switch_to()` moves it at a keyframe."""
+
+    kind = "video"
+
+    def __init__(self, encoder: TierEncoder) -> None:
+        super().__init__()
+        self.stats = TrackStats()
+        self._encoder = encoder
+        self._pending: TierEncoder | None = None
+        #: Sequence number of the pending tier's newest frame already looked at.
+        self._pending_seen = 0
+        #: Sequence number (in the current tier's fan-out) of the last frame sent.
+        self._cursor = 0
+        #: True until a keyframe is sent: after joining, falling behind or a switch.
+        self._gated = True
+        self._attached = False
+        self._last: EncodedFrame | None = None
+
+    @property
+    def encoder(self) -> TierEncoder:
+        """The tier this track sends now."""
+        return self._encoder
+
+    @property
+    def last_sent(self) -> EncodedFrame | None:
+        return self._last
+
+    def switch_to(self, encoder: TierEncoder) -> None:
+        """Move to another tier at its next keyframe; until then the current tier keeps going."""
+        if encoder is self._encoder:
+            self._drop_pending()
+            return
+        if encoder is self._pending:
+            return
+        self._drop_pending()
+        self._pending = encoder
+        self._pending_seen = encoder.output.seq
+        if self._attached:
+            encoder.acquire()
+        encoder.request_keyframe()
+
+    def request_keyframe(self) -> None:
+        """Ask this track's tier for an IDR (a PLI/FIR from the peer)."""
+        self._encoder.request_keyframe()
+
+    def stop(self) -> None:
+        if self._attached:
+            self._attached = False
+            self._encoder.release()
+            if self._pending is not None:
+                self._pending.release()
+        super().stop()
+
+    async def recv(self) -> av.Packet:
+        """The next frame to send: the next in sequence, or after a gap the next keyframe."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        if not self._attached:
+            self._attach()
+        try:
+            while True:
+                if self._pending is not None:
+                    keyframe = self._switch_if_ready()
+                    if keyframe is not None:
+                        return self._send(keyframe, not_before=self._last)
+                    await self._wait_either()
+                    if self._encoder.output.seq <= self._cursor:
+                        continue  # the pending tier moved; look at it again
+                item = await self._encoder.output.next(self._cursor)
+                if not self._gated and item.seq == self._cursor + 1:
+                    return self._send(item)
+                if not self._gated:
+                    # Frames in between are gone; a P-frame after a gap would not decode.
+                    self._gate()
+                skipped = item.seq - self._cursor - 1 if self._cursor else 0
+                if item.value.keyframe:
+                    self.stats.frames_skipped += skipped
+                    return self._send(item)
+                self.stats.frames_skipped += skipped + 1
+                self._cursor = item.seq
+        except SlotClosedError:
+            self.stop()
+            raise MediaStreamError from None
+
+    # -- cursor -----------------------------------------------------------------------------------
+
+    def _attach(self) -> None:
+        self._attached = True
+        self._encoder.acquire()
+        if self._pending is not None:
+            self._pending.acquire()
+        self._cursor = self._encoder.output.seq
+        self._gate()
+
+    def _gate(self) -> None:
+        self._gated = True
+        self.stats.keyframe_waits += 1
+        self._encoder.request_keyframe()
+
+    def _switch_if_ready(self) -> Published[EncodedFrame] | None:
+        """Move to the pending tier if it has a fresh keyframe, and return that keyframe."""
+        pending = self._pending
+        assert pending is not None
+        keyframe = pending.output.last_keyframe
+        latest = pending.output.latest
+        # At most one frame old, so joining there adds no more than a frame of delay.
+        if keyframe is None or latest is None or latest.seq - keyframe.seq > 1:
+            return None
+        if keyframe.seq <= self._pending_seen:
+            return None
+        self._pending_seen = keyframe.seq
+        if self._last is not None and keyframe.value.pts < self._last.pts:
+            # Older than what the peer already shows: going back in time. Ask for a newer one.
+            pending.request_keyframe()
+            return None
+        old, self._encoder, self._pending = self._encoder, pending, None
+        if self._attached:
+            old.release()
+        self.stats.tier_switches += 1
+        log.debug("track %s: tier %s -> %s", self.id, old.tier.name, pending.tier.name)
+        return keyframe
+
+    async def _wait_either(self) -> None:
+        """Wait until the current tier has a frame after the cursor or the pending tier moves."""
+        assert self._pending is not None
+        current = asyncio.ensure_future(self._encoder.output.next(self._cursor))
+        pending = asyncio.ensure_future(self._pending.output.next(self._pending_seen))
+        try:
+            await asyncio.wait({current, pending}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (current, pending):
+                waiter.cancel()
+        if current.done() and not current.cancelled() and current.exception() is not None:
+            raise current.exception()  # type: ignore[misc]
+        if pending.done() and not pending.cancelled() and pending.exception() is not None:
+            log.debug("track %s: pending tier closed; staying", self.id)
+            self._drop_pending()
+
+    def _send(
+        self, item: Published[EncodedFrame], not_before: EncodedFrame | None = None
+    ) -> av.Packet:
+        frame = item.value
+        self._cursor = item.seq
+        self._gated = False
+        # A tier switch may land on the same source frame as the last one sent: one RTP tick
+        # later keeps timestamps increasing, so the receiver sees a new frame.
+        pts = frame.pts
+        if not_before is not None and pts <= not_before.pts:
+            pts = not_before.pts + 1
+        self._last = frame if pts == frame.pts else replace(frame, pts=pts)
+        self.stats.frames_sent += 1
+        self.stats.keyframes_sent += frame.keyframe
+        self.stats.bytes_sent += len(frame.data)
+        return self._last.packet()
+
+    def _drop_pending(self) -> None:
+        if self._pending is not None and self._attached:
+            self._pending.release()
+        self._pending = None

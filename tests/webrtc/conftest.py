@@ -1,0 +1,88 @@
+"""Synthetic display frames with stamps, a frame source, and an H.264 decoder that reads stamps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import av
+import numpy as np
+import pytest
+
+from scopelink import framestamp
+from scopelink.framestamp import FrameStamp
+from scopelink.seestar.frames import FrameKind
+from scopelink.seestar.imaging_protocol import FrameHeader, ImageType
+from scopelink.seestar.latest import LatestValue
+from scopelink.services.frame_pipeline import DisplayFrame, read_stamp
+
+HEIGHT, WIDTH = 1920, 1080
+_BASE = np.random.default_rng(7).integers(10, 50, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+
+
+def display_frame(number: int) -> DisplayFrame:
+    """A 1080×1920 star field with a moving star and frame stamp `number`."""
+    rgb = _BASE.copy()
+    y = 200 + (number * 7) % (HEIGHT - 300)
+    rgb[y : y + 6, 500:506] = 255
+    framestamp.draw(rgb, FrameStamp(number, 1_700_000_000_000 + number))
+    rgb.flags.writeable = False
+    header = FrameHeader(
+        length=rgb.nbytes, frame_id=21, width=WIDTH, height=HEIGHT,
+        image_type=ImageType.PREVIEW, image_id=number,
+    )  # fmt: skip
+    now = time.monotonic()
+    return DisplayFrame(
+        rgb8=rgb, kind=FrameKind.PREVIEW, header=header, stamp=FrameStamp(number, 0),
+        received=now, processed=now, process_s=0.0, stretch=None,
+    )  # fmt: skip
+
+
+class Source:
+    """A frame slot the test publishes numbered frames into."""
+
+    def __init__(self) -> None:
+        self.frames: LatestValue[DisplayFrame] = LatestValue()
+        self.number = 0
+
+    def publish(self) -> int:
+        self.number += 1
+        self.frames.publish(display_frame(self.number))
+        return self.number
+
+    async def play(self, count: int, fps: float) -> None:
+        for _ in range(count):
+            self.publish()
+            await asyncio.sleep(1 / fps)
+
+
+@pytest.fixture
+async def source() -> AsyncIterator[Source]:
+    s = Source()
+    yield s
+    s.frames.close()
+
+
+class Decoder:
+    """Decodes access units in order and reads the stamp of every picture."""
+
+    def __init__(self) -> None:
+        self.codec = av.CodecContext.create("h264", "r")
+        self.sizes: list[tuple[int, int]] = []
+
+    def stamps(self, data: bytes) -> list[int | None]:
+        frames = self.codec.decode(av.Packet(data))
+        out: list[int | None] = []
+        for frame in frames:
+            self.sizes.append((frame.width, frame.height))
+            stamp = read_stamp(frame.to_ndarray(format="rgb24"))
+            out.append(None if stamp is None else stamp.frame)
+        return out
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)

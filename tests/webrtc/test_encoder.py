@@ -1,0 +1,154 @@
+"""The tier encoder: decodable H.264 that keeps the stamps, keyframes on demand, runs on demand."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from scopelink.seestar.imaging import ImagingClient
+from scopelink.services.frame_pipeline import FramePipeline
+from scopelink.settings import Backoff
+from scopelink.simulator.simulator import Simulator, SimulatorConfig
+from scopelink.webrtc.encoder import FULL, REDUCED, EncodedFrame, Tier, TierEncoder
+from tests.webrtc.conftest import Decoder, Source, wait_until
+
+
+async def encode(encoder: TierEncoder, source: Source) -> EncodedFrame:
+    """Publish one frame and wait for its encoding."""
+    seq = encoder.output.seq
+    source.publish()
+    return (await asyncio.wait_for(encoder.output.next(seq), 5)).value
+
+
+def test_tier_size_keeps_aspect_is_even_and_never_upscales() -> None:
+    assert FULL.size_for(1080, 1920) == (1080, 1920)
+    assert REDUCED.size_for(1080, 1920) == (540, 960)
+    assert Tier("odd", 333, 1).size_for(1080, 1920) == (332, 590)
+    assert Tier("big", 4000, 1).size_for(1080, 1920) == (1080, 1920)
+
+
+@pytest.mark.parametrize("tier", [FULL, REDUCED], ids=lambda t: t.name)
+async def test_encoded_frames_decode_and_still_carry_their_stamps(
+    source: Source, tier: Tier
+) -> None:
+    encoder = TierEncoder(tier, source.frames)
+    encoder.acquire()
+    await asyncio.sleep(0)
+    decoder = Decoder()
+    frames = [await encode(encoder, source) for _ in range(6)]
+    encoder.release()
+    assert frames[0].keyframe and not any(f.keyframe for f in frames[1:])
+    assert all(f.pts > 0 for f in frames)
+    decoded = [s for f in frames for s in decoder.stamps(f.data)]
+    assert decoded == [f.stamp.frame for f in frames if f.stamp]
+    assert set(decoder.sizes) == {tier.size_for(1080, 1920)}
+    assert encoder.stats.frames_encoded == 6
+
+
+async def test_request_keyframe_makes_the_next_frame_an_idr(source: Source) -> None:
+    encoder = TierEncoder(REDUCED, source.frames)
+    encoder.acquire()
+    await asyncio.sleep(0)
+    first = [await encode(encoder, source) for _ in range(3)]
+    encoder.request_keyframe()
+    after = [await encode(encoder, source) for _ in range(2)]
+    encoder.release()
+    assert [f.keyframe for f in first + after] == [True, False, False, True, False]
+    # A fresh decoder can start at the requested keyframe.
+    decoder = Decoder()
+    assert [s for f in after for s in decoder.stamps(f.data)] == [4, 5]
+
+
+async def test_bitrate_changes_while_running_without_a_keyframe(source: Source) -> None:
+    encoder = TierEncoder(REDUCED, source.frames)
+    encoder.acquire()
+    await asyncio.sleep(0)
+    await encode(encoder, source)
+    encoder.set_bitrate(200_000)
+    frames = [await encode(encoder, source) for _ in range(3)]
+    encoder.release()
+    assert encoder.bitrate == 200_000
+    assert not any(f.keyframe for f in frames)
+
+
+async def test_encoder_runs_only_while_held_and_restarts_with_a_keyframe(source: Source) -> None:
+    encoder = TierEncoder(REDUCED, source.frames)
+    assert not encoder.running
+    encoder.acquire()
+    encoder.acquire()
+    await asyncio.sleep(0)
+    await encode(encoder, source)
+    await encode(encoder, source)
+    encoder.release()
+    assert encoder.running
+    encoder.release()
+    await asyncio.sleep(0.05)
+    assert not encoder.running
+    source.publish()
+    await asyncio.sleep(0.1)
+    assert encoder.stats.frames_encoded == 2
+    encoder.acquire()
+    await asyncio.sleep(0)
+    assert (await encode(encoder, source)).keyframe
+    await encoder.close()
+
+
+async def test_a_slow_encoder_encodes_only_the_newest_frame(source: Source) -> None:
+    encoder = TierEncoder(FULL, source.frames)
+    encoder.acquire()
+    await asyncio.sleep(0)
+    for _ in range(4):  # all published before the encoder gets to run
+        source.publish()
+    item = await asyncio.wait_for(encoder.output.next(0), 5)
+    await asyncio.sleep(0.1)
+    encoder.release()
+    assert item.value.stamp is not None and item.value.stamp.frame == 4
+    assert encoder.stats.frames_encoded == 1
+    assert encoder.stats.frames_skipped == 0  # the encoder started after 3 of them
+
+
+async def test_a_closed_source_closes_the_fanout(source: Source) -> None:
+    encoder = TierEncoder(REDUCED, source.frames)
+    encoder.acquire()
+    await asyncio.sleep(0)
+    source.frames.close()
+    await wait_until(lambda: encoder.output.closed)
+
+
+@pytest.fixture
+async def pipeline() -> AsyncIterator[FramePipeline]:
+    sim = Simulator(SimulatorConfig.ephemeral(fps=10))
+    await sim.start()
+    imaging = ImagingClient(sim.host, sim.imaging.port, backoff=Backoff(0.05, 0.2))
+    await imaging.connect(timeout=5)
+    p = FramePipeline(imaging, linger_s=0.2)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+        await imaging.close()
+        await sim.stop()
+
+
+async def test_simulator_frames_encode_with_readable_advancing_stamps(
+    pipeline: FramePipeline,
+) -> None:
+    encoder = TierEncoder(FULL, lambda: pipeline.frames)
+    decoder = Decoder()
+    stamps: list[int | None] = []
+    async with pipeline.viewer():
+        encoder.acquire()
+        seq = 0
+        while len(stamps) < 5:
+            item = await asyncio.wait_for(encoder.output.next(seq), 10)
+            if seq == 0:
+                assert item.value.keyframe
+            seq = item.seq
+            stamps += decoder.stamps(item.value.data)
+        encoder.release()
+    assert None not in stamps
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert decoder.sizes[0] == (1080, 1920)
