@@ -257,3 +257,13 @@ async def test_catalogue_search_gives_altitude_at_the_telescope_site(
     r = await http.get("/api/catalog", params={"q": "jupiter"})
     assert r.json()[0]["kind"] == "planet"
     assert (await http.get("/api/catalog", params={"q": ""})).status_code == 422
+
+
+async def test_operations_history_session_and_health(http: httpx.AsyncClient) -> None:
+    op = (await http.post(f"{T}/focus", json={"delta": 5})).json()["operation"]
+    await wait_operation(http, op)
+    history = (await http.get(f"{T}/operations")).json()
+    assert [o["id"] for o in history][-1] == op["id"]
+    assert (await http.get(f"{T}/operations/nope")).status_code == 404
+    assert (await http.get("/api/session")).json() == {"role": "operator", "token_required": False}
+    assert (await http.get("/api/health")).json() == {"status": "ok"}

@@ -100,3 +100,19 @@ async def test_stalled_client_does_not_build_a_backlog(
     deltas = data.count(b"event: delta")
     assert deltas < produced / 2, "a stalled client skips to a fresh snapshot, it gets no backlog"
     assert data.count(b"event: snapshot") >= 2
+
+
+async def test_idle_stream_sends_heartbeats() -> None:
+    from scopelink.settings import AppSettings
+    from tests.web.conftest import serve
+
+    async with serve(AppSettings(sse_heartbeat_s=0.2)) as app:
+        async with (
+            httpx.AsyncClient(base_url=app.base_url, timeout=10) as http,
+            http.stream("GET", EVENTS) as response,
+        ):
+            lines = response.aiter_lines()
+            seen: list[str] = []
+            while ": ping" not in seen:
+                seen.append(await asyncio.wait_for(anext(lines), 5))
+            assert any(line.startswith("event: snapshot") for line in seen)
