@@ -16,7 +16,7 @@ from scopelink.services.command_service import CommandService
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telemetry import TelemetryHub
 from scopelink.settings import AppSettings
-from scopelink.web import api, mjpeg, problems, sse
+from scopelink.web import api, mjpeg, problems, sse, whep
 from scopelink.web.security import SecurityMiddleware, SecurityPolicy
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,12 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         app.state.commands = CommandService(
             registry, app.state.catalogue, rate=settings.command_rate
         )
+        app.state.peers = whep.PeerSessionManager.from_settings(app.state.webrtc_settings)
         await registry.start()
         try:
             yield
         finally:
+            await app.state.peers.close_all()
             await app.state.telemetry.stop()
             await registry.stop()
 
@@ -52,10 +54,12 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.policy = policy
     app.state.catalogue = Catalogue()
+    app.state.webrtc_settings = whep.WebRtcSettings()
     problems.install(app)
     app.include_router(api.router)
     app.include_router(sse.router)
     app.include_router(mjpeg.router)
+    app.include_router(whep.router)
     if UI_DIR.is_dir():
         app.mount("/", StaticFiles(directory=UI_DIR, html=True), name="ui")
     app.add_middleware(SecurityMiddleware, policy=policy)

@@ -1,0 +1,459 @@
+"""One viewer's WebRTC peer connection: offer in, answer out, RTCP feedback mapped to the encoder.
+
+A `PeerSession` wraps one aiortc `RTCPeerConnection` that sends one `EncodedVideoTrack`
+(sendonly, H.264) to one viewer of one telescope. aiortc does not trickle its own candidates:
+`answer()` returns the local description after host-candidate gathering has finished, so the
+answer carries every server candidate. The viewer's candidates may trickle in afterwards
+(`add_remote_candidates`, an `application/trickle-ice-sdpfrag` body). aiortc cannot restart
+ICE; a fragment with a new ufrag raises `IceRestartUnsupported` so the client opens a new
+session instead.
+
+aiortc ignores PLI/FIR and REMB for packet tracks, so this module wraps the sender's RTCP
+handler (see `_observe_rtcp`) and maps feedback itself: PLI/FIR → `track.request_keyframe()`,
+receiver reports and REMB → `PeerStats`, and, when adaptation is on, a `TierPolicy` decision.
+
+Imports nothing from the web layer: a telescope-side proxy can reuse it as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.exceptions import InvalidStateError, OperationError
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
+from aiortc.sdp import candidate_from_sdp
+
+from scopelink.webrtc.encoder import FULL, REDUCED, Tier, TierEncoder
+from scopelink.webrtc.track import EncodedVideoTrack
+
+log = logging.getLogger(__name__)
+
+#: How often per-peer rates are sampled and the tier policy is consulted.
+SAMPLE_INTERVAL_S = 1.0
+
+
+class OfferRejected(ValueError):
+    """An SDP offer this server cannot answer (no video it may send, no common codec, bad SDP)."""
+
+
+class IceRestartUnsupported(RuntimeError):
+    """The viewer asked for an ICE restart; aiortc cannot do one, so start a new session."""
+
+
+class PeerState(enum.Enum):
+    """A peer's life: new → connecting → connected → closed, or failed → closed."""
+
+    NEW = "new"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+#: The allowed transitions, in one place.
+TRANSITIONS: dict[PeerState, frozenset[PeerState]] = {
+    PeerState.NEW: frozenset({PeerState.CONNECTING, PeerState.FAILED, PeerState.CLOSED}),
+    PeerState.CONNECTING: frozenset({PeerState.CONNECTED, PeerState.FAILED, PeerState.CLOSED}),
+    PeerState.CONNECTED: frozenset({PeerState.FAILED, PeerState.CLOSED}),
+    PeerState.FAILED: frozenset({PeerState.CLOSED}),
+    PeerState.CLOSED: frozenset(),
+}
+
+
+@dataclass(slots=True)
+class PeerStats:
+    """What one peer was sent and what its receiver said about it."""
+
+    id: str
+    telescope_id: str
+    client: str
+    tier: str
+    state: str = PeerState.NEW.value
+    created: float = field(default_factory=time.time)
+    frames_sent: int = 0
+    keyframes_sent: int = 0
+    frames_skipped: int = 0
+    #: RTP payload bytes and packets, from the sender's counters.
+    bytes_sent: int = 0
+    packets_sent: int = 0
+    #: Over the last sampling interval.
+    fps: float = 0.0
+    bitrate_bps: int = 0
+    #: From RTCP receiver reports (RTT smoothed by aiortc).
+    rtt_ms: float | None = None
+    fraction_lost: float | None = None
+    #: The receiver's estimated maximum bitrate (REMB).
+    remb_bps: int | None = None
+    keyframe_requests: int = 0
+    tier_switches: int = 0
+
+
+@dataclass(slots=True)
+class TierPolicy:
+    """Which tier a peer should watch, from its feedback (a deliberately simple rule).
+
+    Down to `reduced` at once when REMB < 1.2 × the reduced bitrate or loss > 5 %; back up to
+    `full` when REMB has stayed above 1.5 × the full bitrate for 5 s (and loss is low).
+    """
+
+    full: Tier = FULL
+    reduced: Tier = REDUCED
+    down_remb_factor: float = 1.2
+    max_loss: float = 0.05
+    up_remb_factor: float = 1.5
+    up_hold_s: float = 5.0
+    _good_since: float | None = None
+
+    def choose(
+        self, current: Tier, remb_bps: int | None, fraction_lost: float | None, now: float
+    ) -> Tier:
+        lossy = fraction_lost is not None and fraction_lost > self.max_loss
+        if lossy or (
+            remb_bps is not None and remb_bps < self.down_remb_factor * self.reduced.bitrate
+        ):
+            self._good_since = None
+            return self.reduced
+        if current is self.full:
+            return current
+        if remb_bps is not None and remb_bps > self.up_remb_factor * self.full.bitrate:
+            if self._good_since is None:
+                self._good_since = now
+            if now - self._good_since >= self.up_hold_s:
+                self._good_since = None
+                return self.full
+        else:
+            self._good_since = None
+        return current
+
+
+@dataclass(frozen=True, slots=True)
+class SdpFragment:
+    """The parts of an `application/trickle-ice-sdpfrag` body (RFC 8840) this server uses."""
+
+    ufrag: str | None
+    pwd: str | None
+    #: `candidate:` attribute values, without the `a=`.
+    candidates: tuple[str, ...]
+    end_of_candidates: bool
+
+
+def parse_sdpfrag(text: str) -> SdpFragment:
+    ufrag = pwd = None
+    candidates: list[str] = []
+    end = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("a=ice-ufrag:"):
+            ufrag = line.split(":", 1)[1]
+        elif line.startswith("a=ice-pwd:"):
+            pwd = line.split(":", 1)[1]
+        elif line.startswith("a=candidate:"):
+            candidates.append(line[2:])
+        elif line == "a=end-of-candidates":
+            end = True
+    return SdpFragment(ufrag, pwd, tuple(candidates), end)
+
+
+def _video_sections(sdp: str) -> list[str]:
+    return [s for s in re.split(r"\r?\n(?=m=)", sdp) if s.startswith("m=video")]
+
+
+def check_offer(sdp: str) -> None:
+    """Refuse offers we cannot answer with a video we send, before aiortc sees them."""
+    if not sdp.lstrip().startswith("v=0"):
+        raise OfferRejected("the body is not an SDP offer")
+    sections = _video_sections(sdp)
+    if not sections:
+        raise OfferRejected("the offer has no video m-line")
+    for section in sections:
+        if not re.search(r"^a=(sendonly|inactive)\s*$", section, re.MULTILINE):
+            if not re.search(r"^a=rtpmap:\d+ H264/90000", section, re.MULTILINE | re.IGNORECASE):
+                # VP8 fallback is not implemented: the tiers are encoded once, in H.264.
+                raise OfferRejected("the offer's video does not accept H.264")
+            return
+    raise OfferRejected("the offer's video m-line does not receive (need recvonly or sendrecv)")
+
+
+def _ice_ufrag(sdp: str) -> str | None:
+    found = re.search(r"^a=ice-ufrag:(\S+)", sdp, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def new_session_id() -> str:
+    """128 random bits, URL-safe: the session URL is the capability to change or end it."""
+    return secrets.token_urlsafe(16)
+
+
+class PeerSession:
+    """One RTCPeerConnection sending one tier's encoded video to one viewer."""
+
+    def __init__(
+        self,
+        encoder: TierEncoder,
+        *,
+        telescope_id: str,
+        client: str = "",
+        ice_servers: list[RTCIceServer] | None = None,
+        encoder_for: Callable[[Tier], TierEncoder] | None = None,
+        policy: TierPolicy | None = None,
+        on_close: Callable[[PeerSession], Awaitable[None]] | None = None,
+    ) -> None:
+        """`encoder_for` and `policy` together turn on tier adaptation; `ice_servers` defaults
+        to none at all (aiortc would otherwise use Google's public STUN server)."""
+        self.id = new_session_id()
+        #: Enough of the id to follow one peer in the logs; the whole id is a capability.
+        self.log_id = self.id[:8]
+        self.telescope_id = telescope_id
+        self.client = client
+        self.track = EncodedVideoTrack(encoder)
+        self.connected = asyncio.Event()
+        self.closed = asyncio.Event()
+        self._encoder_for = encoder_for
+        self._policy = policy
+        self._target = encoder.tier
+        self._on_close = on_close
+        self._state = PeerState.NEW
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers or [])))
+        self._sender: RTCRtpSender | None = None
+        self._transceiver: Any = None
+        self._remote_ufrag: str | None = None
+        self._sampler: asyncio.Task[None] | None = None
+        self._closing = False
+        self._stats = PeerStats(self.id, telescope_id, client, encoder.tier.name)
+        self._watch_states()
+
+    # -- state ------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> PeerState:
+        return self._state
+
+    def _set_state(self, new: PeerState) -> None:
+        if new is self._state:
+            return
+        if new not in TRANSITIONS[self._state]:
+            log.debug("peer %s: ignoring %s -> %s", self.log_id, self._state.value, new.value)
+            return
+        log.info("peer %s: %s -> %s", self.log_id, self._state.value, new.value)
+        self._state = new
+        self._stats.state = new.value
+        if new is PeerState.CONNECTED:
+            self.connected.set()
+
+    def _watch_states(self) -> None:
+        pc = self._pc
+
+        @pc.on("connectionstatechange")
+        async def _connection() -> None:
+            state = pc.connectionState
+            log.info("peer %s: connection %s", self.log_id, state)
+            if state == "connected":
+                self._set_state(PeerState.CONNECTED)
+            elif state == "failed":
+                self._set_state(PeerState.FAILED)
+                await self.close()
+            elif state == "closed":
+                await self.close()
+
+        @pc.on("iceconnectionstatechange")
+        def _ice() -> None:
+            log.info("peer %s: ICE %s", self.log_id, pc.iceConnectionState)
+
+        @pc.on("icegatheringstatechange")
+        def _gathering() -> None:
+            log.debug("peer %s: ICE gathering %s", self.log_id, pc.iceGatheringState)
+
+    # -- signaling --------------------------------------------------------------------------------
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Apply a viewer's offer; the answer SDP, with every host candidate gathered."""
+        check_offer(offer_sdp)
+        self._set_state(PeerState.CONNECTING)
+        self._remote_ufrag = _ice_ufrag(offer_sdp)
+        transceiver = self._pc.addTransceiver(self.track, direction="sendonly")
+        # Before setRemoteDescription: aiortc applies preferences while it reads the offer.
+        transceiver.setCodecPreferences(
+            [
+                c
+                for c in RTCRtpSender.getCapabilities("video").codecs
+                if c.mimeType.lower() in ("video/h264", "video/rtx")
+            ]
+        )
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            if transceiver.mid is None:
+                raise OfferRejected("the offer's video m-line could not be matched")
+            await self._pc.setLocalDescription(await self._pc.createAnswer())
+        except (ValueError, OperationError, InvalidStateError) as exc:
+            await self.close()
+            if isinstance(exc, OfferRejected):
+                raise
+            raise OfferRejected(f"the offer could not be applied: {exc}") from exc
+        self._transceiver = transceiver
+        self._sender = transceiver.sender
+        _observe_rtcp(transceiver.sender, self._on_rtcp)
+        transceiver.sender.transport.on(
+            "statechange",
+            lambda: log.info("peer %s: DTLS %s", self.log_id, transceiver.sender.transport.state),
+        )
+        self._sampler = asyncio.create_task(self._sample(), name=f"peer-{self.id[:6]}")
+        log.info(
+            "peer %s: answered for telescope %s (%s)", self.log_id, self.telescope_id, self.client
+        )
+        return self._pc.localDescription.sdp
+
+    @property
+    def local_ufrag(self) -> str | None:
+        """The server's ICE ufrag (the WHEP ETag names the ICE session by it)."""
+        description = self._pc.localDescription
+        return _ice_ufrag(description.sdp) if description is not None else None
+
+    async def add_remote_candidates(self, sdpfrag: str) -> int:
+        """Add the viewer's trickled candidates; returns how many were added."""
+        if self._transceiver is None or self._closing:
+            raise InvalidStateError("the session has no remote description or is closed")
+        fragment = parse_sdpfrag(sdpfrag)
+        if fragment.ufrag is not None and fragment.ufrag != self._remote_ufrag:
+            raise IceRestartUnsupported(
+                "ICE restart is not supported by this server; start a new session"
+            )
+        # Bundled: every m-line shares the first transport, which is our receiver's transport.
+        ice = self._transceiver.receiver.transport.transport
+        added = 0
+        for value in fragment.candidates:
+            try:
+                candidate = candidate_from_sdp(value.split(":", 1)[1])
+            except (ValueError, IndexError) as exc:
+                raise OfferRejected(f"unreadable candidate {value!r}") from exc
+            candidate.sdpMid = self._transceiver.mid
+            await ice.addRemoteCandidate(candidate)
+            added += 1
+        if fragment.end_of_candidates:
+            await ice.addRemoteCandidate(None)
+        return added
+
+    # -- feedback ---------------------------------------------------------------------------------
+
+    def _on_rtcp(self, packet: object, sender: RTCRtpSender) -> None:
+        ssrc = sender._ssrc
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == ssrc:
+                    self._stats.fraction_lost = report.fraction_lost / 256
+                    rtt = getattr(sender, "_RTCRtpSender__rtt", None)
+                    self._stats.rtt_ms = None if rtt is None else rtt * 1000.0
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            self._stats.keyframe_requests += 1
+            self.track.request_keyframe()
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            with contextlib.suppress(ValueError):
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                if ssrc in ssrcs:
+                    self._stats.remb_bps = bitrate
+
+    async def _sample(self) -> None:
+        """Once a second: rates for the stats, and the tier policy's decision."""
+        last_frames, last_bytes, last_t = 0, 0, time.monotonic()
+        while True:
+            await asyncio.sleep(SAMPLE_INTERVAL_S)
+            now = time.monotonic()
+            sent = self.track.stats
+            elapsed = max(now - last_t, 1e-6)
+            self._stats.fps = (sent.frames_sent - last_frames) / elapsed
+            self._stats.bitrate_bps = round((sent.bytes_sent - last_bytes) * 8 / elapsed)
+            last_frames, last_bytes, last_t = sent.frames_sent, sent.bytes_sent, now
+            self._adapt(now)
+
+    def _adapt(self, now: float) -> None:
+        if self._policy is None or self._encoder_for is None:
+            return
+        target = self._policy.choose(
+            self._target, self._stats.remb_bps, self._stats.fraction_lost, now
+        )
+        if target is not self._target:
+            log.info("peer %s: tier %s -> %s", self.log_id, self._target.name, target.name)
+            self._target = target
+            self.track.switch_to(self._encoder_for(target))
+
+    @property
+    def target_tier(self) -> Tier:
+        """The tier this peer should watch (the track moves there at the next keyframe)."""
+        return self._target
+
+    def stats(self) -> PeerStats:
+        """A snapshot of this peer's stats."""
+        sent = self.track.stats
+        s = self._stats
+        s.tier = self.track.encoder.tier.name
+        s.frames_sent, s.keyframes_sent = sent.frames_sent, sent.keyframes_sent
+        s.frames_skipped, s.tier_switches = sent.frames_skipped, sent.tier_switches
+        if self._sender is not None:
+            # aiortc counts RTP payload octets and packets; not public but plain ints.
+            s.bytes_sent = getattr(self._sender, "_RTCRtpSender__octet_count", 0)
+            s.packets_sent = getattr(self._sender, "_RTCRtpSender__packet_count", 0)
+        return dataclasses.replace(s)
+
+    # -- end --------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop sending and close the connection; safe to call any number of times."""
+        if self._closing:
+            await self.closed.wait()
+            return
+        self._closing = True
+        if self._sampler is not None:
+            self._sampler.cancel()
+        self.track.stop()
+        try:
+            await self._pc.close()
+        finally:
+            self._set_state(PeerState.CLOSED)
+            log.info("peer %s: closed", self.log_id)
+            self.closed.set()
+            if self._on_close is not None:
+                await self._on_close(self)
+
+
+def _observe_rtcp(sender: RTCRtpSender, observer: Callable[[object, RTCRtpSender], None]) -> None:
+    """Also give every RTCP packet addressed to `sender` to `observer`.
+
+    aiortc 1.16 has no public hook: the DTLS transport awaits `sender._handle_rtcp_packet(p)`
+    for each packet, and that method drops PLI/FIR and REMB when the track sends packets. An
+    instance attribute shadows the method, so aiortc still handles the packet first (RTT, NACK).
+    """
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        await original(packet)
+        try:
+            observer(packet, sender)
+        except Exception:
+            # Feedback handling must never break aiortc's RTCP loop.
+            log.exception("RTCP observer failed")
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]

@@ -1,0 +1,195 @@
+"""WHEP over the real app, its simulator and a real aiortc player (no browser here)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from scopelink import framestamp
+from scopelink.settings import AppSettings
+from scopelink.webrtc.ice import IceSettings
+from scopelink.webrtc.sessions import PeerSessionManager, WebRtcSettings
+from tests.web.conftest import RunningApp, serve, wait_connected
+
+WHEP = "/api/telescopes/simulator/whep"
+SDP = {"Content-Type": "application/sdp"}
+
+
+def configure(app: RunningApp, **kwargs: object) -> PeerSessionManager:
+    """Give the running app WebRTC settings for one test (the default manager has no peers)."""
+    settings = WebRtcSettings(**kwargs)  # type: ignore[arg-type]
+    app.app.state.webrtc_settings = settings
+    app.app.state.peers = PeerSessionManager.from_settings(settings)
+    return app.app.state.peers
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[RunningApp]:
+    async with serve(AppSettings(simulator_fps=10)) as app:
+        app.registry.get("simulator").pipeline.linger_s = 0.3
+        yield app
+
+
+@pytest.fixture
+async def http(running: RunningApp) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=running.base_url, timeout=20) as client:
+        await wait_connected(client)
+        yield client
+
+
+class Player:
+    """A WHEP player: an aiortc peer that receives video only."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc.addTransceiver("video", direction="recvonly")
+        self.track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+        self.pc.on("track", self.track.set_result)
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def stamps(self, count: int) -> list[int]:
+        remote = await asyncio.wait_for(self.track, 10)
+        out: list[int] = []
+        while len(out) < count:
+            frame = await asyncio.wait_for(remote.recv(), 10)
+            stamp = framestamp.read(frame.to_ndarray(format="rgb24"))
+            if stamp is not None:
+                out.append(stamp.frame)
+        return out
+
+
+def unreachable(offer: str) -> str:
+    """The offer with its candidates replaced by one nobody answers (TEST-NET-1)."""
+    lines = [line for line in offer.splitlines() if not line.startswith("a=candidate:")]
+    at = next(i for i, line in enumerate(lines) if line.startswith("a=mid:"))
+    lines.insert(at + 1, "a=candidate:1 1 udp 2130706431 192.0.2.1 9 typ host")
+    return "\r\n".join(lines) + "\r\n"
+
+
+async def test_whep_player_watches_and_delete_stops_the_telescope_stream(
+    running: RunningApp, http: httpx.AsyncClient
+) -> None:
+    configure(running)
+    pipeline = running.registry.get("simulator").pipeline
+    player = Player()
+    try:
+        response = await http.post(WHEP, content=await player.offer(), headers=SDP)
+        assert response.status_code == 201, response.text
+        assert response.headers["content-type"] == "application/sdp"
+        location = response.headers["location"]
+        assert location.startswith(f"{WHEP}/") and len(location) > len(WHEP) + 20
+        assert response.headers["etag"].startswith('"')
+        assert "a=candidate:" in response.text
+        await player.pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+        stamps = await player.stamps(5)
+        assert stamps == sorted(stamps) and len(set(stamps)) == 5
+        assert pipeline.viewers == 1
+
+        peers = (await http.get("/api/telescopes/simulator/webrtc/peers")).json()["peers"]
+        (peer,) = peers
+        assert peer["id"] == location.rsplit("/", 1)[1]
+        assert peer["state"] == "connected" and peer["tier"] == "full"
+        assert peer["frames_sent"] >= 5 and peer["bytes_sent"] > 0
+
+        assert (await http.delete(location)).status_code == 200
+        assert (await http.delete(location)).status_code == 404
+    finally:
+        await player.pc.close()
+    assert pipeline.viewers == 0
+    assert running.app.state.peers.encoders("simulator") == {}  # no tier without a viewer
+    await asyncio.sleep(pipeline.linger_s + 0.3)
+    assert not pipeline.imaging.streaming
+
+
+async def test_refusals_wrong_type_limit_and_a_peer_that_never_connects(
+    running: RunningApp, http: httpx.AsyncClient
+) -> None:
+    manager = configure(running, max_peers=1, connect_timeout_s=1.0)
+    pipeline = running.registry.get("simulator").pipeline
+    player = Player()
+    offer = unreachable(await player.offer())
+    await player.pc.close()
+
+    wrong = await http.post(WHEP, content=offer, headers={"Content-Type": "text/plain"})
+    assert wrong.status_code == 415
+    assert wrong.headers["content-type"] == "application/problem+json"
+
+    first = await http.post(WHEP, content=offer, headers=SDP)
+    assert first.status_code == 201
+    full = await http.post(WHEP, content=offer, headers=SDP)
+    assert full.status_code == 503
+    assert "limit of 1 concurrent WebRTC peers" in full.json()["detail"]
+
+    restart = "a=ice-ufrag:restarted\r\na=ice-pwd:0123456789abcdefghijkl\r\n"
+    patch = await http.patch(
+        first.headers["location"],
+        content=restart,
+        headers={"Content-Type": "application/trickle-ice-sdpfrag"},
+    )
+    assert patch.status_code == 422 and "new session" in patch.json()["detail"]
+    trickle = "a=candidate:2 1 udp 2130706431 192.0.2.2 9 typ host\r\n"
+    patch = await http.patch(
+        first.headers["location"],
+        content=trickle,
+        headers={"Content-Type": "application/trickle-ice-sdpfrag"},
+    )
+    assert patch.status_code == 204
+
+    assert len(manager) == 1 and pipeline.viewers == 1
+    started = time.monotonic()
+    while len(manager) and time.monotonic() - started < 5:
+        await asyncio.sleep(0.05)
+    assert len(manager) == 0, "the peer that never connected was not removed"
+    assert pipeline.viewers == 0
+    assert (await http.delete(first.headers["location"])).status_code == 404
+
+
+async def test_options_and_ice_servers_hand_out_turn_credentials(
+    running: RunningApp, http: httpx.AsyncClient
+) -> None:
+    ice = IceSettings(turn_urls=["turn:turn.scope.lan:3478?transport=udp"], turn_secret="s3cret")
+    configure(running, ice=ice)
+    response = await http.options(WHEP)
+    assert response.status_code == 204
+    assert response.headers["accept-post"] == "application/sdp"
+    (link,) = response.headers.get_list("link")
+    assert link.startswith('<turn:turn.scope.lan:3478?transport=udp>; rel="ice-server"')
+    assert 'username="' in link and 'credential="' in link
+    assert 'credential-type="password"' in link
+    servers = (await http.get("/api/webrtc/ice-servers")).json()["iceServers"]
+    (turn,) = servers
+    expiry = int(turn["username"].split(":", 1)[0])
+    assert 3500 < expiry - time.time() <= 3600
+    assert turn["credential"]
+
+
+async def test_tokens_are_required_and_a_viewer_may_watch() -> None:
+    settings = AppSettings(simulator_fps=10, tokens={"op": "operator", "eye": "viewer"})
+    async with serve(settings) as app:
+        configure(app)
+        async with httpx.AsyncClient(base_url=app.base_url, timeout=20) as anonymous:
+            player = Player()
+            offer = await player.offer()
+            try:
+                refused = await anonymous.post(WHEP, content=offer, headers=SDP)
+                assert refused.status_code == 401
+                assert (await anonymous.options(WHEP)).status_code == 401
+                viewer = {**SDP, "Authorization": "Bearer eye"}
+                accepted = await anonymous.post(WHEP, content=offer, headers=viewer)
+                assert accepted.status_code == 201, accepted.text
+                location = accepted.headers["location"]
+                # Only its creator (or an operator) may end a session.
+                assert (await anonymous.delete(location)).status_code == 401
+                bearer = {"Authorization": "Bearer eye"}
+                assert (await anonymous.delete(location, headers=bearer)).status_code == 200
+            finally:
+                await player.pc.close()

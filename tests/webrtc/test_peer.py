@@ -1,0 +1,130 @@
+"""A PeerSession against a real aiortc viewer: answer with candidates, video, RTCP feedback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_fci
+
+from scopelink import framestamp
+from scopelink.webrtc.encoder import FULL, REDUCED, TierEncoder
+from scopelink.webrtc.peer import (
+    IceRestartUnsupported,
+    OfferRejected,
+    PeerSession,
+    PeerState,
+    TierPolicy,
+    check_offer,
+    parse_sdpfrag,
+)
+from tests.webrtc.conftest import Source, wait_until
+
+
+async def viewer_offer() -> tuple[RTCPeerConnection, str]:
+    """An aiortc viewer that only receives video, its offer gathered (no public STUN)."""
+    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    client.addTransceiver("video", direction="recvonly")
+    await client.setLocalDescription(await client.createOffer())
+    return client, client.localDescription.sdp
+
+
+async def test_viewer_gets_an_answer_with_candidates_and_decodes_advancing_frames(
+    source: Source,
+) -> None:
+    encoder = TierEncoder(REDUCED, source.frames)
+    session = PeerSession(encoder, telescope_id="t", client="c")
+    client, offer = await viewer_offer()
+    got: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+    client.on("track", got.set_result)
+    player = asyncio.create_task(source.play(300, fps=20))
+    try:
+        answer = await session.answer(offer)
+        assert "a=candidate:" in answer  # aiortc does not trickle: the answer carries them
+        assert "H264" in answer and "VP8" not in answer and "a=sendonly" in answer
+        await client.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        remote = await asyncio.wait_for(got, 5)
+        stamps: list[int] = []
+        while len(stamps) < 5:
+            frame = await asyncio.wait_for(remote.recv(), 5)
+            stamp = framestamp.read(frame.to_ndarray(format="rgb24"))
+            if stamp is not None:
+                stamps.append(stamp.frame)
+        assert stamps == sorted(stamps) and len(set(stamps)) == 5
+        assert session.state is PeerState.CONNECTED
+
+        # PLI from the viewer → a keyframe request to the tier; REMB → the stats.
+        sender = session._sender
+        assert sender is not None
+        requested = encoder.stats.keyframes_requested
+        await sender._handle_rtcp_packet(
+            RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc)
+        )
+        remb = pack_remb_fci(750_000, [sender._ssrc])
+        await sender._handle_rtcp_packet(
+            RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=remb)
+        )
+        stats = session.stats()
+        assert stats.keyframe_requests == 1 and encoder.stats.keyframes_requested > requested
+        assert stats.remb_bps is not None and abs(stats.remb_bps - 750_000) < 1000
+        await wait_until(lambda: session.stats().fps > 0, timeout=3)
+        stats = session.stats()
+        assert stats.frames_sent >= 5 and stats.bytes_sent > 0 and stats.packets_sent > 0
+        assert stats.tier == "reduced" and stats.state == "connected"
+    finally:
+        player.cancel()
+        await client.close()
+        await session.close()
+        await session.close()  # idempotent
+    assert session.state is PeerState.CLOSED and session.closed.is_set()
+    assert not encoder.running
+
+
+async def test_trickled_candidates_are_added_and_an_ice_restart_is_refused(
+    source: Source,
+) -> None:
+    session = PeerSession(TierEncoder(REDUCED, source.frames), telescope_id="t")
+    client, offer = await viewer_offer()
+    try:
+        await session.answer(offer)
+        ufrag = parse_sdpfrag(offer).ufrag
+        fragment = (
+            f"a=ice-ufrag:{ufrag}\r\na=ice-pwd:x\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"
+            "a=candidate:1 1 udp 2130706431 192.0.2.7 50000 typ host\r\na=end-of-candidates\r\n"
+        )
+        assert await session.add_remote_candidates(fragment) == 1
+        restart = fragment.replace(f"a=ice-ufrag:{ufrag}", "a=ice-ufrag:newfrag")
+        with pytest.raises(IceRestartUnsupported, match="new session"):
+            await session.add_remote_candidates(restart)
+    finally:
+        await client.close()
+        await session.close()
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda sdp: sdp.replace("a=recvonly", "a=sendonly"), "does not receive"),
+        (lambda sdp: sdp.replace("H264/90000", "H265/90000"), "H.264"),
+        (lambda sdp: sdp.replace("m=video", "m=audio"), "no video"),
+        (lambda sdp: "hello", "not an SDP"),
+    ],
+)
+async def test_offers_without_receivable_h264_video_are_rejected(edit, reason) -> None:  # type: ignore[no-untyped-def]
+    client, offer = await viewer_offer()
+    await client.close()
+    with pytest.raises(OfferRejected, match=reason):
+        check_offer(edit(offer))
+
+
+def test_tier_policy_drops_on_low_remb_or_loss_and_climbs_back_after_a_hold() -> None:
+    policy = TierPolicy()
+    assert policy.choose(FULL, 5_000_000, 0.0, 0.0) is FULL
+    assert policy.choose(FULL, 1_100_000, 0.0, 1.0) is REDUCED  # < 1.2 × 1 Mbit/s
+    assert policy.choose(FULL, 9_000_000, 0.08, 2.0) is REDUCED  # 8 % loss
+    assert policy.choose(REDUCED, 6_100_000, 0.0, 10.0) is REDUCED  # > 1.5 × 4 Mbit/s, held...
+    assert policy.choose(REDUCED, 6_100_000, 0.0, 14.0) is REDUCED
+    assert policy.choose(REDUCED, 6_100_000, 0.0, 15.0) is FULL  # ...for 5 s
+    assert policy.choose(REDUCED, 6_100_000, 0.0, 20.0) is REDUCED  # the hold starts over
