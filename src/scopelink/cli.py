@@ -92,6 +92,34 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="TOKEN",
         help="a token that may only watch (repeatable)",
     )
+    p.add_argument(
+        "--stun",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a STUN server for WebRTC, e.g. stun:stun.example.org:3478 (repeatable; none default)",
+    )
+    p.add_argument(
+        "--turn",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a TURN server for WebRTC, e.g. turn:turn.example.org:3478 (repeatable; "
+        "needs --turn-secret)",
+    )
+    p.add_argument(
+        "--turn-secret",
+        metavar="SECRET",
+        help="the TURN server's shared secret (coturn static-auth-secret)",
+    )
+    p.add_argument(
+        "--max-peers", type=int, default=16, metavar="N", help="concurrent WebRTC viewers"
+    )
+    p.add_argument(
+        "--no-webrtc",
+        action="store_true",
+        help="the UI starts with MJPEG (users may still switch to WebRTC)",
+    )
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -100,6 +128,10 @@ def _serve(args: argparse.Namespace) -> None:
     from scopelink.settings import AppSettings, TelescopeTarget
     from scopelink.web.server import run
 
+    if args.turn and not args.turn_secret:
+        raise SystemExit("scopelink: --turn needs --turn-secret")
+    if args.max_peers < 1:
+        raise SystemExit("scopelink: --max-peers must be at least 1")
     key = args.key.read_bytes() if args.key else None
     targets = []
     for spec in args.telescope:
@@ -123,6 +155,11 @@ def _serve(args: argparse.Namespace) -> None:
         allowed_hosts=args.allowed_host,
         allowed_origins=args.allowed_origin,
         tokens=tokens,
+        stun_urls=args.stun,
+        turn_urls=args.turn,
+        turn_secret=args.turn_secret,
+        max_peers=args.max_peers,
+        webrtc_default=not args.no_webrtc,
     )
     print(f"scopelink on http://{'localhost' if loopback else args.host}:{args.port}/", flush=True)
     run(settings)

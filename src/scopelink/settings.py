@@ -73,3 +73,18 @@ class AppSettings:
     sse_heartbeat_s: float = 15.0
     mjpeg_width: int = 540
     mjpeg_quality: int = 80
+    # WebRTC (plain fields: this module must not import aiortc; the app builds its
+    # `WebRtcSettings` from them). No public STUN server by default.
+    #: e.g. `["stun:stun.example.org:3478"]`.
+    stun_urls: list[str] = field(default_factory=list)
+    #: e.g. `["turn:turn.example.org:3478?transport=udp"]`; needs `turn_secret`.
+    turn_urls: list[str] = field(default_factory=list)
+    #: coturn's `static-auth-secret`: TURN credentials are minted per caller and expire.
+    turn_secret: str | None = field(default=None, repr=False)
+    turn_ttl_s: int = 3600
+    #: Concurrent WebRTC peers over all telescopes.
+    max_peers: int = 16
+    #: A peer not connected this long after its answer is closed.
+    webrtc_connect_timeout_s: float = 15.0
+    #: The deployment default of the WebRTC feature flag (False: the UI starts with MJPEG).
+    webrtc_default: bool = True

@@ -265,5 +265,9 @@ async def test_operations_history_session_and_health(http: httpx.AsyncClient) ->
     history = (await http.get(f"{T}/operations")).json()
     assert [o["id"] for o in history][-1] == op["id"]
     assert (await http.get(f"{T}/operations/nope")).status_code == 404
-    assert (await http.get("/api/session")).json() == {"role": "operator", "token_required": False}
+    assert (await http.get("/api/session")).json() == {
+        "role": "operator",
+        "token_required": False,
+        "webrtc_default": True,
+    }
     assert (await http.get("/api/health")).json() == {"status": "ok"}

@@ -63,10 +63,15 @@ async def test_tokens_and_roles() -> None:
     settings = AppSettings(tokens={"op-secret": "operator", "view-secret": "viewer"})
     async with serve(settings) as app, httpx.AsyncClient(base_url=app.base_url) as http:
         assert (await http.get("/api/telescopes")).status_code == 401
-        assert (await http.get("/api/session")).json() == {"role": "viewer", "token_required": True}
+        assert (await http.get("/api/session")).json() == {
+            "role": "viewer",
+            "token_required": True,
+            "webrtc_default": True,
+        }
         viewer = {"Authorization": "Bearer view-secret"}
         operator = {"Authorization": "Bearer op-secret"}
-        await wait_connected(httpx.AsyncClient(base_url=app.base_url, headers=operator))
+        async with httpx.AsyncClient(base_url=app.base_url, headers=operator) as op_http:
+            await wait_connected(op_http)
         assert (await http.get("/api/telescopes", headers=viewer)).status_code == 200
         r = await http.post(PARK, headers=viewer)
         assert r.status_code == 403 and "viewers may watch" in r.json()["detail"]

@@ -72,12 +72,18 @@ def require_operator(caller: CallerDep) -> Caller:
 class SessionInfo(BaseModel):
     role: c.Role
     token_required: bool
+    #: The deployment default of the WebRTC feature flag (the UI may override it per user).
+    webrtc_default: bool
 
 
 @router.get("/session", response_model=SessionInfo, tags=["session"])
 async def session_info(request: Request, caller: CallerDep) -> SessionInfo:
     """Who the server thinks you are."""
-    return SessionInfo(role=caller.role, token_required=request.app.state.policy.tokens_required)
+    return SessionInfo(
+        role=caller.role,
+        token_required=request.app.state.policy.tokens_required,
+        webrtc_default=request.app.state.settings.webrtc_default,
+    )
 
 
 class TelescopeSummary(BaseModel):

@@ -16,12 +16,30 @@ from scopelink.services.command_service import CommandService
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telemetry import TelemetryHub
 from scopelink.settings import AppSettings
-from scopelink.web import api, mjpeg, problems, sse, whep
+from scopelink.web import api, mjpeg, problems, signaling, sse, whep
 from scopelink.web.security import SecurityMiddleware, SecurityPolicy
+from scopelink.webrtc.ice import IceSettings
 
 log = logging.getLogger(__name__)
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+
+
+def webrtc_settings(settings: AppSettings) -> whep.WebRtcSettings:
+    """The WebRTC settings the app's settings describe."""
+    if settings.turn_urls and not settings.turn_secret:
+        raise ValueError("TURN servers need a TURN secret (--turn-secret)")
+    ice = IceSettings(
+        stun_urls=list(settings.stun_urls),
+        turn_urls=list(settings.turn_urls),
+        turn_secret=settings.turn_secret,
+        turn_ttl_s=settings.turn_ttl_s,
+    )
+    return whep.WebRtcSettings(
+        ice=ice,
+        max_peers=settings.max_peers,
+        connect_timeout_s=settings.webrtc_connect_timeout_s,
+    )
 
 
 def create_app(settings: AppSettings | None = None) -> FastAPI:
@@ -54,12 +72,13 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.policy = policy
     app.state.catalogue = Catalogue()
-    app.state.webrtc_settings = whep.WebRtcSettings()
+    app.state.webrtc_settings = webrtc_settings(settings)
     problems.install(app)
     app.include_router(api.router)
     app.include_router(sse.router)
     app.include_router(mjpeg.router)
     app.include_router(whep.router)
+    app.include_router(signaling.router)
     if UI_DIR.is_dir():
         app.mount("/", StaticFiles(directory=UI_DIR, html=True), name="ui")
     app.add_middleware(SecurityMiddleware, policy=policy)

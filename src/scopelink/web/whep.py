@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import HTTPConnection
 
 from scopelink.schema.commands import Role
 from scopelink.schema.state import Problem
@@ -47,12 +48,12 @@ SERVER_TURN_USER = "scopelink-server"
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def webrtc_settings(request: Request) -> WebRtcSettings:
+def webrtc_settings(request: HTTPConnection) -> WebRtcSettings:
     settings = getattr(request.app.state, "webrtc_settings", None)
     return settings if isinstance(settings, WebRtcSettings) else WebRtcSettings()
 
 
-def peers(request: Request) -> PeerSessionManager:
+def peers(request: HTTPConnection) -> PeerSessionManager:
     """The app's peer manager (created on first use when the app did not make one)."""
     manager = getattr(request.app.state, "peers", None)
     if manager is None:
@@ -73,7 +74,8 @@ def _problem(status: int, title: str, detail: str, headers: dict[str, str] | Non
     return problem_response(Problem(title=title, status=status, detail=detail), headers)
 
 
-def _servers(request: Request, user: str) -> list[dict[str, Any]]:
+def ice_servers_for(request: HTTPConnection, user: str) -> list[dict[str, Any]]:
+    """Browser-style ICE servers for `user` (a non-secret id), with fresh TURN credentials."""
     return ice_servers(webrtc_settings(request).ice, user, time.time())
 
 
@@ -129,7 +131,7 @@ def _resource(telescope_id: str, session_id: str) -> str:
 @router.options("/api/telescopes/{telescope_id}/whep", status_code=204)
 async def whep_options(request: Request, session: Session) -> Response:
     """What a WHEP player needs before it offers: accepted type and the ICE servers."""
-    links = ice_link_headers(_servers(request, _caller(request).client))
+    links = ice_link_headers(ice_servers_for(request, _caller(request).client))
     response = Response(status_code=204, headers={"Accept-Post": SDP, **_NO_STORE})
     return _with_links(response, links)
 
@@ -155,7 +157,7 @@ async def whep_offer(request: Request, session: Session) -> Response:
     if offer is None:
         return _problem(413, "Offer too large", f"an SDP offer is at most {MAX_BODY_BYTES} bytes")
     caller = _caller(request)
-    server_ice = to_aiortc(_servers(request, SERVER_TURN_USER))
+    server_ice = to_aiortc(ice_servers_for(request, SERVER_TURN_USER))
     try:
         peer, answer = await peers(request).create(
             session.id, session.pipeline, offer, client=caller.client, ice_servers=server_ice
@@ -170,7 +172,7 @@ async def whep_offer(request: Request, session: Session) -> Response:
         **_NO_STORE,
     }
     response = Response(answer, status_code=201, media_type=SDP, headers=headers)
-    return _with_links(response, ice_link_headers(_servers(request, caller.client)))
+    return _with_links(response, ice_link_headers(ice_servers_for(request, caller.client)))
 
 
 @router.patch(
@@ -237,5 +239,5 @@ async def webrtc_peers(request: Request, session: Session) -> JSONResponse:
 @router.get("/api/webrtc/ice-servers")
 async def browser_ice_servers(request: Request) -> JSONResponse:
     """The `iceServers` for the browser's RTCPeerConnection, with fresh TURN credentials."""
-    servers = _servers(request, _caller(request).client)
+    servers = ice_servers_for(request, _caller(request).client)
     return JSONResponse({"iceServers": servers}, headers=_NO_STORE)
