@@ -37,7 +37,7 @@ lint: $(STAMP) $(NODE_STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_imaging.py
 	$(BIN)/python bench/bench_pipeline.py
-	$(BIN)/python bench/bench_mjpeg_browser.py
+	$(BIN)/python bench/bench_live_browser.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

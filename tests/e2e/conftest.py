@@ -60,8 +60,9 @@ class UI:
         """A control that is enabled exactly when commands can be sent (Stop)."""
         return self.by("stop")
 
-    async def open(self, base_url: str | None = None) -> None:
-        await self.page.goto((base_url or self.app.base_url) + "/")
+    async def open(self, base_url: str | None = None, query: str = "") -> None:
+        """Open the app (`query`, e.g. `"?transport=mjpeg"`, is appended to the URL)."""
+        await self.page.goto((base_url or self.app.base_url) + "/" + query)
         # Connected: the status says so and the command controls are enabled.
         await expect(self.by("status-link")).to_have_text("Connected")
         await expect(self.a_command).to_be_enabled()

@@ -85,7 +85,7 @@ async def until(condition: Any, timeout: float = 5.0) -> None:
 async def test_page_loads_without_errors_and_the_live_picture_updates(
     ui: UI, screenshots: Path
 ) -> None:
-    await ui.open()
+    await ui.open(query="?transport=mjpeg")
     await expect(ui.by("live-state")).to_have_attribute("data-state", "playing")
     first = await ui.page.evaluate(SHOWN_FRAME)
     assert first is not None, "the picture shown carries no readable frame stamp"
@@ -106,7 +106,7 @@ async def test_goto_by_name_slews_and_ends_tracking_at_the_target(ui: UI) -> Non
     telescope = ui.app.simulator.telescope
     telescope.mount.slew_rate_deg_s = 30.0  # long enough to watch it move
     telescope.focuser = telescope.focus_best  # sharp stars, so the picture can be judged
-    await ui.open()
+    await ui.open(query="?transport=mjpeg")
     await ui.by("goto-search").fill("M 81")
     result = ui.page.locator('[data-testid=goto-result][data-name="M 81"]')
     await expect(result).to_be_visible()

@@ -4,12 +4,15 @@
  */
 
 import { Backoff } from "./lib/backoff.js";
+import { chooseTransport } from "./lib/live-quality.js";
 import { ApiClient } from "./services/api.js";
 import { CatalogueSearch } from "./services/catalogue-search.js";
 import { JogController } from "./services/jog.js";
+import { LiveSwitch } from "./services/live-switch.js";
 import { MjpegTransport } from "./services/mjpeg.js";
 import { TelemetryService } from "./services/telemetry.js";
 import { TelescopeList } from "./services/telescopes.js";
+import { WebRtcTransport } from "./services/webrtc.js";
 import { mountCameraPanel } from "./views/camera-panel.js";
 import { mountCommandGate } from "./views/command-gate.js";
 import { mountConnectionBanner } from "./views/connection-banner.js";
@@ -23,10 +26,12 @@ import { mountNightMode } from "./views/night-mode.js";
 import { mountStatusPanel } from "./views/status-panel.js";
 import { mountTelescopeSelector } from "./views/telescope-selector.js";
 
-/** @typedef {import('./services/live-transport.js').LiveTransport} LiveTransport */
+/** @typedef {import('./lib/live-quality.js').TransportKind} TransportKind */
 /** @typedef {import('./types/protocol').Role} Role */
 
 const TOKEN_KEY = "scopelink.token";
+/** The user's choice of live transport (the toggle), remembered per browser. */
+const TRANSPORT_KEY = "scopelink.transport";
 
 /**
  * The access token, if the server needs one: taken from `?token=` once, then kept for this tab
@@ -47,14 +52,53 @@ function accessToken() {
 }
 
 /**
- * The live-view transport. WebRTC (services/webrtc.js, next) goes here: prefer it where the
- * browser supports it and fall back to MJPEG, behind the same LiveTransport interface.
+ * The live-view transport: WebRTC where the browser has it and the flag allows it, MJPEG
+ * otherwise and as the fallback (services/live-switch.js). The flag: `?transport=webrtc|mjpeg`,
+ * else the toggle's remembered choice, else the deployment default (`/api/session`'s
+ * `webrtc_default`, applied once the session is known). `?ice=relay` forces TURN (tests).
  *
  * @param {ApiClient} api
- * @returns {LiveTransport}
+ * @returns {LiveSwitch}
  */
 function createTransport(api) {
-  return new MjpegTransport(api);
+  const params = new URLSearchParams(location.search);
+  const relay = params.get("ice") === "relay";
+  const live = new LiveSwitch({
+    mjpeg: () => new MjpegTransport(api),
+    webrtc: WebRtcTransport.supported
+      ? () => new WebRtcTransport(api, relay ? { iceTransportPolicy: "relay" } : {})
+      : null,
+  });
+  live.prefer(transportChoice(null));
+  return live;
+}
+
+/**
+ * @param {boolean | null | undefined} deploymentDefault
+ * @returns {TransportKind}
+ */
+function transportChoice(deploymentDefault) {
+  let stored = null;
+  try {
+    stored = localStorage.getItem(TRANSPORT_KEY);
+  } catch {
+    // storage disabled: no remembered choice
+  }
+  return chooseTransport({
+    supported: WebRtcTransport.supported,
+    urlParam: new URLSearchParams(location.search).get("transport"),
+    stored,
+    deploymentDefault,
+  });
+}
+
+/** @param {TransportKind} kind */
+function rememberTransport(kind) {
+  try {
+    localStorage.setItem(TRANSPORT_KEY, kind);
+  } catch {
+    // storage disabled: the choice lasts for this page
+  }
 }
 
 const api = new ApiClient({ token: accessToken() });
@@ -86,7 +130,12 @@ mountTelescopeSelector(
   },
   { telescopes },
 );
-const live = mountLiveView(byTestId(page, "live-view", HTMLElement), { transport, telemetry });
+const live = mountLiveView(byTestId(page, "live-view", HTMLElement), {
+  transport,
+  telemetry,
+  switcher: transport,
+  onChoose: rememberTransport,
+});
 mountStatusPanel(byTestId(page, "status-panel", HTMLElement), { telemetry });
 const panels = [
   mountGotoPanel(byTestId(page, "goto-panel", HTMLElement), {
@@ -141,6 +190,8 @@ async function load() {
   try {
     const session = await api.session();
     role = session.role;
+    const kind = transportChoice(session.webrtc_default ?? true);
+    if (kind !== transport.preferred) transport.prefer(kind);
     await telescopes.refresh();
     gate.render();
   } catch {

@@ -77,6 +77,7 @@ import { StateMachine } from "../lib/state-machine.js";
  * @typedef {object} SessionInfo
  * @property {Role} role
  * @property {boolean} token_required
+ * @property {boolean} [webrtc_default] the deployment default of the WebRTC flag (true if absent)
  */
 
 /** An API failure: the problem the server described, or a network failure (`status` 0). */

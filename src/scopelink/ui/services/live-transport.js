@@ -19,10 +19,29 @@
 
 import { readFrameStampFrom } from "../lib/framestamp.js";
 import { FrameRateMeter } from "../lib/frame-rate.js";
+import { classifyQuality, sourceFps } from "../lib/live-quality.js";
 import { StateMachine } from "../lib/state-machine.js";
 
 /** @typedef {"idle" | "connecting" | "playing" | "stalled" | "retrying"} LiveState */
 /** @typedef {import('../lib/framestamp.js').FrameStamp} FrameStamp */
+
+/**
+ * How good the picture is now (docs/ui.md, "Connection quality"). Figures a transport cannot
+ * know are null (MJPEG has no RTT, loss or jitter buffer).
+ *
+ * @typedef {object} LiveQuality
+ * @property {import('../lib/live-quality.js').QualityLevel} level
+ * @property {number | null} fps frames shown per second
+ * @property {number | null} sourceFps the source's rate, from the stamps' frame numbers
+ * @property {number | null} latencyMs median end-to-end latency of recent frames (stamp → shown)
+ * @property {number | null} bitrateBps
+ * @property {number | null} rttMs
+ * @property {number | null} loss 0–1
+ * @property {number | null} jitterBufferMs
+ */
+
+/** Recent frames looked at for latency and the source's frame rate. */
+const QUALITY_WINDOW = 30;
 
 /**
  * @typedef {object} FrameInfo
@@ -47,6 +66,11 @@ export class LiveTransport extends EventTarget {
   #machine = new StateMachine(LIVE_TRANSITIONS, /** @type {LiveState} */ ("idle"));
   #meter = new FrameRateMeter();
   #seq = 0;
+  /**
+   * Recent stamps and their latencies, oldest first.
+   * @type {{frame: number, emitMs: number, latencyMs: number}[]}
+   */
+  #recent = [];
   /** Why the last attempt failed, for the UI; null while fine. */
   lastError = /** @type {string | null} */ (null);
 
@@ -58,6 +82,41 @@ export class LiveTransport extends EventTarget {
   /** @returns {LiveState} */
   get state() {
     return this.#machine.state;
+  }
+
+  /**
+   * What the live view puts on the page: the picture element, or a container of several.
+   *
+   * @returns {HTMLElement}
+   */
+  get view() {
+    return this.element;
+  }
+
+  /**
+   * The connection quality now: frame rate and latency from frames shown; transports that know
+   * more (WebRTC's `getStats()`) add to it.
+   *
+   * @param {number} [now]
+   * @returns {LiveQuality}
+   */
+  connectionQuality(now = performance.now()) {
+    const fps = this.lastFrameAt === null ? null : this.fps(now);
+    const stale = this.lastFrameAt === null || now - this.lastFrameAt > 2_000;
+    const recent = stale ? [] : this.#recent;
+    const latencies = recent.map((r) => r.latencyMs).sort((a, b) => a - b);
+    const latencyMs = latencies.length ? latencies[latencies.length >> 1] : null;
+    const source = sourceFps(recent);
+    return {
+      level: classifyQuality({ latencyMs, fps, sourceFps: source }),
+      fps,
+      sourceFps: source,
+      latencyMs,
+      bitrateBps: null,
+      rttMs: null,
+      loss: null,
+      jitterBufferMs: null,
+    };
   }
 
   /**
@@ -124,7 +183,10 @@ export class LiveTransport extends EventTarget {
   setState(next) {
     const previous = this.#machine.to(next);
     if (previous === null) return;
-    if (next === "connecting" || next === "idle") this.#meter.reset();
+    if (next === "connecting" || next === "idle") {
+      this.#meter.reset();
+      this.#recent = [];
+    }
     this.dispatchEvent(new CustomEvent("statechange", { detail: { from: previous, to: next } }));
   }
 
@@ -133,10 +195,15 @@ export class LiveTransport extends EventTarget {
    *
    * @protected
    * @param {FrameStamp | null} stamp
+   * @param {number} [shownAt] when it was (or will be) presented (ms, `performance.now()` clock)
    */
-  frameShown(stamp) {
-    const shownAt = performance.now();
+  frameShown(stamp, shownAt = performance.now()) {
     this.#meter.tick(shownAt);
+    if (stamp) {
+      const latencyMs = performance.timeOrigin + shownAt - stamp.emitMs;
+      this.#recent.push({ frame: stamp.frame, emitMs: stamp.emitMs, latencyMs });
+      if (this.#recent.length > QUALITY_WINDOW) this.#recent.shift();
+    }
     this.#seq += 1;
     if (this.state !== "playing") this.setState("playing");
     const { width, height } = this.frameSize;

@@ -10,6 +10,9 @@ import { targetName } from "./labels.js";
 
 /** @typedef {import('../services/live-transport.js').LiveTransport} LiveTransport */
 /** @typedef {import('../services/live-transport.js').FrameInfo} FrameInfo */
+/** @typedef {import('../services/live-transport.js').LiveQuality} LiveQuality */
+/** @typedef {import('../services/live-switch.js').LiveSwitch} LiveSwitch */
+/** @typedef {import('../lib/live-quality.js').TransportKind} TransportKind */
 /** @typedef {import('../services/telemetry.js').TelemetryService} TelemetryService */
 /** @typedef {import('../services/telemetry.js').TelescopeDetail} TelescopeDetail */
 
@@ -33,22 +36,51 @@ const MODE_TEXT = {
   none: "No view",
 };
 
+/** @type {Record<TransportKind, string>} */
+const KIND_TEXT = { webrtc: "WebRTC", mjpeg: "MJPEG" };
+
+/**
+ * The quality badge's text: fps, bitrate, RTT and latency, each when known.
+ *
+ * @param {LiveQuality} q
+ * @returns {string}
+ */
+export function qualityText(q) {
+  const parts = [];
+  if (q.bitrateBps !== null) {
+    parts.push(
+      q.bitrateBps >= 1e6
+        ? `${(q.bitrateBps / 1e6).toFixed(1)} Mbit/s`
+        : `${Math.round(q.bitrateBps / 1e3)} kbit/s`,
+    );
+  }
+  if (q.rttMs !== null) parts.push(`RTT ${Math.round(q.rttMs)} ms`);
+  if (q.loss !== null && q.loss > 0) parts.push(`loss ${(q.loss * 100).toFixed(1)} %`);
+  if (q.latencyMs !== null) parts.push(`${Math.round(q.latencyMs)} ms`);
+  return parts.join(" · ");
+}
+
 /**
  * @param {HTMLElement} root the live view section
- * @param {{transport: LiveTransport, telemetry: TelemetryService}} services
+ * @param {{transport: LiveTransport, telemetry: TelemetryService,
+ *          switcher?: LiveSwitch | null, onChoose?: (kind: TransportKind) => void}} services
+ *   `switcher`: when the transport can be switched (the toggle); `onChoose`: the user chose one
  */
-export function mountLiveView(root, { transport, telemetry }) {
+export function mountLiveView(root, { transport, telemetry, switcher = null, onChoose }) {
   const frame = byTestId(root, "live-frame", HTMLElement);
   const placeholder = byTestId(root, "live-placeholder", HTMLElement);
   const state = byTestId(root, "live-state", HTMLElement);
   const fps = byTestId(root, "live-fps", HTMLElement);
   const mode = byTestId(root, "live-mode", HTMLElement);
   const target = byTestId(root, "live-target", HTMLElement);
+  const quality = byTestId(root, "live-quality", HTMLElement);
+  const qualityLabel = byTestId(root, "live-quality-text", HTMLElement);
+  const toggle = byTestId(root, "live-transport-toggle", HTMLButtonElement);
   /** @type {string | null} */
   let telescopeId = null;
   let aspect = "";
 
-  const picture = transport.element;
+  const picture = transport.view;
   picture.setAttribute("aria-label", "Live camera picture");
   frame.prepend(picture);
 
@@ -76,7 +108,45 @@ export function mountLiveView(root, { transport, telemetry }) {
     // Playing but no rate yet: still measuring. Stalled: an honest zero.
     const text = rate > 0 || transport.state === "stalled" ? `${rate.toFixed(1)} fps` : "— fps";
     setText(fps, text);
+    renderQuality();
   }
+
+  function renderQuality() {
+    const playing = transport.state === "playing" || transport.state === "stalled";
+    const q = transport.connectionQuality();
+    const text = qualityText(q);
+    quality.hidden = !playing || (q.level === "unknown" && !text);
+    setData(quality, "level", q.level);
+    setData(quality, "transport", transport.name);
+    quality.title = `Connection quality: ${q.level}`;
+    setText(qualityLabel, text || q.level);
+  }
+
+  function renderToggle() {
+    toggle.hidden = !switcher;
+    if (!switcher) return;
+    const other = switcher.kind === "webrtc" ? "mjpeg" : "webrtc";
+    const blocked = other === "webrtc" && !switcher.webrtcSupported;
+    toggle.disabled = blocked;
+    toggle.dataset.kind = switcher.kind;
+    toggle.title = blocked
+      ? "This browser has no WebRTC"
+      : `Switch the live view to ${KIND_TEXT[other]}`;
+    setText(toggle, `Use ${KIND_TEXT[other]}`);
+  }
+
+  toggle.addEventListener("click", () => {
+    if (!switcher) return;
+    const other = switcher.kind === "webrtc" ? "mjpeg" : "webrtc";
+    onChoose?.(other);
+    switcher.prefer(other);
+    renderToggle();
+  });
+  switcher?.addEventListener("switch", () => {
+    renderToggle();
+    renderState();
+  });
+  renderToggle();
 
   transport.addEventListener("statechange", () => {
     renderState();

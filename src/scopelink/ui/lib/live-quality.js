@@ -1,0 +1,178 @@
+/**
+ * Pure decisions of the live view, kept out of the services so they can be tested under Node:
+ * which transport to use (the WebRTC feature flag and its overrides), when to give up on WebRTC
+ * and fall back to MJPEG, how to turn two `getStats()` snapshots into figures, and how to grade
+ * the connection green / amber / red (thresholds documented in docs/ui.md).
+ */
+
+/** @typedef {"webrtc" | "mjpeg"} TransportKind */
+/** @typedef {"green" | "amber" | "red" | "unknown"} QualityLevel */
+
+/**
+ * @param {string | null | undefined} value
+ * @returns {TransportKind | null}
+ */
+export function parseTransportKind(value) {
+  const v = value?.trim().toLowerCase();
+  return v === "webrtc" || v === "mjpeg" ? v : null;
+}
+
+/**
+ * Which transport to use. The most specific wish wins: the URL parameter (`?transport=`), then the
+ * user's remembered toggle, then the deployment default (`/api/session.webrtc_default`, true when
+ * the server does not say). WebRTC is only chosen when the browser has it.
+ *
+ * @param {{supported: boolean, urlParam?: string | null, stored?: string | null,
+ *          deploymentDefault?: boolean | null}} input
+ * @returns {TransportKind}
+ */
+export function chooseTransport({ supported, urlParam = null, stored = null, deploymentDefault }) {
+  const wish =
+    parseTransportKind(urlParam) ??
+    parseTransportKind(stored) ??
+    (deploymentDefault === false ? "mjpeg" : "webrtc");
+  return wish === "webrtc" && supported ? "webrtc" : "mjpeg";
+}
+
+/**
+ * Whether WebRTC has had long enough: it has been trying (`connecting` or `retrying`, no picture)
+ * for `afterMs` without a frame. `stalled` (connected, the source is just slow) is no reason:
+ * MJPEG would show the same silence.
+ *
+ * @param {{state: string, since: number, now: number, afterMs?: number}} input
+ *   `since`: when it started trying, or showed its last frame (ms)
+ * @returns {boolean}
+ */
+export function shouldFallBack({ state, since, now, afterMs = 4_000 }) {
+  if (state !== "connecting" && state !== "retrying") return false;
+  return now - since >= afterMs;
+}
+
+/**
+ * The counters of one `getStats()` call that matter here (inbound video RTP and the selected
+ * candidate pair), all optional because browsers differ.
+ *
+ * @typedef {object} StatsSnapshot
+ * @property {number} timestamp ms
+ * @property {number} [bytesReceived]
+ * @property {number} [packetsReceived]
+ * @property {number} [packetsLost]
+ * @property {number} [framesDecoded]
+ * @property {number} [framesPerSecond]
+ * @property {number} [jitterBufferDelay] seconds, cumulative
+ * @property {number} [jitterBufferEmittedCount]
+ * @property {number} [currentRoundTripTime] seconds
+ */
+
+/**
+ * @typedef {object} LinkFigures
+ * @property {number | null} fps frames decoded per second
+ * @property {number | null} bitrateBps
+ * @property {number | null} rttMs
+ * @property {number | null} loss fraction of packets lost over the interval, 0–1
+ * @property {number | null} jitterBufferMs mean jitter-buffer delay over the interval
+ */
+
+/**
+ * @param {number | undefined} a
+ * @param {number | undefined} b
+ * @returns {number | null}
+ */
+function delta(a, b) {
+  return a === undefined || b === undefined ? null : b - a;
+}
+
+/**
+ * Figures over the interval between two snapshots (the first may be null: then rates are null).
+ *
+ * @param {StatsSnapshot | null} previous
+ * @param {StatsSnapshot} current
+ * @returns {LinkFigures}
+ */
+export function linkFigures(previous, current) {
+  const rttMs =
+    current.currentRoundTripTime === undefined ? null : current.currentRoundTripTime * 1000;
+  if (!previous || current.timestamp <= previous.timestamp) {
+    return {
+      fps: current.framesPerSecond ?? null,
+      bitrateBps: null,
+      rttMs,
+      loss: null,
+      jitterBufferMs: null,
+    };
+  }
+  const seconds = (current.timestamp - previous.timestamp) / 1000;
+  const bytes = delta(previous.bytesReceived, current.bytesReceived);
+  const frames = delta(previous.framesDecoded, current.framesDecoded);
+  const received = delta(previous.packetsReceived, current.packetsReceived);
+  const lost = delta(previous.packetsLost, current.packetsLost);
+  const bufferDelay = delta(previous.jitterBufferDelay, current.jitterBufferDelay);
+  const emitted = delta(previous.jitterBufferEmittedCount, current.jitterBufferEmittedCount);
+  let loss = null;
+  if (received !== null && lost !== null) {
+    const total = received + Math.max(0, lost);
+    loss = total > 0 ? Math.max(0, lost) / total : 0;
+  }
+  return {
+    fps: frames !== null ? frames / seconds : (current.framesPerSecond ?? null),
+    bitrateBps: bytes !== null ? (bytes * 8) / seconds : null,
+    rttMs,
+    loss,
+    jitterBufferMs: bufferDelay !== null && emitted ? (bufferDelay / emitted) * 1000 : null,
+  };
+}
+
+/** The thresholds of the indicator (docs/ui.md, "Connection quality"). */
+export const QUALITY_THRESHOLDS = Object.freeze({
+  green: Object.freeze({ latencyMs: 150, loss: 0.02, fpsRatio: 0.8 }),
+  red: Object.freeze({ latencyMs: 500, loss: 0.1, fpsRatio: 0.4 }),
+});
+
+/**
+ * Grade the connection. Each figure may be unknown (null) and is then left out; with nothing
+ * known the grade is `unknown`. Red when any known figure is red; green when every known figure
+ * is green; amber otherwise.
+ *
+ * @param {{latencyMs?: number | null, loss?: number | null, fps?: number | null,
+ *          sourceFps?: number | null}} figures
+ * @returns {QualityLevel}
+ */
+export function classifyQuality({ latencyMs = null, loss = null, fps = null, sourceFps = null }) {
+  const { green, red } = QUALITY_THRESHOLDS;
+  const ratio = fps !== null && sourceFps ? fps / sourceFps : null;
+  /** @type {boolean[]} */
+  const isRed = [];
+  /** @type {boolean[]} */
+  const isGreen = [];
+  if (latencyMs !== null) {
+    isRed.push(latencyMs > red.latencyMs);
+    isGreen.push(latencyMs < green.latencyMs);
+  }
+  if (loss !== null) {
+    isRed.push(loss > red.loss);
+    isGreen.push(loss < green.loss);
+  }
+  if (ratio !== null) {
+    isRed.push(ratio < red.fpsRatio);
+    isGreen.push(ratio >= green.fpsRatio);
+  }
+  if (isRed.length === 0) return "unknown";
+  if (isRed.some(Boolean)) return "red";
+  return isGreen.every(Boolean) ? "green" : "amber";
+}
+
+/**
+ * The source's frame rate, from the stamps of frames shown: frame numbers advanced over emit
+ * time passed (so frames the viewer dropped still count). Null with fewer than two stamps.
+ *
+ * @param {readonly {frame: number, emitMs: number}[]} stamps oldest first
+ * @returns {number | null}
+ */
+export function sourceFps(stamps) {
+  if (stamps.length < 2) return null;
+  const first = stamps[0];
+  const last = stamps[stamps.length - 1];
+  const ms = last.emitMs - first.emitMs;
+  const frames = last.frame - first.frame;
+  return ms > 0 && frames > 0 ? (frames * 1000) / ms : null;
+}

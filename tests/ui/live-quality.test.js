@@ -1,0 +1,120 @@
+// The live view's pure decisions (src/scopelink/ui/lib/live-quality.js), under Node's test runner.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+
+import {
+  chooseTransport,
+  classifyQuality,
+  linkFigures,
+  parseTransportKind,
+  shouldFallBack,
+  sourceFps,
+} from "../../src/scopelink/ui/lib/live-quality.js";
+
+describe("chooseTransport", () => {
+  test("the URL parameter beats the remembered choice, which beats the deployment default", () => {
+    assert.equal(chooseTransport({ supported: true, urlParam: "mjpeg", stored: "webrtc" }), "mjpeg");
+    assert.equal(chooseTransport({ supported: true, urlParam: "WebRTC", stored: "mjpeg" }), "webrtc");
+    assert.equal(
+      chooseTransport({ supported: true, stored: "webrtc", deploymentDefault: false }),
+      "webrtc",
+    );
+    assert.equal(chooseTransport({ supported: true, deploymentDefault: false }), "mjpeg");
+  });
+  test("a missing deployment default means WebRTC", () => {
+    assert.equal(chooseTransport({ supported: true }), "webrtc");
+    assert.equal(chooseTransport({ supported: true, deploymentDefault: null }), "webrtc");
+  });
+  test("without WebRTC in the browser it is always MJPEG", () => {
+    assert.equal(chooseTransport({ supported: false, urlParam: "webrtc" }), "mjpeg");
+  });
+  test("nonsense is ignored", () => {
+    assert.equal(parseTransportKind("hls"), null);
+    assert.equal(chooseTransport({ supported: true, urlParam: "hls", stored: "mjpeg" }), "mjpeg");
+  });
+});
+
+describe("shouldFallBack", () => {
+  test("only while trying, and only after the deadline", () => {
+    assert.equal(shouldFallBack({ state: "connecting", since: 0, now: 3_999 }), false);
+    assert.equal(shouldFallBack({ state: "connecting", since: 0, now: 4_000 }), true);
+    assert.equal(shouldFallBack({ state: "retrying", since: 1_000, now: 6_000 }), true);
+    assert.equal(shouldFallBack({ state: "stalled", since: 0, now: 60_000 }), false);
+    assert.equal(shouldFallBack({ state: "playing", since: 0, now: 60_000 }), false);
+    assert.equal(shouldFallBack({ state: "connecting", since: 0, now: 1_500, afterMs: 1_000 }), true);
+  });
+});
+
+describe("linkFigures", () => {
+  const first = {
+    timestamp: 10_000,
+    bytesReceived: 1_000_000,
+    packetsReceived: 1_000,
+    packetsLost: 10,
+    framesDecoded: 100,
+    jitterBufferDelay: 5,
+    jitterBufferEmittedCount: 100,
+    currentRoundTripTime: 0.004,
+  };
+  test("rates over the interval between two snapshots", () => {
+    const second = {
+      timestamp: 12_000,
+      bytesReceived: 1_500_000,
+      packetsReceived: 1_095,
+      packetsLost: 15,
+      framesDecoded: 160,
+      jitterBufferDelay: 6.2,
+      jitterBufferEmittedCount: 160,
+      currentRoundTripTime: 0.006,
+    };
+    const f = linkFigures(first, second);
+    assert.equal(f.bitrateBps, 2_000_000);
+    assert.equal(f.fps, 30);
+    assert.equal(f.rttMs, 6);
+    assert.equal(f.loss, 0.05);
+    assert.ok(Math.abs((f.jitterBufferMs ?? 0) - 20) < 1e-9);
+  });
+  test("the first snapshot gives no rates, and missing counters give nulls", () => {
+    const f = linkFigures(null, first);
+    assert.equal(f.bitrateBps, null);
+    assert.equal(f.loss, null);
+    assert.equal(f.rttMs, 4);
+    const bare = linkFigures({ timestamp: 0 }, { timestamp: 1_000 });
+    assert.deepEqual(bare, { fps: null, bitrateBps: null, rttMs: null, loss: null, jitterBufferMs: null });
+  });
+});
+
+describe("classifyQuality", () => {
+  test("green when every known figure is good", () => {
+    assert.equal(classifyQuality({ latencyMs: 60, loss: 0, fps: 10, sourceFps: 10 }), "green");
+    assert.equal(classifyQuality({ latencyMs: 149 }), "green");
+  });
+  test("red when any figure is bad", () => {
+    assert.equal(classifyQuality({ latencyMs: 501, loss: 0, fps: 10, sourceFps: 10 }), "red");
+    assert.equal(classifyQuality({ latencyMs: 60, loss: 0.11 }), "red");
+    assert.equal(classifyQuality({ latencyMs: 60, fps: 3.9, sourceFps: 10 }), "red");
+  });
+  test("amber in between", () => {
+    assert.equal(classifyQuality({ latencyMs: 150 }), "amber");
+    assert.equal(classifyQuality({ latencyMs: 60, loss: 0.05 }), "amber");
+    assert.equal(classifyQuality({ latencyMs: 60, fps: 7, sourceFps: 10 }), "amber");
+  });
+  test("unknown with nothing known; an unknown source rate is left out", () => {
+    assert.equal(classifyQuality({}), "unknown");
+    assert.equal(classifyQuality({ fps: 1, sourceFps: null }), "unknown");
+  });
+});
+
+describe("sourceFps", () => {
+  test("frame numbers over emit time, counting frames the viewer skipped", () => {
+    assert.equal(sourceFps([{ frame: 10, emitMs: 1_000 }]), null);
+    assert.equal(
+      sourceFps([
+        { frame: 10, emitMs: 1_000 },
+        { frame: 12, emitMs: 1_200 },
+        { frame: 20, emitMs: 2_000 },
+      ]),
+      10,
+    );
+  });
+});
