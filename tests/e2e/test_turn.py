@@ -26,7 +26,7 @@ from playwright.async_api import Browser, expect
 from scopelink.settings import AppSettings
 from scopelink.web.whep import SERVER_TURN_USER
 from tests.e2e.conftest import DESKTOP, UI, _ui
-from tests.e2e.test_webrtc import FRAME_STAMPS, NEWER_FRAME, SHOWN_FRAME, playing
+from tests.e2e.test_webrtc import NEWER_FRAME, SHOWN_FRAME, playing, stamps_advance
 from tests.web.conftest import serve
 
 TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
@@ -164,13 +164,7 @@ async def test_with_relay_only_ice_the_video_flows_through_coturn(
     async with relayed_ui(browser, turn, turn.secret) as ui:
         await ui.open(query="?transport=webrtc&ice=relay")
         await playing(ui, "WebRTC")
-        stamps = await ui.page.evaluate(FRAME_STAMPS, 6)
-        frames = [s["stamp"]["frame"] for s in stamps if s["stamp"]]
-        assert len(frames) >= 5, f"frames without a readable stamp: {stamps}"
-        assert frames == sorted(frames) and frames[-1] > frames[0]
-        shown = await ui.page.evaluate(SHOWN_FRAME)
-        assert shown is not None
-        await ui.page.wait_for_function(NEWER_FRAME, arg=shown)
+        await stamps_advance(ui)
         assert not await ui.page.evaluate("() => window.scopelink.transport.fellBack")
 
         # The browser's end of the selected pair is a relay candidate on coturn's relay ports,

@@ -59,6 +59,17 @@ def peers(ui: UI) -> int:
     return len(ui.app.app.state.peers)
 
 
+async def stamps_advance(ui: UI) -> None:
+    """Frames keep coming and their stamps (read from the video's pixels) go up."""
+    stamps = await ui.page.evaluate(FRAME_STAMPS, 6)
+    frames = [s["stamp"]["frame"] for s in stamps if s["stamp"]]
+    assert len(frames) >= 5, f"frames without a readable stamp: {stamps}"
+    assert frames == sorted(frames) and frames[-1] > frames[0]
+    shown = await ui.page.evaluate(SHOWN_FRAME)
+    assert shown is not None
+    await ui.page.wait_for_function(NEWER_FRAME, arg=shown)
+
+
 async def playing(ui: UI, name: str) -> None:
     await expect(ui.by("live-state")).to_have_attribute("data-state", "playing")
     await expect(ui.by("live-state")).to_contain_text(name)
@@ -68,13 +79,7 @@ async def test_the_page_plays_webrtc_and_the_stamps_in_the_video_advance(ui: UI)
     await ui.open()
     await playing(ui, "WebRTC")
     await expect(ui.by("live-video")).to_be_visible()
-    stamps = await ui.page.evaluate(FRAME_STAMPS, 6)
-    frames = [s["stamp"]["frame"] for s in stamps if s["stamp"]]
-    assert len(frames) >= 5, f"frames without a readable stamp: {stamps}"
-    assert frames == sorted(frames) and frames[-1] > frames[0]
-    shown = await ui.page.evaluate(SHOWN_FRAME)
-    assert shown is not None
-    await ui.page.wait_for_function(NEWER_FRAME, arg=shown)
+    await stamps_advance(ui)
     # The quality indicator: a graded dot and figures from getStats() and the stamps.
     quality = ui.by("live-quality")
     await expect(quality).to_be_visible()
