@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from scopelink.catalog import Catalogue, Site, UnknownTargetError
+from scopelink.catalog import Catalogue, UnknownTargetError
 from scopelink.schema.commands import (
     COMMAND_ADAPTER,
     DIRECTION_ANGLE,
@@ -349,7 +349,8 @@ class CommandService:
         self._refuse_if_busy(session, MOTION_KINDS, "start a goto")
         if cmd.target is not None:
             try:
-                target = self.catalogue.resolve(cmd.target, site=_site_of(session))
+                # From the site: the Moon's parallax (up to 1°) is more than half the field.
+                target = self.catalogue.resolve(cmd.target, site=session.site)
             except UnknownTargetError as exc:
                 hint = f"; did you mean {', '.join(exc.suggestions)}?" if exc.suggestions else ""
                 raise CommandFailure(
@@ -562,14 +563,6 @@ class CommandService:
         # Keep the connect-time device state current: goto uses the site for the Moon.
         session.control.device_state["location_lon_lat"] = [cmd.lon_deg, cmd.lat_deg]
         return {"lat_deg": cmd.lat_deg, "lon_deg": cmd.lon_deg}
-
-
-def _site_of(session: TelescopeSession) -> Site | None:
-    """The telescope's site, for the Moon's parallax (up to 1°, more than half the field)."""
-    lon_lat = session.control.device_state.get("location_lon_lat")
-    if isinstance(lon_lat, list) and len(lon_lat) == 2:
-        return Site(lat_deg=float(lon_lat[1]), lon_deg=float(lon_lat[0]))
-    return None
 
 
 def _describe(command: Command) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
+from scopelink.catalog import Site
 from scopelink.seestar.commands import SeestarCommands
 from scopelink.seestar.control import ControlClient
 from scopelink.seestar.imaging import ImagingClient
@@ -51,6 +52,14 @@ class TelescopeSession:
     @property
     def host(self) -> str:
         return self.target.host
+
+    @property
+    def site(self) -> Site | None:
+        """Where the telescope stands, as it reported on connect (or was last told)."""
+        lon_lat = self.control.device_state.get("location_lon_lat")
+        if isinstance(lon_lat, list) and len(lon_lat) == 2:
+            return Site(lat_deg=float(lon_lat[1]), lon_deg=float(lon_lat[0]))
+        return None
 
     async def start(self) -> None:
         """Start connecting (in the background; the links retry until they succeed)."""

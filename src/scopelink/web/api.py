@@ -300,11 +300,7 @@ async def search_catalogue(
     telescope_id: Annotated[str | None, Query(description="Give alt/az at its site")] = None,
 ) -> list[CatalogueEntry]:
     catalogue: Catalogue = request.app.state.catalogue
-    site: tuple[float, float] | None = None
-    if telescope_id is not None:
-        lon_lat = registry.get(telescope_id).control.device_state.get("location_lon_lat")
-        if isinstance(lon_lat, list) and len(lon_lat) == 2:
-            site = (float(lon_lat[1]), float(lon_lat[0]))
+    site = registry.get(telescope_id).site if telescope_id is not None else None
     entries = []
     for t in catalogue.search(q, limit=limit):
         entry = CatalogueEntry(
@@ -318,7 +314,7 @@ async def search_catalogue(
             constellation=t.constellation,
         )
         if site is not None:
-            entry.alt_deg, entry.az_deg = catalogue.altaz(t, site[0], site[1])
+            entry.alt_deg, entry.az_deg = catalogue.altaz(t, site.lat_deg, site.lon_deg)
         entries.append(entry)
     return entries
 
