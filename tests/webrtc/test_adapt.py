@@ -13,6 +13,7 @@ from scopelink.seestar.latest import LatestValue
 from scopelink.services.frame_pipeline import DisplayFrame
 from scopelink.webrtc.adapt import Feedback, RateController, TierChooser, tier_bitrate
 from scopelink.webrtc.encoder import FULL, REDUCED, TIERS
+from scopelink.webrtc.peer import PeerSession
 from scopelink.webrtc.sessions import PeerSessionManager
 from tests.webrtc.conftest import Source, wait_until
 
@@ -160,4 +161,42 @@ async def test_a_congested_peer_moves_down_alone_and_sets_its_new_tiers_bitrate(
         player.cancel()
         for client in clients:
             await client.close()
+        await manager.close_all()
+
+
+async def test_a_client_that_comes_back_starts_at_its_last_estimate(source: Source) -> None:
+    """A page that reconnects over a slow link must not start at the full tier's rate again."""
+    manager = PeerSessionManager(max_peers=4)
+    telescope = Telescope(source)
+    player = asyncio.create_task(source.play(1000, fps=20))
+
+    async def connect(client_id: str) -> tuple[RTCPeerConnection, PeerSession]:
+        client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        client.addTransceiver("video", direction="recvonly")
+        await client.setLocalDescription(await client.createOffer())
+        session, answer = await manager.create(
+            "t", telescope, client.localDescription.sdp, client=client_id, tier=FULL
+        )
+        await client.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        await asyncio.wait_for(session.connected.wait(), 10)
+        return client, session
+
+    try:
+        client, first = await connect("page-1")
+        await wait_until(lambda: first.stats().frames_sent > 0, timeout=10)
+        first.adapt(Feedback(100.0, sent_bps=3 * M, remb_bps=3 * M, remb_fresh=True))
+        first.adapt(Feedback(101.0, sent_bps=3 * M, remb_bps=700_000, remb_fresh=True))
+        await first.close()
+        await client.close()
+
+        client, again = await connect("page-1")
+        assert again.target_tier is REDUCED
+        assert again.estimate_bps is not None and again.estimate_bps <= 800_000
+        await client.close()
+        # Another client knows nothing of it.
+        other_client, other = await connect("page-2")
+        assert other.target_tier is FULL and other.estimate_bps == FULL.bitrate
+        await other_client.close()
+    finally:
+        player.cancel()
         await manager.close_all()

@@ -9,10 +9,11 @@ only while at least one track holds it (`acquire()` / `release()`).
 Settings, all measured on the 2-vCPU box (docs/webrtc-media.md): Baseline profile (no B-frames),
 `tune=zerolatency` (no lookahead, sliced threads: one packet out per frame in), preset
 `ultrafast`, a keyframe every `keyframe_interval_s` plus one on `request_keyframe()`, and a VBV
-buffer of half a second so a keyframe cannot burst far above the bitrate. libavcodec's libx264
-wrapper reconfigures the rate control when `bit_rate` changes, so `set_bitrate()` takes effect on
-the next frame without a new context or a keyframe, up to the VBV ceiling the context was opened
-with (PyAV cannot move that one); above it the context is re-created, at the cost of a keyframe.
+buffer of a quarter second so a keyframe cannot burst far above the bitrate. libavcodec's
+libx264 wrapper reconfigures the rate control when `bit_rate` changes, so `set_bitrate()` takes
+effect on the next frame without a new context or a keyframe, within the VBV ceiling the context
+was opened with (PyAV cannot move that one): above it, or far below it (`DEEP_CUT`), the context
+is re-created at the cost of a keyframe.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_HZ)
 #: x264 preset: `ultrafast` encodes a 1080×1920 frame in ~6.5 ms p50 here (scaling and colour
 #: included); `superfast` costs ~35 % more at the same bitrate (bench/bench_webrtc_encode.py).
 PRESET = "ultrafast"
-#: VBV buffer in seconds of bitrate: bounds a keyframe's size (and so its burst on the wire).
-VBV_BUFFER_S = 0.5
+#: VBV buffer in seconds of bitrate: bounds any frame's size, keyframes included, and so its
+#: burst on the wire (aiortc has no pacer). A quarter second lets a keyframe through a link
+#: at the bitrate with a quarter second of queueing at worst (docs/webrtc-adaptation.md).
+VBV_BUFFER_S = 0.25
 #: Encode times kept for the median shown in stats.
 _RECENT = 120
 #: How often to look for the source's new slot after it closed its old one.
@@ -102,6 +105,8 @@ TIERS: tuple[Tier, ...] = (REDUCED, FULL)
 #: When raising the bitrate above the open context's VBV ceiling forces a new context, open it
 #: with this much headroom (capped at the tier's maximum), so a ramp costs few keyframes.
 CEILING_HEADROOM = 1.5
+#: A bitrate this many times below the open context's VBV ceiling re-opens it at a lower one.
+DEEP_CUT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,9 +323,16 @@ class TierEncoder:
     ) -> av.VideoCodecContext | None:
         """Encode and publish one frame; returns the context for the next (None: start afresh)."""
         size = self.tier.size_for(display.width, display.height)
-        if codec is None or (codec.width, codec.height) != size or self._bitrate > self._ceiling:
+        if (
+            codec is None
+            or (codec.width, codec.height) != size
+            or self._bitrate > self._ceiling
+            or self._bitrate * DEEP_CUT < self._ceiling
+        ):
             # A new context's VBV ceiling has headroom above the bitrate, so that a ramp (see
             # webrtc/adapt.py) re-opens, and so costs a keyframe, only every ~50 % of growth.
+            # A deep cut re-opens too: the old ceiling would let frames burst far above the
+            # link the cut was made for.
             self._ceiling = max(
                 self._bitrate, min(round(self._bitrate * CEILING_HEADROOM), self.tier.max_bitrate)
             )

@@ -128,11 +128,12 @@ class Adaptation:
     chooser: TierChooser
 
     @classmethod
-    def over(cls, tiers: Sequence[Tier], start: Tier) -> Adaptation:
-        """Adaptation across `tiers` (lowest first), starting at `start`'s bitrate."""
+    def over(cls, tiers: Sequence[Tier], start: Tier, start_bps: int | None = None) -> Adaptation:
+        """Adaptation across `tiers` (lowest first), starting at `start_bps` (default: the
+        starting bitrate of the tier `start`)."""
         return cls(
             RateController(
-                start_bps=start.bitrate,
+                start_bps=start.bitrate if start_bps is None else start_bps,
                 min_bps=min(t.min_bitrate for t in tiers),
                 max_bps=max(t.max_bitrate for t in tiers),
             ),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -32,6 +33,12 @@ if TYPE_CHECKING:
     from scopelink.services.frame_pipeline import DisplayFrame
 
 log = logging.getLogger(__name__)
+
+#: A client's last estimate is where its next session starts, if it comes back within this long
+#: (a page reconnecting over a slow link should not start at the full tier's 4 Mbit/s again).
+REMEMBER_ESTIMATE_S = 120.0
+#: Clients remembered at most (the oldest are forgotten first).
+REMEMBER_MAX = 256
 
 
 @dataclass(slots=True)
@@ -99,6 +106,8 @@ class PeerSessionManager:
         self._viewing: dict[str, AbstractAsyncContextManager[None]] = {}
         self._watchdogs: dict[str, asyncio.Task[None]] = {}
         self._encoders: dict[tuple[str, str], TierEncoder] = {}
+        #: client → (monotonic time, last estimate) of sessions that ended.
+        self._last_estimates: dict[str, tuple[float, int]] = {}
         #: Peers being set up count against the limit too.
         self._pending = 0
 
@@ -129,6 +138,7 @@ class PeerSessionManager:
             raise TooManyPeers(self.max_peers)
         self._pending += 1
         viewing = source.viewer()
+        adaptation, tier = self._adaptation(tier, client)
         try:
             await viewing.__aenter__()
             session = PeerSession(
@@ -137,7 +147,7 @@ class PeerSessionManager:
                 client=client,
                 ice_servers=ice_servers,
                 encoder_for=lambda t: self._encoder(telescope_id, source, t),
-                adaptation=self._adaptation(tier),
+                adaptation=adaptation,
                 on_feedback=self._rebalance,
                 on_close=self._forget,
             )
@@ -203,10 +213,30 @@ class PeerSessionManager:
             log.info("telescope %s: tier %s created", telescope_id, tier.name)
         return encoder
 
-    def _adaptation(self, start: Tier) -> Adaptation | None:
-        if not self.adaptive or start.name not in {t.name for t in self.tiers}:
-            return None
-        return Adaptation.over(self.tiers, start)
+    def _adaptation(self, requested: Tier, client: str) -> tuple[Adaptation | None, Tier]:
+        """A new peer's adaptation and starting tier: the requested tier at its starting
+        bitrate, or, for a client whose last session ended recently, that session's estimate
+        (and the highest tier up to the requested one whose floor it meets)."""
+        names = [t.name for t in self.tiers]
+        if not self.adaptive or requested.name not in names:
+            return None, requested
+        now = time.monotonic()
+        for key, (when, _) in list(self._last_estimates.items()):
+            if now - when > REMEMBER_ESTIMATE_S:
+                del self._last_estimates[key]
+        remembered = self._last_estimates.get(client) if client else None
+        if remembered is None:
+            return Adaptation.over(self.tiers, requested), requested
+        estimate = remembered[1]
+        allowed = self.tiers[: names.index(requested.name) + 1]
+        start = next((t for t in reversed(allowed) if t.min_bitrate <= estimate), self.tiers[0])
+        log.info(
+            "client %s: starting at %s, %d kbit/s (its last session's estimate)",
+            client,
+            start.name,
+            estimate // 1000,
+        )
+        return Adaptation.over(self.tiers, start, min(estimate, start.max_bitrate)), start
 
     def _rebalance(self, peer: PeerSession) -> None:
         """Set each of the peer's telescope's encoders to the lowest estimate among its peers.
@@ -260,6 +290,12 @@ class PeerSessionManager:
     async def _forget(self, session: PeerSession) -> None:
         """A session closed (by the viewer, a failure, the timeout or shutdown)."""
         self._sessions.pop(session.id, None)
+        estimate = session.estimate_bps
+        if estimate is not None and session.client and session.stats().frames_sent:
+            self._last_estimates.pop(session.client, None)
+            self._last_estimates[session.client] = (time.monotonic(), estimate)
+            while len(self._last_estimates) > REMEMBER_MAX:
+                del self._last_estimates[next(iter(self._last_estimates))]
         watchdog = self._watchdogs.pop(session.id, None)
         if watchdog is not None and watchdog is not asyncio.current_task():
             watchdog.cancel()
