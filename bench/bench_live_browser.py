@@ -8,10 +8,14 @@ read from the video's pixels). Latency is the simulator's emit time (the frame s
 moment, on the browser's wall clock. Browser and server share this machine's clock and two cores.
 
 Run: .venv/bin/python bench/bench_live_browser.py
+     .venv/bin/python bench/bench_live_browser.py --compare-jitter-buffer
+       WebRTC only, the receiver's `jitterBufferTarget` left at the browser's default and set to 0
+       (what the UI does), alternating in rounds so both see the same machine load; prints only.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import platform
 import statistics
@@ -38,14 +42,16 @@ CHROMIUM_ARGS = [
 SECONDS = 12.0
 WARMUP_S = 3.0
 
+#: `jitterTarget`: the receiver's jitterBufferTarget in ms, null for the browser's default.
 COLLECT = """
-async ([kind, width, seconds, warmup]) => {
+async ([kind, width, seconds, warmup, jitterTarget]) => {
   const { ApiClient } = await import("/services/api.js");
   const api = new ApiClient();
   let transport;
   if (kind === "webrtc") {
     const { WebRtcTransport } = await import("/services/webrtc.js");
-    transport = new WebRtcTransport(api, { tier: width >= 1080 ? "full" : "reduced" });
+    const tier = width >= 1080 ? "full" : "reduced";
+    transport = new WebRtcTransport(api, { tier, jitterBufferTarget: jitterTarget });
   } else {
     const { MjpegTransport } = await import("/services/mjpeg.js");
     transport = new MjpegTransport(api, { width, quality: 80 });
@@ -59,10 +65,16 @@ async ([kind, width, seconds, warmup]) => {
       samples.push([stamp.frame, performance.timeOrigin + shownAt - stamp.emitMs]);
     }
   });
+  const buffered = [];  // the jitter buffer's mean delay over each second (getStats), ms
+  const sampler = setInterval(() => {
+    const ms = transport.connectionQuality().jitterBufferMs;
+    if (ms !== null && performance.now() - start > warmup * 1000) buffered.push(ms);
+  }, 1000);
   transport.start("simulator");
   await new Promise((resolve) => setTimeout(resolve, (seconds + warmup) * 1000));
+  clearInterval(sampler);
   transport.stop();
-  return samples;
+  return { samples, buffered };
 }
 """
 
@@ -71,14 +83,24 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-async def measure(kind: str, fps: float, width: int) -> dict[str, Any]:
+async def measure(
+    kind: str, fps: float, width: int, jitter_target: float | None = 0
+) -> dict[str, Any]:
     async with serving(AppSettings(simulator_fps=fps)) as app:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = await browser.new_page()
             await page.goto(f"{app.base_url}/api/health")
-            samples = await page.evaluate(COLLECT, [kind, width, SECONDS, WARMUP_S])
+            collected = await page.evaluate(
+                COLLECT, [kind, width, SECONDS, WARMUP_S, jitter_target]
+            )
             await browser.close()
+    return summarise(kind, fps, width, collected["samples"], collected["buffered"])
+
+
+def summarise(
+    kind: str, fps: float, width: int, samples: list[list[float]], buffered: list[float]
+) -> dict[str, Any]:
     latencies = [float(s[1]) for s in samples]
     frames = [int(s[0]) for s in samples]
     span = max(frames) - min(frames) + 1 if frames else 0
@@ -91,7 +113,30 @@ async def measure(kind: str, fps: float, width: int) -> dict[str, Any]:
         "dropped": span - len(set(frames)),
         "p50": statistics.median(latencies) if latencies else float("nan"),
         "p95": pct(latencies, 95) if len(latencies) > 1 else float("nan"),
+        "jitter_buffer_ms": statistics.median(buffered) if buffered else float("nan"),
     }
+
+
+async def compare_jitter_buffer(rounds: int, rates: list[float]) -> None:
+    """WebRTC with the browser's default jitter buffer target and with 0, in alternating rounds."""
+    settings: list[tuple[str, float | None]] = [("default", None), ("0", 0)]
+    for fps in rates:
+        pooled: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in settings}
+        for _ in range(rounds):
+            for name, target in settings:
+                pooled[name].append(await measure("webrtc", fps, 1080, target))
+        for name, _ in settings:
+            results = pooled[name]
+            p50s = ", ".join(f"{r['p50']:.1f}" for r in results)
+            p95s = ", ".join(f"{r['p95']:.1f}" for r in results)
+            buffers = ", ".join(f"{r['jitter_buffer_ms']:.1f}" for r in results)
+            shown = statistics.mean(r["delivered_fps"] for r in results)
+            print(
+                f"webrtc source {fps:.0f} fps, jitterBufferTarget {name:>7}: "
+                f"{shown:.1f} fps shown, "
+                f"latency median [{p50s}] ms, p95 [{p95s}] ms, jitter buffer [{buffers}] ms",
+                flush=True,
+            )
 
 
 async def main() -> None:
@@ -140,6 +185,20 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--compare-jitter-buffer",
+        action="store_true",
+        help="WebRTC only: jitterBufferTarget default vs 0, side by side (prints, writes no docs)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the comparison")
+    parser.add_argument(
+        "--fps", type=float, action="append", help="source rates of the comparison (10 and 30)"
+    )
+    args = parser.parse_args()
     started = time.monotonic()
-    asyncio.run(main())
+    if args.compare_jitter_buffer:
+        asyncio.run(compare_jitter_buffer(args.rounds, args.fps or [10.0, 30.0]))
+    else:
+        asyncio.run(main())
     print(f"done in {time.monotonic() - started:.0f} s")
