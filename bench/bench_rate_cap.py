@@ -1,0 +1,135 @@
+"""Live-view latency behind a rate-limited link: MJPEG and WebRTC side by side in one run.
+
+On loopback MJPEG is already fast (bench_live_browser.py), so the WebRTC-vs-MJPEG comparison only
+means something where links are slow. Here Chromium runs in its own network namespace, joined to
+the app by a veth pair (tests/e2e/netns.py), and `tbf` caps the server → browser direction at
+each rate in `CAPS`; the same page then watches MJPEG (the UI's transport, 1080 and 540 wide at
+quality 80) and WebRTC (the UI's transport, full tier requested, adaptation on) for the same
+time. Latency is the frame stamp's emit time to the frame shown (see bench_live_browser.py).
+
+Run (root; needs iproute2 and nftables): .venv/bin/python bench/bench_rate_cap.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import async_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_live_browser import CHROMIUM_ARGS, COLLECT
+from bench.report import cpu_model, percentile, write_section
+from scopelink.settings import AppSettings
+from scopelink.web.server import serving
+from tests.e2e.netns import BrowserNetns
+
+#: Server → browser rate caps in kbit/s (None: the veth uncapped).
+CAPS: tuple[int | None, ...] = (None, 4000, 1500, 800)
+SOURCE_FPS = 10.0
+#: Per transport and cap; WebRTC gets the warm-up to find its rate.
+SECONDS = 15.0
+WARMUP_S = 10.0
+VARIANTS = (("mjpeg", 1080), ("mjpeg", 540), ("webrtc", 1080))
+EXTRA_ARGS = ["--disable-features=WebRtcHideLocalIpsWithMdns"]
+
+
+async def measure(netns: BrowserNetns, wrapper: Path, kind: str, width: int) -> dict[str, Any]:
+    settings = AppSettings(simulator_fps=SOURCE_FPS, allowed_hosts=[netns.root_v4])
+    async with serving(settings, host=netns.root_v4) as app:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=str(wrapper), args=CHROMIUM_ARGS + EXTRA_ARGS
+            )
+            page = await browser.new_page()
+            await page.goto(f"{app.base_url}/api/health")
+            samples = await page.evaluate(COLLECT, [kind, width, SECONDS, WARMUP_S])
+            await browser.close()
+        tiers = sorted({s.tier for s in app.app.state.peers.stats()}) if kind == "webrtc" else []
+    latencies = [float(s[1]) for s in samples]
+    return {
+        "kind": kind,
+        "width": width,
+        "fps": len(samples) / SECONDS,
+        "p50": statistics.median(latencies) if latencies else float("nan"),
+        "p95": percentile(latencies, 95),
+        "tiers": tiers,
+    }
+
+
+def label(kind: str, width: int) -> str:
+    return f"MJPEG {width} q80" if kind == "mjpeg" else "WebRTC (adaptive)"
+
+
+async def main() -> None:
+    rows: list[str] = []
+    verdicts: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp, BrowserNetns.create() as netns:
+        wrapper = netns.chromium_wrapper(Path(tmp))
+        for cap in CAPS:
+            if cap is None:
+                netns.lift_rate_cap()
+            else:
+                netns.rate_cap(cap)
+            results = [await measure(netns, wrapper, kind, width) for kind, width in VARIANTS]
+            for r in results:
+                print(
+                    f"cap {cap or 'none'} kbit/s, {label(r['kind'], r['width'])}: "
+                    f"{r['fps']:.1f} fps shown, latency median {r['p50']:.0f} ms, "
+                    f"p95 {r['p95']:.0f} ms {' '.join(r['tiers'])}",
+                    flush=True,
+                )
+                rows.append(
+                    f"| {cap or 'none'} | {label(r['kind'], r['width'])} | {r['fps']:.1f} | "
+                    f"{r['p50']:.0f} ms | {r['p95']:.0f} ms | {', '.join(r['tiers']) or '–'} |"
+                )
+            webrtc = results[-1]["p50"]
+            best_mjpeg = min(r["p50"] for r in results[:-1])
+            verdicts.append(
+                f"| {cap or 'none'} | {webrtc:.0f} ms | {best_mjpeg:.0f} ms | "
+                f"{webrtc / best_mjpeg:.2f} |"
+            )
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    write_section(
+        "rate-cap",
+        [
+            "## Live view behind a rate-limited link: MJPEG and WebRTC",
+            "",
+            "Reproduce (root): `.venv/bin/python bench/bench_rate_cap.py`  ",
+            f"Run: {now} on {cpu_model()}, Python {platform.python_version()}, Debian Chromium "
+            "(headless) in a network namespace, all on one 2-core machine.",
+            "",
+            "Chromium in its own network namespace on a veth link to the app "
+            "(`tests/e2e/netns.py`); `tbf` caps the server → browser direction. Source 1080×1920 "
+            f"at {SOURCE_FPS:.0f} fps. Each row: a fresh app, {WARMUP_S:.0f} s warm-up, then "
+            f"{SECONDS:.0f} s measured; latency = frame stamp → frame shown (as in "
+            "`bench:live-browser`). WebRTC asks for the full tier; adaptation picks the tier "
+            "(last column: the tiers the peer was on at the end).",
+            "",
+            "| Cap (kbit/s) | Transport | Frames shown per s | Latency median | Latency p95 | "
+            "WebRTC tier |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+            "WebRTC's median latency against the better MJPEG's, per cap (the issue's target: "
+            "WebRTC at most a third, i.e. a ratio ≤ 0.33):",
+            "",
+            "| Cap (kbit/s) | WebRTC median | Best MJPEG median | Ratio |",
+            "|---|---|---|---|",
+            *verdicts,
+        ],
+    )
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    asyncio.run(main())
+    print(f"done in {time.monotonic() - started:.0f} s")
