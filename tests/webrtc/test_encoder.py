@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import av
 import numpy as np
 import pytest
+from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 
 from scopelink.seestar.imaging import ImagingClient
 from scopelink.services.frame_pipeline import FramePipeline
@@ -104,6 +105,25 @@ async def test_a_vp8_bitrate_change_takes_a_new_context_and_so_a_keyframe(
     assert [f.keyframe for f in frames] == [True, False, True, False, False]
     decoder = Decoder(Codec.VP8)
     assert [s for f in frames for s in decoder.stamps(f.data)] == [1, 2, 3, 4, 5]
+
+
+async def test_aiortc_packetises_our_vp8_packets_as_they_are(source: Source) -> None:
+    """aiortc's sender only calls `Vp8Encoder.pack()` on an `av.Packet`: the RTP timestamp comes
+    from our pts, and the payloads reassemble to our frame, whose own header says keyframe."""
+    encoder = TierEncoder(REDUCED, source.frames, Codec.VP8)
+    encoder.acquire()
+    await asyncio.sleep(0)
+    frames = [await encode(encoder, source) for _ in range(2)]
+    encoder.release()
+    packer = Vp8Encoder()
+    for frame in frames:
+        payloads, timestamp = packer.pack(frame.packet())
+        assert timestamp == frame.pts
+        data = b"".join(vp8_depayload(p) for p in payloads)
+        assert data == frame.data
+        # VP8 frame tag, bit 0: 0 for a key frame (RFC 6386 §9.1).
+        assert (data[0] & 1 == 0) is frame.keyframe
+    assert [f.keyframe for f in frames] == [True, False]
 
 
 def test_libvpx_ignores_a_bitrate_change_on_an_open_context() -> None:

@@ -202,6 +202,22 @@ def open_codec(
     return codec
 
 
+def open_tier_codec(
+    codec: Codec, tier: Tier, size: tuple[int, int], bitrate: int
+) -> av.VideoCodecContext:
+    """The context a `TierEncoder` in `codec` opens for `tier` at `size` and `bitrate`."""
+    if codec is Codec.VP8:
+        return open_vp8(
+            size,
+            bitrate,
+            framerate=fractions.Fraction(round(tier.fps * 1000), 1000),
+            gop_frames=tier.gop_frames,
+            time_base=VIDEO_TIME_BASE,
+            buffer_s=VBV_BUFFER_S,
+        )
+    return open_codec(tier, size, bitrate)
+
+
 class TierEncoder:
     """Encodes the newest display frame for one tier while any track holds it; once for all."""
 
@@ -316,7 +332,7 @@ class TierEncoder:
         """Encode and publish one frame; returns the context for the next (None: start afresh)."""
         size = self.tier.size_for(display.width, display.height)
         if codec is None or (codec.width, codec.height) != size or self._needs_new_context():
-            codec = self._open(size)
+            codec = open_tier_codec(self.codec, self.tier, size, self._bitrate)
             self._ceiling = self._bitrate
         force, self._force_keyframe = self._force_keyframe, False
         pts = round(display.received * VIDEO_CLOCK_HZ)
@@ -350,18 +366,6 @@ class TierEncoder:
                 )
             )
         return codec
-
-    def _open(self, size: tuple[int, int]) -> av.VideoCodecContext:
-        if self.codec is Codec.VP8:
-            return open_vp8(
-                size,
-                self._bitrate,
-                framerate=fractions.Fraction(round(self.tier.fps * 1000), 1000),
-                gop_frames=self.tier.gop_frames,
-                time_base=VIDEO_TIME_BASE,
-                buffer_s=VBV_BUFFER_S,
-            )
-        return open_codec(self.tier, size, self._bitrate)
 
     def _needs_new_context(self) -> bool:
         """Whether the bitrate asked for needs a new context (and so a keyframe)."""
