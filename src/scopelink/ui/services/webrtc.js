@@ -426,7 +426,8 @@ export class WebRtcTransport extends LiveTransport {
 }
 
 /**
- * Put H.264 first (the server encodes only H.264), where the browser lets us choose.
+ * Put H.264 first (the server's first choice; VP8 only without H.264), where the browser lets us
+ * choose.
  *
  * @param {RTCRtpTransceiver} transceiver
  */
