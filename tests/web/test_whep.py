@@ -10,10 +10,10 @@ import httpx
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from scopelink import framestamp
 from scopelink.settings import AppSettings
+from scopelink.webrtc.adapt import Feedback
 from scopelink.webrtc.encoder import Codec
 from scopelink.webrtc.ice import IceSettings
 from scopelink.webrtc.sessions import PeerSessionManager, WebRtcSettings
@@ -263,19 +263,18 @@ async def test_a_vp8_player_that_changes_tier_stays_on_vp8(
         await player.pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
         await player.stamps(3)
         (session,) = manager.sessions()
-        # The viewer reports a low receive estimate (REMB): the tier policy moves it down.
-        sender = session._sender
-        assert sender is not None
-        remb = pack_remb_fci(500_000, [sender._ssrc])
-        await sender._handle_rtcp_packet(
-            RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=remb)
-        )
+        # The viewer's receiver reports a slow link: adaptation moves it down a tier.
+        now = time.monotonic() + 1000  # after anything the sampler fed in
+        session.adapt(Feedback(now, sent_bps=3_000_000, remb_bps=3_000_000, remb_fresh=True))
+        session.adapt(Feedback(now + 1, sent_bps=3_000_000, remb_bps=600_000, remb_fresh=True))
+        assert session.target_tier.name == "reduced"
         deadline = time.monotonic() + 10
         while session.stats().tier != "reduced":
             assert time.monotonic() < deadline, "the peer never moved to the reduced tier"
             await asyncio.sleep(0.05)
         stamps = await player.stamps(5)
-        assert stamps == sorted(stamps) and len(set(stamps)) == 5
+        # The switch may land on the source frame last sent on the old tier: shown twice.
+        assert stamps == sorted(stamps) and len(set(stamps)) >= 4
         assert session.stats().codec == "vp8"
         vp8 = manager.encoders("simulator", Codec.VP8)
         assert vp8["reduced"].running and not vp8["full"].running  # left, not yet forgotten

@@ -83,10 +83,10 @@ async def test_bitrate_changes_while_running_without_a_keyframe(source: Source) 
     encoder.acquire()
     await asyncio.sleep(0)
     await encode(encoder, source)
-    encoder.set_bitrate(200_000)
+    encoder.set_bitrate(600_000)
     frames = [await encode(encoder, source) for _ in range(3)]
     encoder.release()
-    assert encoder.bitrate == 200_000
+    assert encoder.bitrate == 600_000
     assert not any(f.keyframe for f in frames)
 
 
@@ -147,6 +147,22 @@ def test_libvpx_ignores_a_bitrate_change_on_an_open_context() -> None:
     before, after = statistics.median(kbps[10:20]), statistics.median(kbps[30:40])
     assert 1500 < before < 2500, kbps
     assert after > 0.8 * before, f"libvpx now follows bit_rate: {before:.0f} -> {after:.0f} kbit/s"
+
+
+async def test_a_deep_cut_reopens_with_a_keyframe_no_larger_than_a_quarter_second(
+    source: Source,
+) -> None:
+    """Far below the open ceiling the old VBV would let a keyframe burst over a slow link."""
+    encoder = TierEncoder(FULL, source.frames)
+    encoder.acquire()
+    await asyncio.sleep(0)
+    await encode(encoder, source)
+    encoder.set_bitrate(400_000)
+    frames = [await encode(encoder, source) for _ in range(4)]
+    encoder.release()
+    assert frames[0].keyframe and not any(f.keyframe for f in frames[1:])
+    # The VBV (a quarter second at 1.5 × the rate) bounds every frame, the keyframe too.
+    assert max(len(f.data) for f in frames) * 8 <= 400_000 * 1.5 * 0.25 * 1.1
 
 
 async def test_encoder_runs_only_while_held_and_restarts_with_a_keyframe(source: Source) -> None:

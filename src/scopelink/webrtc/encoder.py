@@ -12,10 +12,11 @@ real-time settings in `scopelink.webrtc.vp8`) only for a browser that cannot.
 H.264 settings, all measured on the 2-vCPU box (docs/webrtc-media.md): Baseline profile (no
 B-frames), `tune=zerolatency` (no lookahead, sliced threads: one packet out per frame in), preset
 `ultrafast`, a keyframe every `keyframe_interval_s` plus one on `request_keyframe()`, and a VBV
-buffer of half a second so a keyframe cannot burst far above the bitrate. libavcodec's libx264
-wrapper reconfigures the rate control when `bit_rate` changes, so `set_bitrate()` takes effect on
-the next frame without a new context or a keyframe, up to the VBV ceiling the context was opened
-with (PyAV cannot move that one); above it the context is re-created, at the cost of a keyframe.
+buffer of a quarter second so a keyframe cannot burst far above the bitrate. libavcodec's
+libx264 wrapper reconfigures the rate control when `bit_rate` changes, so `set_bitrate()` takes
+effect on the next frame without a new context or a keyframe, within the VBV ceiling the context
+was opened with (PyAV cannot move that one): above it, or far below it (`DEEP_CUT`), the context
+is re-created at the cost of a keyframe.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_HZ)
 #: x264 preset: `ultrafast` encodes a 1080×1920 frame in ~6.5 ms p50 here (scaling and colour
 #: included); `superfast` costs ~35 % more at the same bitrate (bench/bench_webrtc_encode.py).
 PRESET = "ultrafast"
-#: VBV buffer in seconds of bitrate: bounds a keyframe's size (and so its burst on the wire).
-VBV_BUFFER_S = 0.5
+#: VBV buffer in seconds of bitrate: bounds any frame's size, keyframes included, and so its
+#: burst on the wire (aiortc has no pacer). A quarter second lets a keyframe through a link
+#: at the bitrate with a quarter second of queueing at worst (docs/webrtc-adaptation.md).
+VBV_BUFFER_S = 0.25
 #: Encode times kept for the median shown in stats.
 _RECENT = 120
 #: How often to look for the source's new slot after it closed its old one.
@@ -78,11 +81,18 @@ class Codec(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Tier:
-    """A quality tier: output width (height keeps the aspect ratio), bitrate and frame rate hint."""
+    """A quality tier: output width (height keeps the aspect ratio), bitrates, frame rate hint.
+
+    `bitrate` is where the encoder starts; adaptation (webrtc/adapt.py) moves it within
+    [`min_bitrate`, `max_bitrate`]. Below a tier's floor a peer is better served by the tier
+    under it (fewer pixels, so more bits per pixel).
+    """
 
     name: str
     width: int
     bitrate: int
+    min_bitrate: int = 0
+    max_bitrate: int = 0
     #: Frames per second the rate control plans for (timestamps correct it as frames come).
     fps: float = 10.0
     keyframe_interval_s: float = 2.0
@@ -97,10 +107,27 @@ class Tier:
     def gop_frames(self) -> int:
         return max(1, round(self.fps * self.keyframe_interval_s))
 
+    def __post_init__(self) -> None:
+        # Unset bounds mean "this tier's bitrate only".
+        if self.min_bitrate <= 0:
+            object.__setattr__(self, "min_bitrate", self.bitrate)
+        if self.max_bitrate <= 0:
+            object.__setattr__(self, "max_bitrate", self.bitrate)
+        if not self.min_bitrate <= self.bitrate <= self.max_bitrate:
+            raise ValueError(f"tier {self.name}: need min ≤ bitrate ≤ max")
 
-#: The full-resolution portrait tier and a quarter-area one for slow links.
-FULL = Tier("full", width=1080, bitrate=4_000_000)
-REDUCED = Tier("reduced", width=540, bitrate=1_000_000)
+
+#: The full-resolution portrait tier and a quarter-area one for slow links. Their bitrate ranges
+#: overlap (1.2–1.5 Mbit/s), which gives the tier choice its hysteresis.
+FULL = Tier("full", width=1080, bitrate=4_000_000, min_bitrate=1_200_000, max_bitrate=6_000_000)
+REDUCED = Tier("reduced", width=540, bitrate=1_000_000, min_bitrate=150_000, max_bitrate=1_500_000)
+#: Every tier, lowest first.
+TIERS: tuple[Tier, ...] = (REDUCED, FULL)
+#: When raising the bitrate above the open context's VBV ceiling forces a new context, open it
+#: with this much headroom (capped at the tier's maximum), so a ramp costs few keyframes.
+CEILING_HEADROOM = 1.5
+#: A bitrate this many times below the open context's VBV ceiling re-opens it at a lower one.
+DEEP_CUT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +203,18 @@ def to_yuv420p(rgb8: np.ndarray, size: tuple[int, int]) -> av.VideoFrame:
 
 
 def open_codec(
-    tier: Tier, size: tuple[int, int], bitrate: int, preset: str = PRESET
+    tier: Tier,
+    size: tuple[int, int],
+    bitrate: int,
+    preset: str = PRESET,
+    *,
+    max_rate: int | None = None,
 ) -> av.VideoCodecContext:
-    """A libx264 context for `tier` at `size` with the settings in the module docstring."""
+    """A libx264 context for `tier` at `size` with the settings in the module docstring.
+
+    `max_rate` is the VBV ceiling (default: the bitrate); it cannot change once open.
+    """
+    max_rate = max(max_rate or bitrate, bitrate)
     codec = av.CodecContext.create("libx264", "w")
     assert isinstance(codec, av.VideoCodecContext)
     codec.width, codec.height = size
@@ -196,16 +232,17 @@ def open_codec(
         "forced-idr": "1",
         # The VBV ceiling is fixed at open (PyAV cannot change rc_max_rate later): a bitrate
         # raised above it needs a new context, and so a keyframe (see TierEncoder._encode).
-        "maxrate": str(bitrate),
-        "bufsize": str(int(bitrate * VBV_BUFFER_S)),
+        "maxrate": str(max_rate),
+        "bufsize": str(int(max_rate * VBV_BUFFER_S)),
     }
     return codec
 
 
 def open_tier_codec(
-    codec: Codec, tier: Tier, size: tuple[int, int], bitrate: int
+    codec: Codec, tier: Tier, size: tuple[int, int], bitrate: int, *, max_rate: int | None = None
 ) -> av.VideoCodecContext:
-    """The context a `TierEncoder` in `codec` opens for `tier` at `size` and `bitrate`."""
+    """The context a `TierEncoder` in `codec` opens for `tier` at `size` and `bitrate`
+    (`max_rate`: x264's VBV ceiling; libvpx has none to set apart)."""
     if codec is Codec.VP8:
         return open_vp8(
             size,
@@ -215,7 +252,7 @@ def open_tier_codec(
             time_base=VIDEO_TIME_BASE,
             buffer_s=VBV_BUFFER_S,
         )
-    return open_codec(tier, size, bitrate)
+    return open_codec(tier, size, bitrate, max_rate=max_rate)
 
 
 class TierEncoder:
@@ -332,8 +369,21 @@ class TierEncoder:
         """Encode and publish one frame; returns the context for the next (None: start afresh)."""
         size = self.tier.size_for(display.width, display.height)
         if codec is None or (codec.width, codec.height) != size or self._needs_new_context():
-            codec = open_tier_codec(self.codec, self.tier, size, self._bitrate)
-            self._ceiling = self._bitrate
+            # A new context's VBV ceiling has headroom above the bitrate, so that a ramp (see
+            # webrtc/adapt.py) re-opens, and so costs a keyframe, only every ~50 % of growth.
+            # A deep cut re-opens too: the old ceiling would let frames burst far above the
+            # link the cut was made for.
+            self._ceiling = (
+                self._bitrate  # libvpx: no ceiling to move, every change re-opens
+                if self.codec is Codec.VP8
+                else max(
+                    self._bitrate,
+                    min(round(self._bitrate * CEILING_HEADROOM), self.tier.max_bitrate),
+                )
+            )
+            codec = open_tier_codec(
+                self.codec, self.tier, size, self._bitrate, max_rate=self._ceiling
+            )
         force, self._force_keyframe = self._force_keyframe, False
         pts = round(display.received * VIDEO_CLOCK_HZ)
         try:
@@ -371,7 +421,7 @@ class TierEncoder:
         """Whether the bitrate asked for needs a new context (and so a keyframe)."""
         if self.codec is Codec.VP8:
             return self._bitrate != self._ceiling  # libvpx ignores bit_rate once open (measured)
-        return self._bitrate > self._ceiling
+        return self._bitrate > self._ceiling or self._bitrate * DEEP_CUT < self._ceiling
 
 
 def _encode_frame(

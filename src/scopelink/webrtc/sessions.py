@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -26,14 +27,21 @@ from typing import TYPE_CHECKING, Protocol
 from aiortc import RTCIceServer
 
 from scopelink.seestar.latest import LatestValue
-from scopelink.webrtc.encoder import FULL, Codec, Tier, TierEncoder
+from scopelink.webrtc.adapt import tier_bitrate
+from scopelink.webrtc.encoder import FULL, TIERS, Codec, Tier, TierEncoder
 from scopelink.webrtc.ice import IceSettings
-from scopelink.webrtc.peer import PeerSession, PeerStats, TierPolicy, check_offer
+from scopelink.webrtc.peer import Adaptation, PeerSession, PeerStats, check_offer
 
 if TYPE_CHECKING:
     from scopelink.services.frame_pipeline import DisplayFrame
 
 log = logging.getLogger(__name__)
+
+#: A client's last estimate is where its next session starts, if it comes back within this long
+#: (a page reconnecting over a slow link should not start at the full tier's 4 Mbit/s again).
+REMEMBER_ESTIMATE_S = 120.0
+#: Clients remembered at most (the oldest are forgotten first).
+REMEMBER_MAX = 256
 
 
 @dataclass(slots=True)
@@ -45,8 +53,9 @@ class WebRtcSettings:
     max_peers: int = 16
     #: A peer not connected this long after its answer is closed.
     connect_timeout_s: float = 15.0
-    #: Move peers between tiers by their feedback (`TierPolicy`); off until measured.
-    adaptive: bool = False
+    #: Set each tier's bitrate and move peers between tiers by their receivers' feedback
+    #: (webrtc/adapt.py); off, every tier keeps its starting bitrate and peers their tier.
+    adaptive: bool = True
 
 
 class FrameSource(Protocol):
@@ -83,16 +92,25 @@ class PeerSessionManager:
     """Creates, limits, times out and cleans up peer sessions; owns the shared tier encoders."""
 
     def __init__(
-        self, max_peers: int, connect_timeout_s: float = 15.0, *, adaptive: bool = False
+        self,
+        max_peers: int,
+        connect_timeout_s: float = 15.0,
+        *,
+        adaptive: bool = True,
+        tiers: tuple[Tier, ...] = TIERS,
     ) -> None:
-        """`adaptive` lets each peer move between tiers by `TierPolicy` (off by default)."""
+        """`adaptive`: tier bitrates and each peer's tier follow feedback (webrtc/adapt.py);
+        `tiers`, lowest first, are what adaptation chooses from."""
         self.max_peers = max_peers
         self.connect_timeout_s = connect_timeout_s
         self.adaptive = adaptive
+        self.tiers = tiers
         self._sessions: dict[str, PeerSession] = {}
         self._viewing: dict[str, AbstractAsyncContextManager[None]] = {}
         self._watchdogs: dict[str, asyncio.Task[None]] = {}
         self._encoders: dict[tuple[str, str, Codec], TierEncoder] = {}
+        #: client → (monotonic time, last estimate) of sessions that ended.
+        self._last_estimates: dict[str, tuple[float, int]] = {}
         #: Peers being set up count against the limit too.
         self._pending = 0
 
@@ -124,6 +142,7 @@ class PeerSessionManager:
         codec = check_offer(offer_sdp)
         self._pending += 1
         viewing = source.viewer()
+        adaptation, tier = self._adaptation(tier, client)
         try:
             await viewing.__aenter__()
             session = PeerSession(
@@ -132,7 +151,8 @@ class PeerSessionManager:
                 client=client,
                 ice_servers=ice_servers,
                 encoder_for=lambda t: self._encoder(telescope_id, source, t, codec),
-                policy=TierPolicy() if self.adaptive else None,
+                adaptation=adaptation,
+                on_feedback=self._rebalance,
                 on_close=self._forget,
             )
             self._sessions[session.id] = session
@@ -203,6 +223,49 @@ class PeerSessionManager:
             log.info("telescope %s: tier %s (%s) created", telescope_id, tier.name, codec)
         return encoder
 
+    def _adaptation(self, requested: Tier, client: str) -> tuple[Adaptation | None, Tier]:
+        """A new peer's adaptation and starting tier: the requested tier at its starting
+        bitrate, or, for a client whose last session ended recently, that session's estimate
+        (and the highest tier up to the requested one whose floor it meets)."""
+        names = [t.name for t in self.tiers]
+        if not self.adaptive or requested.name not in names:
+            return None, requested
+        now = time.monotonic()
+        for key, (when, _) in list(self._last_estimates.items()):
+            if now - when > REMEMBER_ESTIMATE_S:
+                del self._last_estimates[key]
+        remembered = self._last_estimates.get(client) if client else None
+        if remembered is None:
+            return Adaptation.over(self.tiers, requested), requested
+        estimate = remembered[1]
+        allowed = self.tiers[: names.index(requested.name) + 1]
+        start = next((t for t in reversed(allowed) if t.min_bitrate <= estimate), self.tiers[0])
+        log.info(
+            "client %s: starting at %s, %d kbit/s (its last session's estimate)",
+            client,
+            start.name,
+            estimate // 1000,
+        )
+        return Adaptation.over(self.tiers, start, min(estimate, start.max_bitrate)), start
+
+    def _rebalance(self, peer: PeerSession) -> None:
+        """Set each of the peer's telescope's encoders to the lowest estimate among its peers.
+
+        A peer counts for the tier it watches or is moving to, so a peer on its way down does
+        not hold the tier it leaves back."""
+        estimates: dict[int, tuple[TierEncoder, list[int]]] = {}
+        for session in self.sessions(peer.telescope_id):
+            estimate = session.estimate_bps
+            if estimate is None or session.closed.is_set():
+                continue
+            encoder = session.track.next_encoder
+            estimates.setdefault(id(encoder), (encoder, []))[1].append(estimate)
+        for encoder, values in estimates.values():
+            bitrate = tier_bitrate(encoder.tier, values)
+            if bitrate != encoder.bitrate:
+                log.debug("tier %s: %d kbit/s", encoder.tier.name, bitrate // 1000)
+                encoder.set_bitrate(bitrate)
+
     def _prune(self, telescope_id: str) -> None:
         """Close the telescope's tier encoders that no live peer watches or moves to."""
         wanted = {
@@ -240,6 +303,12 @@ class PeerSessionManager:
     async def _forget(self, session: PeerSession) -> None:
         """A session closed (by the viewer, a failure, the timeout or shutdown)."""
         self._sessions.pop(session.id, None)
+        estimate = session.estimate_bps
+        if estimate is not None and session.client and session.stats().frames_sent:
+            self._last_estimates.pop(session.client, None)
+            self._last_estimates[session.client] = (time.monotonic(), estimate)
+            while len(self._last_estimates) > REMEMBER_MAX:
+                del self._last_estimates[next(iter(self._last_estimates))]
         watchdog = self._watchdogs.pop(session.id, None)
         if watchdog is not None and watchdog is not asyncio.current_task():
             watchdog.cancel()
