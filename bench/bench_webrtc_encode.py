@@ -1,10 +1,11 @@
-"""Benchmark of WebRTC media: H.264 encode cost per tier, and server CPU for 1 vs 8 aiortc peers.
+"""Benchmark of WebRTC media: encode cost per tier and codec, server CPU for 1 vs 8 aiortc peers.
 
     .venv/bin/python bench/bench_webrtc_encode.py [--seconds 8] [--no-docs]
 
-- encode: per-frame time (scale + RGB->I420 + libx264) of `scopelink.webrtc.encoder` on real
-  1080x1920 simulator display frames, for the full (1080x1920) and reduced (540x960) tiers, with
-  the chosen preset and one alternative, in this process.
+- encode: per-frame time (scale + RGB->I420 + encode) of `scopelink.webrtc.encoder` on real
+  1080x1920 simulator display frames, for the full (1080x1920) and reduced (540x960) tiers: libx264
+  with the chosen preset and one alternative, and VP8 (libvpx, `scopelink.webrtc.vp8`), in this
+  process.
 - peers: this process publishes those frames at 10 fps into one full-tier `TierEncoder` and
   serves 1, then 8 aiortc peers (`EncodedVideoTrack`, H.264 forced); the receiving peers run in
   a child process (they decode, which must not count). This process's CPU time over wall time is
@@ -71,14 +72,27 @@ async def simulator_frames(count: int) -> list[Any]:
 
 
 def encode_cost(frames: list[Any]) -> list[dict[str, Any]]:
-    from scopelink.webrtc.encoder import FULL, PRESET, REDUCED, VIDEO_CLOCK_HZ, open_codec
+    from scopelink.webrtc.encoder import (
+        FULL,
+        PRESET,
+        REDUCED,
+        VIDEO_CLOCK_HZ,
+        Codec,
+        open_codec,
+        open_tier_codec,
+    )
     from scopelink.webrtc.encoder import _encode_frame as encode_frame
+    from scopelink.webrtc.vp8 import CPU_USED
 
     rows = []
     for tier in (FULL, REDUCED):
-        for preset in (PRESET, ALTERNATIVE_PRESET):
-            size = tier.size_for(frames[0].width, frames[0].height)
-            codec = open_codec(tier, size, tier.bitrate, preset)
+        size = tier.size_for(frames[0].width, frames[0].height)
+        for name in (f"H.264 {PRESET}", f"H.264 {ALTERNATIVE_PRESET}", f"VP8 cpu-used {CPU_USED}"):
+            if name.startswith("VP8"):
+                # The context a VP8 TierEncoder opens: its settings, the tier's bitrate.
+                codec = open_tier_codec(Codec.VP8, tier, size, tier.bitrate)
+            else:
+                codec = open_codec(tier, size, tier.bitrate, name.split()[-1])
             times, sizes = [], []
             for i, frame in enumerate(frames * 2):
                 pts = round(i / FPS * VIDEO_CLOCK_HZ)
@@ -90,7 +104,7 @@ def encode_cost(frames: list[Any]) -> list[dict[str, Any]]:
                 {
                     "tier": tier.name,
                     "size": f"{size[0]}x{size[1]}",
-                    "preset": preset,
+                    "codec": name,
                     "p50": percentile(times, 50),
                     "p95": percentile(times, 95),
                     "kbps": sum(sizes) * 8 * FPS / len(sizes) / 1000,
@@ -226,15 +240,16 @@ def report(cost: list[dict[str, Any]], runs: list[dict[str, Any]], seconds: floa
         "",
         f"Machine: {cpu_model()}. Reproduce: `{COMMAND}`.",
         "",
-        "Per-frame encode (scale INTER_AREA + cv2 RGB->I420 + libx264 Baseline zerolatency) on "
-        f"real simulator display frames, 1080x1920 source, rate control planned at {FPS:g} fps:",
+        "Per-frame encode (scale INTER_AREA + cv2 RGB->I420 + libx264 Baseline zerolatency, or "
+        "libvpx VP8 real-time) on real simulator display frames, 1080x1920 source, rate control "
+        f"planned at {FPS:g} fps:",
         "",
-        "| tier | size | preset | p50 ms | p95 ms | kbit/s out (target) |",
+        "| tier | size | codec / speed | p50 ms | p95 ms | kbit/s out (target) |",
         "|---|---|---|---|---|---|",
     ]
     for row in cost:
         lines.append(
-            f"| {row['tier']} | {row['size']} | {row['preset']} | {row['p50']:.1f} | "
+            f"| {row['tier']} | {row['size']} | {row['codec']} | {row['p50']:.1f} | "
             f"{row['p95']:.1f} | {row['kbps']:.0f} ({row['bitrate'] // 1000}) |"
         )
     lines += [

@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from scopelink import framestamp
 from scopelink.settings import AppSettings
+from scopelink.webrtc.adapt import Feedback
+from scopelink.webrtc.encoder import Codec
 from scopelink.webrtc.ice import IceSettings
 from scopelink.webrtc.sessions import PeerSessionManager, WebRtcSettings
 from tests.web.conftest import RunningApp, serve, wait_connected
@@ -44,11 +46,14 @@ async def http(running: RunningApp) -> AsyncIterator[httpx.AsyncClient]:
 
 
 class Player:
-    """A WHEP player: an aiortc peer that receives video only."""
+    """A WHEP player: an aiortc peer that receives video only (in `only` that codec, if given)."""
 
-    def __init__(self) -> None:
+    def __init__(self, only: str | None = None) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.pc.addTransceiver("video", direction="recvonly")
+        transceiver = self.pc.addTransceiver("video", direction="recvonly")
+        if only is not None:
+            codecs = RTCRtpReceiver.getCapabilities("video").codecs
+            transceiver.setCodecPreferences([c for c in codecs if c.mimeType == only])
         self.track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
         self.pc.on("track", self.track.set_result)
 
@@ -193,3 +198,86 @@ async def test_tokens_are_required_and_a_viewer_may_watch() -> None:
                 assert (await anonymous.delete(location, headers=bearer)).status_code == 200
             finally:
                 await player.pc.close()
+
+
+def video_codecs(sdp: str) -> set[str]:
+    """The encoding names of an SDP's `a=rtpmap` lines, without retransmission (rtx)."""
+    names = {line.split(" ", 1)[1].split("/")[0] for line in sdp.splitlines() if "rtpmap" in line}
+    return names - {"rtx"}
+
+
+async def test_a_player_without_h264_watches_vp8_while_h264_players_share_their_own_encoder(
+    running: RunningApp, http: httpx.AsyncClient
+) -> None:
+    manager = configure(running)
+    pipeline = running.registry.get("simulator").pipeline
+    vp8, h264 = Player(only="video/VP8"), Player()
+    try:
+        answers = []
+        for player in (vp8, h264):
+            response = await http.post(WHEP, content=await player.offer(), headers=SDP)
+            assert response.status_code == 201, response.text
+            await player.pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+            answers.append(response)
+        assert video_codecs(answers[0].text) == {"VP8"}
+        assert video_codecs(answers[1].text) == {"H264"}  # it offered VP8 too (first)
+        for player in (vp8, h264):
+            stamps = await player.stamps(5)
+            assert stamps == sorted(stamps) and len(set(stamps)) == 5
+
+        # One encoder per codec for the tier, each shared by its codec's peers.
+        assert set(manager.encoders("simulator", Codec.VP8)) == {"full"}
+        assert set(manager.encoders("simulator", Codec.H264)) == {"full"}
+        peers = (await http.get("/api/telescopes/simulator/webrtc/peers")).json()["peers"]
+        by_id = {p["id"]: p for p in peers}
+        ids = [r.headers["location"].rsplit("/", 1)[1] for r in answers]
+        assert [by_id[i]["codec"] for i in ids] == ["vp8", "h264"]
+        assert all(by_id[i]["frames_sent"] >= 5 for i in ids)
+
+        # An offer with neither codec: a 400 that says why.
+        neither = (await Player().offer()).replace("H264/", "H265/").replace("VP8/", "VP9/")
+        refused = await http.post(WHEP, content=neither, headers=SDP)
+        assert refused.status_code == 400
+        assert refused.headers["content-type"] == "application/problem+json"
+        detail = refused.json()["detail"]
+        assert "no codec this server sends (H264, VP8); it offers VP9, H265" in detail
+        assert len(manager) == 2
+
+        for response in answers:
+            assert (await http.delete(response.headers["location"])).status_code == 200
+    finally:
+        await vp8.pc.close()
+        await h264.pc.close()
+    assert pipeline.viewers == 0
+    assert manager.encoders("simulator", Codec.VP8) == manager.encoders("simulator") == {}
+
+
+async def test_a_vp8_player_that_changes_tier_stays_on_vp8(
+    running: RunningApp, http: httpx.AsyncClient
+) -> None:
+    manager = configure(running, adaptive=True)
+    player = Player(only="video/VP8")
+    try:
+        response = await http.post(WHEP, content=await player.offer(), headers=SDP)
+        assert response.status_code == 201, response.text
+        await player.pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+        await player.stamps(3)
+        (session,) = manager.sessions()
+        # The viewer's receiver reports a slow link: adaptation moves it down a tier.
+        now = time.monotonic() + 1000  # after anything the sampler fed in
+        session.adapt(Feedback(now, sent_bps=3_000_000, remb_bps=3_000_000, remb_fresh=True))
+        session.adapt(Feedback(now + 1, sent_bps=3_000_000, remb_bps=600_000, remb_fresh=True))
+        assert session.target_tier.name == "reduced"
+        deadline = time.monotonic() + 10
+        while session.stats().tier != "reduced":
+            assert time.monotonic() < deadline, "the peer never moved to the reduced tier"
+            await asyncio.sleep(0.05)
+        stamps = await player.stamps(5)
+        # The switch may land on the source frame last sent on the old tier: shown twice.
+        assert stamps == sorted(stamps) and len(set(stamps)) >= 4
+        assert session.stats().codec == "vp8"
+        vp8 = manager.encoders("simulator", Codec.VP8)
+        assert vp8["reduced"].running and not vp8["full"].running  # left, not yet forgotten
+        assert manager.encoders("simulator", Codec.H264) == {}
+    finally:
+        await player.pc.close()

@@ -1,4 +1,4 @@
-"""Synthetic display frames with stamps, a frame source, and an H.264 decoder that reads stamps."""
+"""Synthetic display frames with stamps, a frame source, and a decoder that reads stamps."""
 
 from __future__ import annotations
 
@@ -65,10 +65,12 @@ async def source() -> AsyncIterator[Source]:
 
 
 class Decoder:
-    """Decodes access units in order and reads the stamp of every picture."""
+    """Decodes encoded frames in order and reads the stamp of every picture.
 
-    def __init__(self) -> None:
-        self.codec = av.CodecContext.create("h264", "r")
+    H.264 with libavcodec's decoder; VP8 with libvpx's (the one aiortc uses)."""
+
+    def __init__(self, codec: str = "h264") -> None:
+        self.codec = av.CodecContext.create({"h264": "h264", "vp8": "libvpx"}[codec], "r")
         self.sizes: list[tuple[int, int]] = []
 
     def stamps(self, data: bytes) -> list[int | None]:

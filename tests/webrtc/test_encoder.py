@@ -1,17 +1,32 @@
-"""The tier encoder: decodable H.264 that keeps the stamps, keyframes on demand, runs on demand."""
+"""The tier encoder: decodable H.264 or VP8 that keeps the stamps, keyframes and runs on demand."""
 
 from __future__ import annotations
 
 import asyncio
+import fractions
+import statistics
 from collections.abc import AsyncIterator
 
+import av
+import numpy as np
 import pytest
+from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 
 from scopelink.seestar.imaging import ImagingClient
 from scopelink.services.frame_pipeline import FramePipeline
 from scopelink.settings import Backoff
 from scopelink.simulator.simulator import Simulator, SimulatorConfig
-from scopelink.webrtc.encoder import FULL, REDUCED, EncodedFrame, Tier, TierEncoder
+from scopelink.webrtc.encoder import (
+    FULL,
+    REDUCED,
+    VIDEO_CLOCK_HZ,
+    VIDEO_TIME_BASE,
+    Codec,
+    EncodedFrame,
+    Tier,
+    TierEncoder,
+)
+from scopelink.webrtc.vp8 import open_vp8
 from tests.webrtc.conftest import Decoder, Source, wait_until
 
 
@@ -29,14 +44,15 @@ def test_tier_size_keeps_aspect_is_even_and_never_upscales() -> None:
     assert Tier("big", 4000, 1).size_for(1080, 1920) == (1080, 1920)
 
 
+@pytest.mark.parametrize("codec", list(Codec))
 @pytest.mark.parametrize("tier", [FULL, REDUCED], ids=lambda t: t.name)
 async def test_encoded_frames_decode_and_still_carry_their_stamps(
-    source: Source, tier: Tier
+    source: Source, tier: Tier, codec: Codec
 ) -> None:
-    encoder = TierEncoder(tier, source.frames)
+    encoder = TierEncoder(tier, source.frames, codec)
     encoder.acquire()
     await asyncio.sleep(0)
-    decoder = Decoder()
+    decoder = Decoder(codec)
     frames = [await encode(encoder, source) for _ in range(6)]
     encoder.release()
     assert frames[0].keyframe and not any(f.keyframe for f in frames[1:])
@@ -47,8 +63,9 @@ async def test_encoded_frames_decode_and_still_carry_their_stamps(
     assert encoder.stats.frames_encoded == 6
 
 
-async def test_request_keyframe_makes_the_next_frame_an_idr(source: Source) -> None:
-    encoder = TierEncoder(REDUCED, source.frames)
+@pytest.mark.parametrize("codec", list(Codec))
+async def test_request_keyframe_makes_the_next_frame_an_idr(source: Source, codec: Codec) -> None:
+    encoder = TierEncoder(REDUCED, source.frames, codec)
     encoder.acquire()
     await asyncio.sleep(0)
     first = [await encode(encoder, source) for _ in range(3)]
@@ -57,7 +74,7 @@ async def test_request_keyframe_makes_the_next_frame_an_idr(source: Source) -> N
     encoder.release()
     assert [f.keyframe for f in first + after] == [True, False, False, True, False]
     # A fresh decoder can start at the requested keyframe.
-    decoder = Decoder()
+    decoder = Decoder(codec)
     assert [s for f in after for s in decoder.stamps(f.data)] == [4, 5]
 
 
@@ -71,6 +88,65 @@ async def test_bitrate_changes_while_running_without_a_keyframe(source: Source) 
     encoder.release()
     assert encoder.bitrate == 600_000
     assert not any(f.keyframe for f in frames)
+
+
+async def test_a_vp8_bitrate_change_takes_a_new_context_and_so_a_keyframe(
+    source: Source,
+) -> None:
+    encoder = TierEncoder(REDUCED, source.frames, Codec.VP8)
+    encoder.acquire()
+    await asyncio.sleep(0)
+    frames = [await encode(encoder, source) for _ in range(2)]
+    encoder.set_bitrate(200_000)
+    frames += [await encode(encoder, source) for _ in range(2)]
+    encoder.set_bitrate(200_000)  # unchanged: no new context
+    frames += [await encode(encoder, source)]
+    encoder.release()
+    assert [f.keyframe for f in frames] == [True, False, True, False, False]
+    decoder = Decoder(Codec.VP8)
+    assert [s for f in frames for s in decoder.stamps(f.data)] == [1, 2, 3, 4, 5]
+
+
+async def test_aiortc_packetises_our_vp8_packets_as_they_are(source: Source) -> None:
+    """aiortc's sender only calls `Vp8Encoder.pack()` on an `av.Packet`: the RTP timestamp comes
+    from our pts, and the payloads reassemble to our frame, whose own header says keyframe."""
+    encoder = TierEncoder(REDUCED, source.frames, Codec.VP8)
+    encoder.acquire()
+    await asyncio.sleep(0)
+    frames = [await encode(encoder, source) for _ in range(2)]
+    encoder.release()
+    packer = Vp8Encoder()
+    for frame in frames:
+        payloads, timestamp = packer.pack(frame.packet())
+        assert timestamp == frame.pts
+        data = b"".join(vp8_depayload(p) for p in payloads)
+        assert data == frame.data
+        # VP8 frame tag, bit 0: 0 for a key frame (RFC 6386 §9.1).
+        assert (data[0] & 1 == 0) is frame.keyframe
+    assert [f.keyframe for f in frames] == [True, False]
+
+
+def test_libvpx_ignores_a_bitrate_change_on_an_open_context() -> None:
+    """Why VP8's `set_bitrate()` re-creates the context: FFmpeg's libvpx wrapper hands the rate
+    control to libvpx only when it opens. If this starts failing, libvpx now follows `bit_rate`
+    in place and a bitrate change no longer needs a keyframe."""
+    size, fps = (320, 240), 10
+    rng = np.random.default_rng(3)
+    codec = open_vp8(
+        size, 2_000_000, framerate=fractions.Fraction(fps), gop_frames=1000,
+        time_base=VIDEO_TIME_BASE, buffer_s=0.5,
+    )  # fmt: skip
+    kbps: list[float] = []
+    for i in range(40):
+        if i == 20:
+            codec.bit_rate = 250_000
+        noise = rng.integers(0, 255, (size[1] * 3 // 2, size[0]), dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(noise, format="yuv420p")
+        frame.pts, frame.time_base = i * VIDEO_CLOCK_HZ // fps, VIDEO_TIME_BASE
+        kbps.append(sum(p.size for p in codec.encode(frame)) * 8 * fps / 1000)
+    before, after = statistics.median(kbps[10:20]), statistics.median(kbps[30:40])
+    assert 1500 < before < 2500, kbps
+    assert after > 0.8 * before, f"libvpx now follows bit_rate: {before:.0f} -> {after:.0f} kbit/s"
 
 
 async def test_a_deep_cut_reopens_with_a_keyframe_no_larger_than_a_quarter_second(

@@ -10,7 +10,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_fci
 
 from scopelink import framestamp
-from scopelink.webrtc.encoder import REDUCED, TierEncoder
+from scopelink.webrtc.encoder import REDUCED, Codec, TierEncoder
 from scopelink.webrtc.peer import (
     IceRestartUnsupported,
     OfferRejected,
@@ -106,13 +106,25 @@ async def test_trickled_candidates_are_added_and_an_ice_restart_is_refused(
     ("edit", "reason"),
     [
         (lambda sdp: sdp.replace("a=recvonly", "a=sendonly"), "does not receive"),
-        (lambda sdp: sdp.replace("H264/90000", "H265/90000"), "H.264"),
+        (
+            lambda sdp: sdp.replace("H264/90000", "H265/90000").replace("VP8/90000", "VP9/90000"),
+            r"no codec this server sends \(H264, VP8\); it offers VP9, H265",
+        ),
         (lambda sdp: sdp.replace("m=video", "m=audio"), "no video"),
         (lambda sdp: "hello", "not an SDP"),
     ],
 )
-async def test_offers_without_receivable_h264_video_are_rejected(edit, reason) -> None:  # type: ignore[no-untyped-def]
+async def test_offers_without_receivable_h264_or_vp8_video_are_rejected(edit, reason) -> None:  # type: ignore[no-untyped-def]
     client, offer = await viewer_offer()
     await client.close()
     with pytest.raises(OfferRejected, match=reason):
         check_offer(edit(offer))
+
+
+async def test_h264_is_chosen_whenever_offered_and_vp8_only_without_it() -> None:
+    client, offer = await viewer_offer()
+    await client.close()
+    assert check_offer(offer) is Codec.H264  # aiortc offers VP8 first, H.264 still wins
+    assert check_offer(offer.replace("H264/90000", "H265/90000")) is Codec.VP8
+    with pytest.raises(OfferRejected, match=r"no codec this server sends \(H264\)"):
+        check_offer(offer.replace("H264/90000", "H265/90000"), (Codec.H264,))

@@ -1,13 +1,16 @@
-"""One H.264 encoder per quality tier, shared by every WebRTC peer watching that tier.
+"""One encoder per quality tier and codec, shared by every WebRTC peer watching that tier.
 
 A `TierEncoder` follows a `LatestValue[DisplayFrame]` (latest frame wins: a frame that arrives
 while the previous one is encoding replaces the one waiting), scales each frame to the tier's
-size, encodes it with libx264 in a worker thread and publishes the access unit to an
+size, encodes it in a worker thread and publishes the encoded frame to an
 `EncodedFanout`. Tracks read the fan-out by cursor; nothing is queued per peer. The encoder runs
 only while at least one track holds it (`acquire()` / `release()`).
 
-Settings, all measured on the 2-vCPU box (docs/webrtc-media.md): Baseline profile (no B-frames),
-`tune=zerolatency` (no lookahead, sliced threads: one packet out per frame in), preset
+Each encoder has one `Codec`: H.264 (libx264) for every browser that takes it, VP8 (libvpx, its
+real-time settings in `scopelink.webrtc.vp8`) only for a browser that cannot.
+
+H.264 settings, all measured on the 2-vCPU box (docs/webrtc-media.md): Baseline profile (no
+B-frames), `tune=zerolatency` (no lookahead, sliced threads: one packet out per frame in), preset
 `ultrafast`, a keyframe every `keyframe_interval_s` plus one on `request_keyframe()`, and a VBV
 buffer of a quarter second so a keyframe cannot burst far above the bitrate. libavcodec's
 libx264 wrapper reconfigures the rate control when `bit_rate` changes, so `set_bitrate()` takes
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import fractions
 import logging
 import statistics
@@ -36,6 +40,7 @@ from av.video.frame import PictureType
 
 from scopelink.framestamp import FrameStamp
 from scopelink.seestar.latest import LatestValue, Published, SlotClosedError
+from scopelink.webrtc.vp8 import open_vp8
 
 if TYPE_CHECKING:
     from scopelink.services.frame_pipeline import DisplayFrame
@@ -56,6 +61,22 @@ VBV_BUFFER_S = 0.25
 _RECENT = 120
 #: How often to look for the source's new slot after it closed its old one.
 _SLOT_POLL_S = 0.1
+
+
+class Codec(enum.StrEnum):
+    """A video codec a tier can be encoded in; H.264 first, VP8 only for who cannot take it."""
+
+    H264 = "h264"
+    VP8 = "vp8"
+
+    @property
+    def rtp_name(self) -> str:
+        """The encoding name in SDP (`a=rtpmap:<pt> <name>/90000`)."""
+        return {"h264": "H264", "vp8": "VP8"}[self.value]
+
+    @property
+    def mime_type(self) -> str:
+        return f"video/{self.rtp_name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +132,8 @@ DEEP_CUT = 3
 
 @dataclass(frozen=True, slots=True)
 class EncodedFrame:
-    """One H.264 access unit (Annex-B, with SPS/PPS before every IDR) and where it came from."""
+    """One encoded frame and where it came from: an H.264 access unit (Annex-B, SPS/PPS before
+    every IDR) or a VP8 frame, by the encoder's codec."""
 
     data: bytes
     keyframe: bool
@@ -216,6 +238,23 @@ def open_codec(
     return codec
 
 
+def open_tier_codec(
+    codec: Codec, tier: Tier, size: tuple[int, int], bitrate: int, *, max_rate: int | None = None
+) -> av.VideoCodecContext:
+    """The context a `TierEncoder` in `codec` opens for `tier` at `size` and `bitrate`
+    (`max_rate`: x264's VBV ceiling; libvpx has none to set apart)."""
+    if codec is Codec.VP8:
+        return open_vp8(
+            size,
+            bitrate,
+            framerate=fractions.Fraction(round(tier.fps * 1000), 1000),
+            gop_frames=tier.gop_frames,
+            time_base=VIDEO_TIME_BASE,
+            buffer_s=VBV_BUFFER_S,
+        )
+    return open_codec(tier, size, bitrate, max_rate=max_rate)
+
+
 class TierEncoder:
     """Encodes the newest display frame for one tier while any track holds it; once for all."""
 
@@ -223,10 +262,12 @@ class TierEncoder:
         self,
         tier: Tier,
         frames: LatestValue[DisplayFrame] | Callable[[], LatestValue[DisplayFrame]],
+        codec: Codec = Codec.H264,
     ) -> None:
         """`frames` is the slot to follow, or a callable returning the current one (for a
         pipeline that replaces its slot when restarted; the encoder then follows the new one)."""
         self.tier = tier
+        self.codec = codec
         self._source = frames
         self.output = EncodedFanout()
         self.stats = EncoderStats()
@@ -253,7 +294,9 @@ class TierEncoder:
             raise SlotClosedError(f"tier {self.tier.name} is closed")
         self._holders += 1
         if not self.running:
-            self._task = asyncio.create_task(self.run(), name=f"encode-{self.tier.name}")
+            self._task = asyncio.create_task(
+                self.run(), name=f"encode-{self.tier.name}-{self.codec}"
+            )
 
     def release(self) -> None:
         """A track stops reading: after the last one, encoding stops (and the context goes)."""
@@ -280,8 +323,10 @@ class TierEncoder:
     def set_bitrate(self, bitrate: int) -> None:
         """Target bits per second from the next frame on.
 
-        Down to any value, or back up to the rate the context was opened with, x264 is
+        H.264: down to any value, or back up to the rate the context was opened with, x264 is
         reconfigured in place (no keyframe); above that a new context starts with a keyframe.
+        VP8: libvpx keeps the rate it was opened with, so any change means a new context and a
+        keyframe.
         """
         self._bitrate = max(int(bitrate), 10_000)
 
@@ -323,20 +368,22 @@ class TierEncoder:
     ) -> av.VideoCodecContext | None:
         """Encode and publish one frame; returns the context for the next (None: start afresh)."""
         size = self.tier.size_for(display.width, display.height)
-        if (
-            codec is None
-            or (codec.width, codec.height) != size
-            or self._bitrate > self._ceiling
-            or self._bitrate * DEEP_CUT < self._ceiling
-        ):
+        if codec is None or (codec.width, codec.height) != size or self._needs_new_context():
             # A new context's VBV ceiling has headroom above the bitrate, so that a ramp (see
             # webrtc/adapt.py) re-opens, and so costs a keyframe, only every ~50 % of growth.
             # A deep cut re-opens too: the old ceiling would let frames burst far above the
             # link the cut was made for.
-            self._ceiling = max(
-                self._bitrate, min(round(self._bitrate * CEILING_HEADROOM), self.tier.max_bitrate)
+            self._ceiling = (
+                self._bitrate  # libvpx: no ceiling to move, every change re-opens
+                if self.codec is Codec.VP8
+                else max(
+                    self._bitrate,
+                    min(round(self._bitrate * CEILING_HEADROOM), self.tier.max_bitrate),
+                )
             )
-            codec = open_codec(self.tier, size, self._bitrate, max_rate=self._ceiling)
+            codec = open_tier_codec(
+                self.codec, self.tier, size, self._bitrate, max_rate=self._ceiling
+            )
         force, self._force_keyframe = self._force_keyframe, False
         pts = round(display.received * VIDEO_CLOCK_HZ)
         try:
@@ -347,7 +394,7 @@ class TierEncoder:
         except Exception:
             # One frame that cannot be encoded must not end the live view for every peer.
             self.stats.errors += 1
-            log.exception("tier %s: could not encode a frame", self.tier.name)
+            log.exception("tier %s (%s): could not encode a frame", self.tier.name, self.codec)
             return None  # whatever state the context is in, the next frame starts afresh
         if not data:
             return codec
@@ -369,6 +416,12 @@ class TierEncoder:
                 )
             )
         return codec
+
+    def _needs_new_context(self) -> bool:
+        """Whether the bitrate asked for needs a new context (and so a keyframe)."""
+        if self.codec is Codec.VP8:
+            return self._bitrate != self._ceiling  # libvpx ignores bit_rate once open (measured)
+        return self._bitrate > self._ceiling or self._bitrate * DEEP_CUT < self._ceiling
 
 
 def _encode_frame(

@@ -1,7 +1,7 @@
 """One viewer's WebRTC peer connection: offer in, answer out, RTCP feedback mapped to the encoder.
 
 A `PeerSession` wraps one aiortc `RTCPeerConnection` that sends one `EncodedVideoTrack`
-(sendonly, H.264) to one viewer of one telescope. aiortc does not trickle its own candidates:
+(sendonly, H.264 or VP8) to one viewer of one telescope. aiortc does not trickle its own candidates:
 `answer()` returns the local description after host-candidate gathering has finished, so the
 answer carries every server candidate. The viewer's candidates may trickle in afterwards
 (`add_remote_candidates`, an `application/trickle-ice-sdpfrag` body). aiortc cannot restart
@@ -50,13 +50,15 @@ from aiortc.rtp import (
 from aiortc.sdp import candidate_from_sdp
 
 from scopelink.webrtc.adapt import Feedback, RateController, TierChooser
-from scopelink.webrtc.encoder import Tier, TierEncoder
+from scopelink.webrtc.encoder import Codec, Tier, TierEncoder
 from scopelink.webrtc.track import EncodedVideoTrack
 
 log = logging.getLogger(__name__)
 
 #: How often per-peer rates are sampled and the tier policy is consulted.
 SAMPLE_INTERVAL_S = 1.0
+#: The codecs we can send, best first: VP8 only for a browser that cannot take H.264.
+CODECS = (Codec.H264, Codec.VP8)
 
 
 class OfferRejected(ValueError):
@@ -95,6 +97,7 @@ class PeerStats:
     telescope_id: str
     client: str
     tier: str
+    codec: str = Codec.H264.value
     state: str = PeerState.NEW.value
     created: float = field(default_factory=time.time)
     frames_sent: int = 0
@@ -173,8 +176,9 @@ def _video_sections(sdp: str) -> list[str]:
     return [s for s in re.split(r"\r?\n(?=m=)", sdp) if s.startswith("m=video")]
 
 
-def check_offer(sdp: str) -> None:
-    """Refuse offers we cannot answer with a video we send, before aiortc sees them."""
+def check_offer(sdp: str, codecs: tuple[Codec, ...] = CODECS) -> Codec:
+    """The first of `codecs` the offer's receiving video accepts; refuses any other offer
+    (not SDP, no receiving video, no common codec) before aiortc sees it."""
     if not sdp.lstrip().startswith("v=0"):
         raise OfferRejected("the body is not an SDP offer")
     sections = _video_sections(sdp)
@@ -182,11 +186,22 @@ def check_offer(sdp: str) -> None:
         raise OfferRejected("the offer has no video m-line")
     for section in sections:
         if not re.search(r"^a=(sendonly|inactive)\s*$", section, re.MULTILINE):
-            if not re.search(r"^a=rtpmap:\d+ H264/90000", section, re.MULTILINE | re.IGNORECASE):
-                # VP8 fallback is not implemented: the tiers are encoded once, in H.264.
-                raise OfferRejected("the offer's video does not accept H.264")
-            return
+            return _choose_codec(section, codecs)
     raise OfferRejected("the offer's video m-line does not receive (need recvonly or sendrecv)")
+
+
+def _choose_codec(section: str, codecs: tuple[Codec, ...]) -> Codec:
+    offered = re.findall(r"^a=rtpmap:\d+ ([\w-]+)/90000", section, re.MULTILINE)
+    names = {name.upper() for name in offered}
+    for codec in codecs:
+        if codec.rtp_name in names:
+            return codec
+    ours = ", ".join(c.rtp_name for c in codecs)
+    listed = ", ".join(dict.fromkeys(n for n in offered if n.lower() not in ("rtx", "red")))
+    raise OfferRejected(
+        f"the offer's video accepts no codec this server sends ({ours}); "
+        f"it offers {listed or 'none'}"
+    )
 
 
 def _ice_ufrag(sdp: str) -> str | None:
@@ -239,7 +254,9 @@ class PeerSession:
         self._remote_ufrag: str | None = None
         self._sampler: asyncio.Task[None] | None = None
         self._closing = False
-        self._stats = PeerStats(self.id, telescope_id, client, encoder.tier.name)
+        self._stats = PeerStats(
+            self.id, telescope_id, client, encoder.tier.name, codec=encoder.codec.value
+        )
         self._watch_states()
 
     # -- state ------------------------------------------------------------------------------------
@@ -287,7 +304,8 @@ class PeerSession:
 
     async def answer(self, offer_sdp: str) -> str:
         """Apply a viewer's offer; the answer SDP, with every host candidate gathered."""
-        check_offer(offer_sdp)
+        codec = self.codec
+        check_offer(offer_sdp, (codec,))
         self._set_state(PeerState.CONNECTING)
         self._remote_ufrag = _ice_ufrag(offer_sdp)
         transceiver = self._pc.addTransceiver(self.track, direction="sendonly")
@@ -296,7 +314,7 @@ class PeerSession:
             [
                 c
                 for c in RTCRtpSender.getCapabilities("video").codecs
-                if c.mimeType.lower() in ("video/h264", "video/rtx")
+                if c.mimeType.lower() in (codec.mime_type.lower(), "video/rtx")
             ]
         )
         try:
@@ -321,6 +339,11 @@ class PeerSession:
             "peer %s: answered for telescope %s (%s)", self.log_id, self.telescope_id, self.client
         )
         return self._pc.localDescription.sdp
+
+    @property
+    def codec(self) -> Codec:
+        """The codec this peer is sent (a tier switch keeps it)."""
+        return self.track.encoder.codec
 
     @property
     def local_ufrag(self) -> str | None:

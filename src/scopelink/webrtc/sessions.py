@@ -2,10 +2,13 @@
 
 `PeerSessionManager` creates `PeerSession`s from offers, refuses more than `max_peers` at once
 (`TooManyPeers`), closes peers that have not connected within `connect_timeout_s`, and forgets
-peers when they close or fail. It owns the `TierEncoder`s: one per (telescope, tier), created on
-first use and closed once no peer watches that tier. Each peer holds its telescope's `viewer()`
+peers when they close or fail. It owns the `TierEncoder`s: one per (telescope, tier, codec), created
+on first use and closed once no peer watches that tier. Each peer holds its telescope's `viewer()`
 context while it lives, so the telescope's stream starts with the first viewer of any transport
 (MJPEG or WebRTC) and stops after the last.
+
+A peer's codec comes from its offer (`check_offer`: H.264 whenever it is accepted, else VP8) and
+stays when the peer changes tier, so H.264 and VP8 peers each share one encoder per tier.
 
 The telescope is seen through `FrameSource` (its frame slot and its viewer demand), so this
 module imports no service and no web code.
@@ -25,9 +28,9 @@ from aiortc import RTCIceServer
 
 from scopelink.seestar.latest import LatestValue
 from scopelink.webrtc.adapt import tier_bitrate
-from scopelink.webrtc.encoder import FULL, TIERS, Tier, TierEncoder
+from scopelink.webrtc.encoder import FULL, TIERS, Codec, Tier, TierEncoder
 from scopelink.webrtc.ice import IceSettings
-from scopelink.webrtc.peer import Adaptation, PeerSession, PeerStats
+from scopelink.webrtc.peer import Adaptation, PeerSession, PeerStats, check_offer
 
 if TYPE_CHECKING:
     from scopelink.services.frame_pipeline import DisplayFrame
@@ -105,7 +108,7 @@ class PeerSessionManager:
         self._sessions: dict[str, PeerSession] = {}
         self._viewing: dict[str, AbstractAsyncContextManager[None]] = {}
         self._watchdogs: dict[str, asyncio.Task[None]] = {}
-        self._encoders: dict[tuple[str, str], TierEncoder] = {}
+        self._encoders: dict[tuple[str, str, Codec], TierEncoder] = {}
         #: client → (monotonic time, last estimate) of sessions that ended.
         self._last_estimates: dict[str, tuple[float, int]] = {}
         #: Peers being set up count against the limit too.
@@ -136,17 +139,18 @@ class PeerSessionManager:
         """
         if len(self._sessions) + self._pending >= self.max_peers:
             raise TooManyPeers(self.max_peers)
+        codec = check_offer(offer_sdp)
         self._pending += 1
         viewing = source.viewer()
         adaptation, tier = self._adaptation(tier, client)
         try:
             await viewing.__aenter__()
             session = PeerSession(
-                self._encoder(telescope_id, source, tier),
+                self._encoder(telescope_id, source, tier, codec),
                 telescope_id=telescope_id,
                 client=client,
                 ice_servers=ice_servers,
-                encoder_for=lambda t: self._encoder(telescope_id, source, t),
+                encoder_for=lambda t: self._encoder(telescope_id, source, t, codec),
                 adaptation=adaptation,
                 on_feedback=self._rebalance,
                 on_close=self._forget,
@@ -187,9 +191,13 @@ class PeerSessionManager:
         """Per-peer stats, of one telescope or of all."""
         return [s.stats() for s in self.sessions(telescope_id)]
 
-    def encoders(self, telescope_id: str) -> dict[str, TierEncoder]:
-        """The tier encoders that exist for a telescope now, by tier name."""
-        return {tier: e for (tid, tier), e in self._encoders.items() if tid == telescope_id}
+    def encoders(self, telescope_id: str, codec: Codec = Codec.H264) -> dict[str, TierEncoder]:
+        """The tier encoders in `codec` that exist for a telescope now, by tier name."""
+        return {
+            tier: e
+            for (tid, tier, c), e in self._encoders.items()
+            if tid == telescope_id and c is codec
+        }
 
     async def close(self, session_id: str) -> None:
         await self.get(session_id).close()
@@ -203,14 +211,16 @@ class PeerSessionManager:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _encoder(self, telescope_id: str, source: FrameSource, tier: Tier) -> TierEncoder:
-        key = (telescope_id, tier.name)
+    def _encoder(
+        self, telescope_id: str, source: FrameSource, tier: Tier, codec: Codec
+    ) -> TierEncoder:
+        key = (telescope_id, tier.name, codec)
         encoder = self._encoders.get(key)
         if encoder is None:
             # A callable: the encoder follows the pipeline's new slot after a restart.
-            encoder = TierEncoder(tier, lambda: source.frames)
+            encoder = TierEncoder(tier, lambda: source.frames, codec)
             self._encoders[key] = encoder
-            log.info("telescope %s: tier %s created", telescope_id, tier.name)
+            log.info("telescope %s: tier %s (%s) created", telescope_id, tier.name, codec)
         return encoder
 
     def _adaptation(self, requested: Tier, client: str) -> tuple[Adaptation | None, Tier]:
@@ -259,13 +269,16 @@ class PeerSessionManager:
     def _prune(self, telescope_id: str) -> None:
         """Close the telescope's tier encoders that no live peer watches or moves to."""
         wanted = {
-            s.target_tier.name for s in self.sessions(telescope_id) if not s.closed.is_set()
-        } | {s.track.encoder.tier.name for s in self.sessions(telescope_id)}
-        for (tid, name), encoder in list(self._encoders.items()):
-            if tid == telescope_id and name not in wanted and encoder.holders == 0:
-                del self._encoders[(tid, name)]
+            (s.target_tier.name, s.codec)
+            for s in self.sessions(telescope_id)
+            if not s.closed.is_set()
+        } | {(s.track.encoder.tier.name, s.codec) for s in self.sessions(telescope_id)}
+        for key, encoder in list(self._encoders.items()):
+            tid, name, codec = key
+            if tid == telescope_id and (name, codec) not in wanted and encoder.holders == 0:
+                del self._encoders[key]
                 asyncio.get_running_loop().create_task(encoder.close())
-                log.info("telescope %s: tier %s closed (no viewer)", telescope_id, name)
+                log.info("telescope %s: tier %s (%s) closed (no viewer)", telescope_id, name, codec)
 
     async def _expire_unless_connected(self, session: PeerSession) -> None:
         connected = asyncio.ensure_future(session.connected.wait())

@@ -456,7 +456,8 @@ export class WebRtcTransport extends LiveTransport {
 }
 
 /**
- * Put H.264 first (the server's codec), or offer only `only`, where the browser lets us choose.
+ * Put H.264 first (the server's first choice; VP8 only without H.264), or offer only `only`,
+ * where the browser lets us choose.
  *
  * @param {RTCRtpTransceiver} transceiver
  * @param {VideoCodec | null} only
