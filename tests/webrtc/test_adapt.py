@@ -12,7 +12,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from scopelink.seestar.latest import LatestValue
 from scopelink.services.frame_pipeline import DisplayFrame
 from scopelink.webrtc.adapt import Feedback, RateController, TierChooser, tier_bitrate
-from scopelink.webrtc.encoder import FULL, REDUCED, TIERS
+from scopelink.webrtc.encoder import FULL, REDUCED, TIERS, Codec, TierEncoder
 from scopelink.webrtc.peer import PeerSession
 from scopelink.webrtc.sessions import PeerSessionManager
 from tests.webrtc.conftest import Source, wait_until
@@ -200,3 +200,13 @@ async def test_a_client_that_comes_back_starts_at_its_last_estimate(source: Sour
     finally:
         player.cancel()
         await manager.close_all()
+
+
+def test_small_changes_are_skipped_and_vp8_waits_for_a_larger_one(source: Source) -> None:
+    """Each VP8 bitrate change re-opens libvpx with a keyframe: it must not follow a ramp."""
+    h264 = TierEncoder(FULL, source.frames)
+    vp8 = TierEncoder(FULL, source.frames, codec=Codec.VP8)
+    assert not h264.worth_changing_to(round(FULL.bitrate * 1.03))
+    assert h264.worth_changing_to(round(FULL.bitrate * 1.08))
+    assert not vp8.worth_changing_to(round(FULL.bitrate * 1.2))
+    assert vp8.worth_changing_to(round(FULL.bitrate * 0.6))

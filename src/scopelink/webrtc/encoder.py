@@ -126,6 +126,9 @@ TIERS: tuple[Tier, ...] = (REDUCED, FULL)
 #: When raising the bitrate above the open context's VBV ceiling forces a new context, open it
 #: with this much headroom (capped at the tier's maximum), so a ramp costs few keyframes.
 CEILING_HEADROOM = 1.5
+#: The smallest relative bitrate change adaptation makes (`TierEncoder.worth_changing_to`).
+H264_BITRATE_STEP = 0.05
+VP8_BITRATE_STEP = 0.30
 #: A bitrate this many times below the open context's VBV ceiling re-opens it at a lower one.
 DEEP_CUT = 3
 
@@ -329,6 +332,12 @@ class TierEncoder:
         keyframe.
         """
         self._bitrate = max(int(bitrate), 10_000)
+
+    def worth_changing_to(self, bitrate: int) -> bool:
+        """Whether moving to `bitrate` is worth it: x264 changes in place, so 5 % is enough;
+        every VP8 change re-opens libvpx with a keyframe, so it waits for a 30 % change."""
+        step = VP8_BITRATE_STEP if self.codec is Codec.VP8 else H264_BITRATE_STEP
+        return abs(bitrate - self._bitrate) >= step * self._bitrate
 
     def request_keyframe(self) -> None:
         """Make the next encoded frame an IDR (a peer joined, lost a frame, or sent PLI/FIR)."""

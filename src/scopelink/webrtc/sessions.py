@@ -262,7 +262,7 @@ class PeerSessionManager:
             estimates.setdefault(id(encoder), (encoder, []))[1].append(estimate)
         for encoder, values in estimates.values():
             bitrate = tier_bitrate(encoder.tier, values)
-            if bitrate != encoder.bitrate:
+            if encoder.worth_changing_to(bitrate):
                 log.debug("tier %s: %d kbit/s", encoder.tier.name, bitrate // 1000)
                 encoder.set_bitrate(bitrate)
 
