@@ -244,8 +244,9 @@ class References:
 def stamp_band_rows(width: int) -> int:
     """Rows left out at the top: the stamp cells (y < 3u) and a margin, to a 16-row boundary.
 
-    Hard black/white cells are no part of the picture, and the coding error around them (ringing
-    in their 8×8 JPEG blocks or 16×16 macroblocks) would weigh on the score out of proportion.
+    The hard black/white cells are no part of the picture; the 16-row boundary also takes the
+    8×8 JPEG blocks and 16×16 macroblocks they ring in. (Measured: leaving them in moves median
+    PSNR by less than 0.1 dB; `Score.psnr_whole` reports it every run.)
     """
     return math.ceil(4 * width / framestamp.UNITS / 16) * 16
 
