@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_imaging.py
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_live_browser.py
+	$(BIN)/python bench/bench_quality.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
