@@ -116,6 +116,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--max-peers", type=int, default=16, metavar="N", help="concurrent WebRTC viewers"
     )
     p.add_argument(
+        "--fixed-bitrate",
+        action="store_true",
+        help="keep each WebRTC tier at its starting bitrate (no adaptation to the viewers' links)",
+    )
+    p.add_argument(
         "--no-webrtc",
         action="store_true",
         help="the UI starts with MJPEG (users may still switch to WebRTC)",
@@ -159,6 +164,7 @@ def _serve(args: argparse.Namespace) -> None:
         turn_urls=args.turn,
         turn_secret=args.turn_secret,
         max_peers=args.max_peers,
+        webrtc_adaptive=not args.fixed_bitrate,
         webrtc_default=not args.no_webrtc,
     )
     print(f"scopelink on http://{'localhost' if loopback else args.host}:{args.port}/", flush=True)

@@ -86,5 +86,7 @@ class AppSettings:
     max_peers: int = 16
     #: A peer not connected this long after its answer is closed.
     webrtc_connect_timeout_s: float = 15.0
+    #: Tier bitrates and each viewer's tier follow receivers' feedback (docs/webrtc-adaptation.md).
+    webrtc_adaptive: bool = True
     #: The deployment default of the WebRTC feature flag (False: the UI starts with MJPEG).
     webrtc_default: bool = True

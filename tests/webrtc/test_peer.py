@@ -10,13 +10,12 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_fci
 
 from scopelink import framestamp
-from scopelink.webrtc.encoder import FULL, REDUCED, TierEncoder
+from scopelink.webrtc.encoder import REDUCED, TierEncoder
 from scopelink.webrtc.peer import (
     IceRestartUnsupported,
     OfferRejected,
     PeerSession,
     PeerState,
-    TierPolicy,
     check_offer,
     parse_sdpfrag,
 )
@@ -117,14 +116,3 @@ async def test_offers_without_receivable_h264_video_are_rejected(edit, reason) -
     await client.close()
     with pytest.raises(OfferRejected, match=reason):
         check_offer(edit(offer))
-
-
-def test_tier_policy_drops_on_low_remb_or_loss_and_climbs_back_after_a_hold() -> None:
-    policy = TierPolicy()
-    assert policy.choose(FULL, 5_000_000, 0.0, 0.0) is FULL
-    assert policy.choose(FULL, 1_100_000, 0.0, 1.0) is REDUCED  # < 1.2 × 1 Mbit/s
-    assert policy.choose(FULL, 9_000_000, 0.08, 2.0) is REDUCED  # 8 % loss
-    assert policy.choose(REDUCED, 6_100_000, 0.0, 10.0) is REDUCED  # > 1.5 × 4 Mbit/s, held...
-    assert policy.choose(REDUCED, 6_100_000, 0.0, 14.0) is REDUCED
-    assert policy.choose(REDUCED, 6_100_000, 0.0, 15.0) is FULL  # ...for 5 s
-    assert policy.choose(REDUCED, 6_100_000, 0.0, 20.0) is REDUCED  # the hold starts over

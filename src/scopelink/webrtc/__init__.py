@@ -6,5 +6,6 @@ bitrate changeable while running) and the tracks that hand their packets to aior
 
 It knows nothing of the web layer: it imports only aiortc/PyAV, `scopelink.seestar.latest`,
 `scopelink.framestamp` and the frame pipeline's `DisplayFrame` type, so a telescope-side proxy
-can reuse it as is. Signaling, peer lifecycle and adaptive bitrate live elsewhere.
+can reuse it as is. Peers and their lifecycle are in `peer` and `sessions`, adaptive bitrate in
+`adapt`; signaling lives in the web layer.
 """

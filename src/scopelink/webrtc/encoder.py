@@ -57,11 +57,18 @@ _SLOT_POLL_S = 0.1
 
 @dataclass(frozen=True, slots=True)
 class Tier:
-    """A quality tier: output width (height keeps the aspect ratio), bitrate and frame rate hint."""
+    """A quality tier: output width (height keeps the aspect ratio), bitrates, frame rate hint.
+
+    `bitrate` is where the encoder starts; adaptation (webrtc/adapt.py) moves it within
+    [`min_bitrate`, `max_bitrate`]. Below a tier's floor a peer is better served by the tier
+    under it (fewer pixels, so more bits per pixel).
+    """
 
     name: str
     width: int
     bitrate: int
+    min_bitrate: int = 0
+    max_bitrate: int = 0
     #: Frames per second the rate control plans for (timestamps correct it as frames come).
     fps: float = 10.0
     keyframe_interval_s: float = 2.0
@@ -76,10 +83,25 @@ class Tier:
     def gop_frames(self) -> int:
         return max(1, round(self.fps * self.keyframe_interval_s))
 
+    def __post_init__(self) -> None:
+        # Unset bounds mean "this tier's bitrate only".
+        if self.min_bitrate <= 0:
+            object.__setattr__(self, "min_bitrate", self.bitrate)
+        if self.max_bitrate <= 0:
+            object.__setattr__(self, "max_bitrate", self.bitrate)
+        if not self.min_bitrate <= self.bitrate <= self.max_bitrate:
+            raise ValueError(f"tier {self.name}: need min ≤ bitrate ≤ max")
 
-#: The full-resolution portrait tier and a quarter-area one for slow links.
-FULL = Tier("full", width=1080, bitrate=4_000_000)
-REDUCED = Tier("reduced", width=540, bitrate=1_000_000)
+
+#: The full-resolution portrait tier and a quarter-area one for slow links. Their bitrate ranges
+#: overlap (1.2–1.5 Mbit/s), which gives the tier choice its hysteresis.
+FULL = Tier("full", width=1080, bitrate=4_000_000, min_bitrate=1_200_000, max_bitrate=6_000_000)
+REDUCED = Tier("reduced", width=540, bitrate=1_000_000, min_bitrate=150_000, max_bitrate=1_500_000)
+#: Every tier, lowest first.
+TIERS: tuple[Tier, ...] = (REDUCED, FULL)
+#: When raising the bitrate above the open context's VBV ceiling forces a new context, open it
+#: with this much headroom (capped at the tier's maximum), so a ramp costs few keyframes.
+CEILING_HEADROOM = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +176,18 @@ def to_yuv420p(rgb8: np.ndarray, size: tuple[int, int]) -> av.VideoFrame:
 
 
 def open_codec(
-    tier: Tier, size: tuple[int, int], bitrate: int, preset: str = PRESET
+    tier: Tier,
+    size: tuple[int, int],
+    bitrate: int,
+    preset: str = PRESET,
+    *,
+    max_rate: int | None = None,
 ) -> av.VideoCodecContext:
-    """A libx264 context for `tier` at `size` with the settings in the module docstring."""
+    """A libx264 context for `tier` at `size` with the settings in the module docstring.
+
+    `max_rate` is the VBV ceiling (default: the bitrate); it cannot change once open.
+    """
+    max_rate = max(max_rate or bitrate, bitrate)
     codec = av.CodecContext.create("libx264", "w")
     assert isinstance(codec, av.VideoCodecContext)
     codec.width, codec.height = size
@@ -174,8 +205,8 @@ def open_codec(
         "forced-idr": "1",
         # The VBV ceiling is fixed at open (PyAV cannot change rc_max_rate later): a bitrate
         # raised above it needs a new context, and so a keyframe (see TierEncoder._encode).
-        "maxrate": str(bitrate),
-        "bufsize": str(int(bitrate * VBV_BUFFER_S)),
+        "maxrate": str(max_rate),
+        "bufsize": str(int(max_rate * VBV_BUFFER_S)),
     }
     return codec
 
@@ -288,8 +319,12 @@ class TierEncoder:
         """Encode and publish one frame; returns the context for the next (None: start afresh)."""
         size = self.tier.size_for(display.width, display.height)
         if codec is None or (codec.width, codec.height) != size or self._bitrate > self._ceiling:
-            codec = open_codec(self.tier, size, self._bitrate)
-            self._ceiling = self._bitrate
+            # A new context's VBV ceiling has headroom above the bitrate, so that a ramp (see
+            # webrtc/adapt.py) re-opens, and so costs a keyframe, only every ~50 % of growth.
+            self._ceiling = max(
+                self._bitrate, min(round(self._bitrate * CEILING_HEADROOM), self.tier.max_bitrate)
+            )
+            codec = open_codec(self.tier, size, self._bitrate, max_rate=self._ceiling)
         force, self._force_keyframe = self._force_keyframe, False
         pts = round(display.received * VIDEO_CLOCK_HZ)
         try:

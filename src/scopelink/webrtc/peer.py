@@ -10,7 +10,8 @@ session instead.
 
 aiortc ignores PLI/FIR and REMB for packet tracks, so this module wraps the sender's RTCP
 handler (see `_observe_rtcp`) and maps feedback itself: PLI/FIR → `track.request_keyframe()`,
-receiver reports and REMB → `PeerStats`, and, when adaptation is on, a `TierPolicy` decision.
+receiver reports and REMB → `PeerStats` and, when adaptation is on, once a second into the
+peer's `Adaptation` (its rate estimate and tier choice, webrtc/adapt.py).
 
 Imports nothing from the web layer: a telescope-side proxy can reuse it as it is.
 """
@@ -25,7 +26,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,8 @@ from aiortc.rtp import (
 )
 from aiortc.sdp import candidate_from_sdp
 
-from scopelink.webrtc.encoder import FULL, REDUCED, Tier, TierEncoder
+from scopelink.webrtc.adapt import Feedback, RateController, TierChooser
+from scopelink.webrtc.encoder import Tier, TierEncoder
 from scopelink.webrtc.track import EncodedVideoTrack
 
 log = logging.getLogger(__name__)
@@ -111,44 +113,31 @@ class PeerStats:
     remb_bps: int | None = None
     keyframe_requests: int = 0
     tier_switches: int = 0
+    #: Adaptation: this peer's estimated available bitrate, why it last changed, and the
+    #: bitrate its tier's shared encoder runs at now.
+    estimate_bps: int | None = None
+    estimate_reason: str | None = None
+    tier_bitrate_bps: int | None = None
 
 
 @dataclass(slots=True)
-class TierPolicy:
-    """Which tier a peer should watch, from its feedback (a deliberately simple rule).
+class Adaptation:
+    """What moves one peer: its rate estimate and its tier choice (see webrtc/adapt.py)."""
 
-    Down to `reduced` at once when REMB < 1.2 × the reduced bitrate or loss > 5 %; back up to
-    `full` when REMB has stayed above 1.5 × the full bitrate for 5 s (and loss is low).
-    """
+    rate: RateController
+    chooser: TierChooser
 
-    full: Tier = FULL
-    reduced: Tier = REDUCED
-    down_remb_factor: float = 1.2
-    max_loss: float = 0.05
-    up_remb_factor: float = 1.5
-    up_hold_s: float = 5.0
-    _good_since: float | None = None
-
-    def choose(
-        self, current: Tier, remb_bps: int | None, fraction_lost: float | None, now: float
-    ) -> Tier:
-        lossy = fraction_lost is not None and fraction_lost > self.max_loss
-        if lossy or (
-            remb_bps is not None and remb_bps < self.down_remb_factor * self.reduced.bitrate
-        ):
-            self._good_since = None
-            return self.reduced
-        if current is self.full:
-            return current
-        if remb_bps is not None and remb_bps > self.up_remb_factor * self.full.bitrate:
-            if self._good_since is None:
-                self._good_since = now
-            if now - self._good_since >= self.up_hold_s:
-                self._good_since = None
-                return self.full
-        else:
-            self._good_since = None
-        return current
+    @classmethod
+    def over(cls, tiers: Sequence[Tier], start: Tier) -> Adaptation:
+        """Adaptation across `tiers` (lowest first), starting at `start`'s bitrate."""
+        return cls(
+            RateController(
+                start_bps=start.bitrate,
+                min_bps=min(t.min_bitrate for t in tiers),
+                max_bps=max(t.max_bitrate for t in tiers),
+            ),
+            TierChooser(tiers),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,11 +209,14 @@ class PeerSession:
         client: str = "",
         ice_servers: list[RTCIceServer] | None = None,
         encoder_for: Callable[[Tier], TierEncoder] | None = None,
-        policy: TierPolicy | None = None,
+        adaptation: Adaptation | None = None,
+        on_feedback: Callable[[PeerSession], None] | None = None,
         on_close: Callable[[PeerSession], Awaitable[None]] | None = None,
     ) -> None:
-        """`encoder_for` and `policy` together turn on tier adaptation; `ice_servers` defaults
-        to none at all (aiortc would otherwise use Google's public STUN server)."""
+        """`encoder_for` and `adaptation` together turn on adaptive bitrate and tiers;
+        `on_feedback` runs after each adaptation step (the manager sets the shared encoders'
+        bitrates there). `ice_servers` defaults to none at all (aiortc would otherwise use
+        Google's public STUN server)."""
         self.id = new_session_id()
         #: Enough of the id to follow one peer in the logs; the whole id is a capability.
         self.log_id = self.id[:8]
@@ -234,8 +226,10 @@ class PeerSession:
         self.connected = asyncio.Event()
         self.closed = asyncio.Event()
         self._encoder_for = encoder_for
-        self._policy = policy
+        self._adaptation = adaptation if encoder_for is not None else None
+        self._on_feedback = on_feedback
         self._target = encoder.tier
+        self._remb_fresh = False
         self._on_close = on_close
         self._state = PeerState.NEW
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers or [])))
@@ -375,6 +369,7 @@ class PeerSession:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
                 if ssrc in ssrcs:
                     self._stats.remb_bps = bitrate
+                    self._remb_fresh = True
 
     async def _sample(self) -> None:
         """Once a second: rates for the stats, and the tier policy's decision."""
@@ -387,18 +382,44 @@ class PeerSession:
             self._stats.fps = (sent.frames_sent - last_frames) / elapsed
             self._stats.bitrate_bps = round((sent.bytes_sent - last_bytes) * 8 / elapsed)
             last_frames, last_bytes, last_t = sent.frames_sent, sent.bytes_sent, now
-            self._adapt(now)
+            feedback = Feedback(
+                now=now,
+                sent_bps=self._stats.bitrate_bps,
+                remb_bps=self._stats.remb_bps,
+                remb_fresh=self._remb_fresh,
+                fraction_lost=self._stats.fraction_lost,
+            )
+            self._remb_fresh = False
+            if sent.frames_sent:
+                self.adapt(feedback)
 
-    def _adapt(self, now: float) -> None:
-        if self._policy is None or self._encoder_for is None:
+    def adapt(self, feedback: Feedback) -> None:
+        """One adaptation step: update the estimate, maybe change tier, tell the manager."""
+        adaptation, encoder_for = self._adaptation, self._encoder_for
+        if adaptation is None or encoder_for is None:
             return
-        target = self._policy.choose(
-            self._target, self._stats.remb_bps, self._stats.fraction_lost, now
-        )
+        estimate = adaptation.rate.update(feedback)
+        self._stats.estimate_bps = estimate
+        self._stats.estimate_reason = adaptation.rate.reason
+        target = adaptation.chooser.choose(self._target, estimate, feedback.now)
         if target is not self._target:
-            log.info("peer %s: tier %s -> %s", self.log_id, self._target.name, target.name)
+            log.info(
+                "peer %s: tier %s -> %s (estimate %d kbit/s, %s)",
+                self.log_id,
+                self._target.name,
+                target.name,
+                estimate // 1000,
+                adaptation.rate.reason,
+            )
             self._target = target
-            self.track.switch_to(self._encoder_for(target))
+            self.track.switch_to(encoder_for(target))
+        if self._on_feedback is not None:
+            self._on_feedback(self)
+
+    @property
+    def estimate_bps(self) -> int | None:
+        """The adaptive estimate of this peer's available bitrate (None: not adaptive)."""
+        return None if self._adaptation is None else round(self._adaptation.rate.estimate)
 
     @property
     def target_tier(self) -> Tier:
@@ -410,6 +431,7 @@ class PeerSession:
         sent = self.track.stats
         s = self._stats
         s.tier = self.track.encoder.tier.name
+        s.tier_bitrate_bps = self.track.encoder.bitrate
         s.frames_sent, s.keyframes_sent = sent.frames_sent, sent.keyframes_sent
         s.frames_skipped, s.tier_switches = sent.frames_skipped, sent.tier_switches
         if self._sender is not None:

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Protocol
 from aiortc import RTCIceServer
 
 from scopelink.seestar.latest import LatestValue
-from scopelink.webrtc.encoder import FULL, Tier, TierEncoder
+from scopelink.webrtc.adapt import tier_bitrate
+from scopelink.webrtc.encoder import FULL, TIERS, Tier, TierEncoder
 from scopelink.webrtc.ice import IceSettings
-from scopelink.webrtc.peer import PeerSession, PeerStats, TierPolicy
+from scopelink.webrtc.peer import Adaptation, PeerSession, PeerStats
 
 if TYPE_CHECKING:
     from scopelink.services.frame_pipeline import DisplayFrame
@@ -42,8 +43,9 @@ class WebRtcSettings:
     max_peers: int = 16
     #: A peer not connected this long after its answer is closed.
     connect_timeout_s: float = 15.0
-    #: Move peers between tiers by their feedback (`TierPolicy`); off until measured.
-    adaptive: bool = False
+    #: Set each tier's bitrate and move peers between tiers by their receivers' feedback
+    #: (webrtc/adapt.py); off, every tier keeps its starting bitrate and peers their tier.
+    adaptive: bool = True
 
 
 class FrameSource(Protocol):
@@ -80,12 +82,19 @@ class PeerSessionManager:
     """Creates, limits, times out and cleans up peer sessions; owns the shared tier encoders."""
 
     def __init__(
-        self, max_peers: int, connect_timeout_s: float = 15.0, *, adaptive: bool = False
+        self,
+        max_peers: int,
+        connect_timeout_s: float = 15.0,
+        *,
+        adaptive: bool = True,
+        tiers: tuple[Tier, ...] = TIERS,
     ) -> None:
-        """`adaptive` lets each peer move between tiers by `TierPolicy` (off by default)."""
+        """`adaptive`: tier bitrates and each peer's tier follow feedback (webrtc/adapt.py);
+        `tiers`, lowest first, are what adaptation chooses from."""
         self.max_peers = max_peers
         self.connect_timeout_s = connect_timeout_s
         self.adaptive = adaptive
+        self.tiers = tiers
         self._sessions: dict[str, PeerSession] = {}
         self._viewing: dict[str, AbstractAsyncContextManager[None]] = {}
         self._watchdogs: dict[str, asyncio.Task[None]] = {}
@@ -128,7 +137,8 @@ class PeerSessionManager:
                 client=client,
                 ice_servers=ice_servers,
                 encoder_for=lambda t: self._encoder(telescope_id, source, t),
-                policy=TierPolicy() if self.adaptive else None,
+                adaptation=self._adaptation(tier),
+                on_feedback=self._rebalance,
                 on_close=self._forget,
             )
             self._sessions[session.id] = session
@@ -192,6 +202,29 @@ class PeerSessionManager:
             self._encoders[key] = encoder
             log.info("telescope %s: tier %s created", telescope_id, tier.name)
         return encoder
+
+    def _adaptation(self, start: Tier) -> Adaptation | None:
+        if not self.adaptive or start.name not in {t.name for t in self.tiers}:
+            return None
+        return Adaptation.over(self.tiers, start)
+
+    def _rebalance(self, peer: PeerSession) -> None:
+        """Set each of the peer's telescope's encoders to the lowest estimate among its peers.
+
+        A peer counts for the tier it watches or is moving to, so a peer on its way down does
+        not hold the tier it leaves back."""
+        estimates: dict[int, tuple[TierEncoder, list[int]]] = {}
+        for session in self.sessions(peer.telescope_id):
+            estimate = session.estimate_bps
+            if estimate is None or session.closed.is_set():
+                continue
+            encoder = session.track.next_encoder
+            estimates.setdefault(id(encoder), (encoder, []))[1].append(estimate)
+        for encoder, values in estimates.values():
+            bitrate = tier_bitrate(encoder.tier, values)
+            if bitrate != encoder.bitrate:
+                log.debug("tier %s: %d kbit/s", encoder.tier.name, bitrate // 1000)
+                encoder.set_bitrate(bitrate)
 
     def _prune(self, telescope_id: str) -> None:
         """Close the telescope's tier encoders that no live peer watches or moves to."""

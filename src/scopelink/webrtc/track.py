@@ -65,6 +65,11 @@ class EncodedVideoTrack(MediaStreamTrack):
         return self._encoder
 
     @property
+    def next_encoder(self) -> TierEncoder:
+        """The tier this track is moving to, or the one it sends if it is not moving."""
+        return self._pending or self._encoder
+
+    @property
     def last_sent(self) -> EncodedFrame | None:
         return self._last
 

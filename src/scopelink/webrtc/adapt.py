@@ -1,0 +1,164 @@
+"""Adaptive bitrate: each peer's allowed rate from its receiver's feedback, and the tier it watches.
+
+aiortc has no sender-side bandwidth estimation and ignores feedback for packet tracks, so this
+module does the sender's half itself, once a second per peer (`RateController.update`):
+
+- **Delay-based, from REMB.** The browser's receive-side estimator (GCC) raises its REMB slowly
+  while all is well (about 8 % a second, capped at 1.5 × what it receives) and, when it sees
+  queueing delay grow, drops it to 0.85 × the rate it actually receives. A rising REMB below our
+  send rate is therefore only a ramp that has not caught up (every session starts that way), not
+  congestion; the signal is a REMB that *falls* while below what we send. Then the estimate
+  drops to the REMB.
+- **Loss-based, from receiver reports.** Above 10 % loss the estimate drops to
+  send rate × (1 − loss / 2); between 2 % and 10 % it holds; below it may rise.
+- **Probing up.** With no congestion signal the estimate grows 8 % a second up to the highest
+  tier's ceiling. The tiers' encoders are shared, so no per-peer padding probes: a peer simply
+  tries the higher tier once its estimate has stayed above that tier's floor (with headroom) for
+  `up_hold_s`. If the link cannot carry it, REMB or loss say so within a second or two, the peer
+  goes back down, and the next try waits twice as long (up to `max_hold_s`).
+
+Tier choice (`choose_tier`) is per peer; a tier's encoder bitrate (`tier_bitrate`) is the lowest
+estimate among the peers watching it, clamped to the tier's range, so one encode serves them all
+and the slowest peer of a tier sets its quality (it moves down a tier once below the floor).
+Design notes with measured REMB traces: docs/webrtc-adaptation.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from scopelink.webrtc.encoder import Tier
+
+#: Multiplicative increase per second without a congestion signal (GCC's own ramp rate).
+RAMP_PER_S = 1.08
+#: A REMB this far below what we send, and falling, is congestion.
+OVERUSE_MARGIN = 0.95
+#: Loss above which the estimate is cut, and below which it may grow.
+LOSS_HIGH = 0.10
+LOSS_LOW = 0.02
+#: A tier is tried only when the estimate exceeds its floor by this factor.
+UP_HEADROOM = 1.25
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """One sampling interval of a peer: what we sent and what its receiver said."""
+
+    now: float
+    #: Bits per second sent to the peer over the interval.
+    sent_bps: int
+    #: The newest REMB, and whether it arrived during this interval.
+    remb_bps: int | None = None
+    remb_fresh: bool = False
+    #: Fraction lost from the newest receiver report (0–1).
+    fraction_lost: float | None = None
+
+
+@dataclass(slots=True)
+class RateController:
+    """One peer's estimated available bitrate (bits per second), from its `Feedback`."""
+
+    start_bps: int
+    min_bps: int
+    max_bps: int
+    estimate: float = field(init=False)
+    #: Why the estimate last changed: "start", "ramp", "remb", "loss", "hold".
+    reason: str = field(default="start", init=False)
+    _last_remb: int | None = field(default=None, init=False)
+    _last_now: float | None = field(default=None, init=False)
+    _recent_sent: list[int] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.estimate = float(min(max(self.start_bps, self.min_bps), self.max_bps))
+
+    def update(self, fb: Feedback) -> int:
+        """Take one interval's feedback; the new estimate."""
+        elapsed = 1.0 if self._last_now is None else max(fb.now - self._last_now, 0.0)
+        self._last_now = fb.now
+        self._recent_sent = [*self._recent_sent[-1:], fb.sent_bps]
+        # REMB describes what arrived a little earlier: compare with the larger of two intervals.
+        sent = max(self._recent_sent)
+        loss = fb.fraction_lost or 0.0
+        falling = (
+            fb.remb_fresh
+            and fb.remb_bps is not None
+            and self._last_remb is not None
+            and fb.remb_bps < self._last_remb
+        )
+        if fb.remb_fresh and fb.remb_bps is not None:
+            self._last_remb = fb.remb_bps
+        if loss > LOSS_HIGH and sent > 0:
+            self._set(min(self.estimate, sent * (1.0 - loss / 2)), "loss")
+        elif falling and fb.remb_bps is not None and fb.remb_bps < OVERUSE_MARGIN * sent:
+            self._set(min(self.estimate, fb.remb_bps), "remb")
+        elif loss > LOSS_LOW:
+            self.reason = "hold"
+        elif self.estimate < self.max_bps:
+            self._set(self.estimate * RAMP_PER_S ** min(elapsed, 2.0), "ramp")
+        return round(self.estimate)
+
+    def _set(self, value: float, reason: str) -> None:
+        self.estimate = min(max(value, self.min_bps), self.max_bps)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class TierChooser:
+    """Which tier a peer watches, from its estimate: down at once, up after a hold.
+
+    `tiers` go from the lowest to the highest. A peer moves down when its estimate falls below
+    its tier's floor, and up when the estimate has exceeded the next tier's floor × headroom
+    for `hold_s`. Going back down soon after going up doubles the hold (a failed probe).
+    """
+
+    tiers: Sequence[Tier]
+    up_hold_s: float = 3.0
+    max_hold_s: float = 48.0
+    #: After this long on a tier without falling back, the hold returns to `up_hold_s`.
+    settle_s: float = 30.0
+    hold_s: float = field(init=False)
+    _above_since: float | None = field(default=None, init=False)
+    _moved_up_at: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.hold_s = self.up_hold_s
+
+    def choose(self, current: Tier, estimate: float, now: float) -> Tier:
+        index = self._index(current)
+        if index > 0 and estimate < current.min_bitrate:
+            self._above_since = None
+            if self._moved_up_at is not None and now - self._moved_up_at < self.settle_s:
+                self.hold_s = min(self.hold_s * 2, self.max_hold_s)
+            self._moved_up_at = None
+            lower = index - 1
+            while lower > 0 and estimate < self.tiers[lower].min_bitrate:
+                lower -= 1
+            return self.tiers[lower]
+        if self._moved_up_at is not None and now - self._moved_up_at >= self.settle_s:
+            self._moved_up_at = None
+            self.hold_s = self.up_hold_s
+        if index + 1 < len(self.tiers):
+            higher = self.tiers[index + 1]
+            if estimate >= higher.min_bitrate * UP_HEADROOM:
+                if self._above_since is None:
+                    self._above_since = now
+                if now - self._above_since >= self.hold_s:
+                    self._above_since = None
+                    self._moved_up_at = now
+                    return higher
+            else:
+                self._above_since = None
+        return current
+
+    def _index(self, tier: Tier) -> int:
+        for i, candidate in enumerate(self.tiers):
+            if candidate.name == tier.name:
+                return i
+        raise ValueError(f"tier {tier.name!r} is not one of this chooser's tiers")
+
+
+def tier_bitrate(tier: Tier, estimates: Iterable[float]) -> int:
+    """The bitrate a tier's shared encoder should use for the peers watching it."""
+    lowest = min(estimates, default=float(tier.bitrate))
+    return round(min(max(lowest, tier.min_bitrate), tier.max_bitrate))

@@ -1,0 +1,163 @@
+"""Adaptive bitrate: the rate estimate, the tier choice, and shared tiers set by their peers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from scopelink.seestar.latest import LatestValue
+from scopelink.services.frame_pipeline import DisplayFrame
+from scopelink.webrtc.adapt import Feedback, RateController, TierChooser, tier_bitrate
+from scopelink.webrtc.encoder import FULL, REDUCED, TIERS
+from scopelink.webrtc.sessions import PeerSessionManager
+from tests.webrtc.conftest import Source, wait_until
+
+M = 1_000_000
+
+
+def controller(start: int = 4 * M) -> RateController:
+    return RateController(start_bps=start, min_bps=150_000, max_bps=6 * M)
+
+
+def test_without_feedback_the_estimate_probes_upwards_to_the_ceiling() -> None:
+    rate = controller(start=1 * M)
+    estimates = [rate.update(Feedback(now=float(t), sent_bps=900_000)) for t in range(1, 40)]
+    assert estimates[0] > 1 * M and estimates == sorted(estimates)
+    assert estimates[-1] == 6 * M and rate.reason == "ramp"
+
+
+def test_a_rising_remb_below_the_send_rate_is_a_ramp_not_congestion() -> None:
+    # Every browser session starts like this: REMB climbs from well below what it receives.
+    rate = controller()
+    for t, remb in enumerate([900_000, 1_000_000, 1_100_000, 1_200_000], start=1):
+        rate.update(Feedback(float(t), sent_bps=2 * M, remb_bps=remb, remb_fresh=True))
+    assert rate.estimate > 4 * M
+
+
+def test_a_falling_remb_below_the_send_rate_cuts_the_estimate_to_it() -> None:
+    rate = controller()
+    rate.update(Feedback(1.0, sent_bps=3 * M, remb_bps=3_500_000, remb_fresh=True))
+    assert rate.update(Feedback(2.0, sent_bps=3 * M, remb_bps=700_000, remb_fresh=True)) == 700_000
+    assert rate.reason == "remb"
+    # The same REMB again (not fresh) is no new signal: the estimate probes up from there.
+    assert rate.update(Feedback(3.0, sent_bps=700_000, remb_bps=700_000)) > 700_000
+
+
+def test_a_remb_that_falls_because_we_send_less_is_not_congestion() -> None:
+    # The browser caps REMB at 1.5 × what it receives: sending less lowers it, harmlessly.
+    rate = controller()
+    rate.update(Feedback(1.0, sent_bps=3 * M, remb_bps=4_500_000, remb_fresh=True))
+    rate.update(Feedback(2.0, sent_bps=600_000, remb_bps=4_000_000, remb_fresh=True))
+    rate.update(Feedback(3.0, sent_bps=600_000, remb_bps=900_000, remb_fresh=True))
+    assert rate.estimate > 4 * M
+
+
+def test_heavy_loss_cuts_moderate_loss_holds() -> None:
+    rate = controller()
+    assert rate.update(Feedback(1.0, sent_bps=2 * M, fraction_lost=0.2)) == 1_800_000
+    assert rate.update(Feedback(2.0, sent_bps=1_800_000, fraction_lost=0.05)) == 1_800_000
+    assert rate.reason == "hold"
+    assert rate.update(Feedback(3.0, sent_bps=1_800_000, fraction_lost=0.0)) > 1_800_000
+
+
+def test_the_estimate_stays_within_its_bounds() -> None:
+    rate = controller()
+    rate.update(Feedback(1.0, sent_bps=3 * M, remb_bps=3 * M, remb_fresh=True))
+    rate.update(Feedback(2.0, sent_bps=3 * M, remb_bps=10_000, remb_fresh=True))
+    assert rate.estimate == 150_000
+
+
+def test_tiers_go_down_at_once_and_up_only_after_a_hold_with_headroom() -> None:
+    chooser = TierChooser(TIERS, up_hold_s=3.0)
+    assert chooser.choose(FULL, 1_300_000, 0.0) is FULL  # within the overlap: stay
+    assert chooser.choose(FULL, 1_100_000, 1.0) is REDUCED  # below full's floor
+    assert chooser.choose(REDUCED, 1_400_000, 2.0) is REDUCED  # no headroom over 1.2 Mbit/s
+    assert chooser.choose(REDUCED, 1_600_000, 3.0) is REDUCED  # headroom, hold starts
+    assert chooser.choose(REDUCED, 1_600_000, 5.9) is REDUCED
+    assert chooser.choose(REDUCED, 1_600_000, 6.0) is FULL
+
+
+def test_a_failed_probe_doubles_the_hold_and_settling_resets_it() -> None:
+    chooser = TierChooser(TIERS, up_hold_s=3.0, settle_s=30.0)
+    chooser.choose(REDUCED, 2 * M, 0.0)
+    assert chooser.choose(REDUCED, 2 * M, 3.0) is FULL
+    assert chooser.choose(FULL, 800_000, 5.0) is REDUCED  # the link could not carry it
+    assert chooser.hold_s == 6.0
+    chooser.choose(REDUCED, 2 * M, 10.0)
+    assert chooser.choose(REDUCED, 2 * M, 13.0) is REDUCED  # 3 s is no longer enough
+    assert chooser.choose(REDUCED, 2 * M, 16.0) is FULL
+    assert chooser.choose(FULL, 2 * M, 46.0) is FULL  # 30 s on full: the probe succeeded
+    assert chooser.hold_s == 3.0
+
+
+def test_a_shared_tier_runs_at_its_slowest_peers_estimate_within_its_range() -> None:
+    assert tier_bitrate(FULL, [5 * M, 2 * M]) == 2 * M
+    assert tier_bitrate(FULL, [500_000]) == FULL.min_bitrate
+    assert tier_bitrate(REDUCED, [9 * M]) == REDUCED.max_bitrate
+    assert tier_bitrate(REDUCED, []) == REDUCED.bitrate
+
+
+class Telescope:
+    """A frame source as the peer manager sees it."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    @property
+    def frames(self) -> LatestValue[DisplayFrame]:
+        return self.source.frames
+
+    @contextlib.asynccontextmanager
+    async def viewer(self) -> AsyncIterator[None]:
+        yield
+
+
+async def test_a_congested_peer_moves_down_alone_and_sets_its_new_tiers_bitrate(
+    source: Source,
+) -> None:
+    """Two real aiortc viewers on the full tier; one reports congestion (a falling REMB)."""
+    manager = PeerSessionManager(max_peers=4)
+    telescope = Telescope(source)
+    clients: list[RTCPeerConnection] = []
+    player = asyncio.create_task(source.play(1000, fps=20))
+    try:
+        sessions = []
+        for _ in range(2):
+            client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            client.addTransceiver("video", direction="recvonly")
+            tracks: list[MediaStreamTrack] = []
+            client.on("track", tracks.append)
+            await client.setLocalDescription(await client.createOffer())
+            session, answer = await manager.create(
+                "t", telescope, client.localDescription.sdp, tier=FULL
+            )
+            await client.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            clients.append(client)
+            sessions.append(session)
+        for session in sessions:
+            await asyncio.wait_for(session.connected.wait(), 10)
+        slow, fast = sessions
+        # aiortc's own receiver sends REMB: the feedback path is real.
+        await wait_until(lambda: all(s.stats().remb_bps for s in sessions), timeout=10)
+
+        slow.adapt(Feedback(100.0, sent_bps=3 * M, remb_bps=3 * M, remb_fresh=True))
+        slow.adapt(Feedback(101.0, sent_bps=3 * M, remb_bps=600_000, remb_fresh=True))
+
+        assert slow.target_tier is REDUCED and fast.target_tier is FULL
+        await wait_until(lambda: slow.stats().tier == "reduced", timeout=5)
+        encoders = manager.encoders("t")
+        # 600 kbit/s, or a little more if the once-a-second step has ramped it meanwhile; not
+        # the tier's 1 Mbit/s start.
+        assert 600_000 <= encoders["reduced"].bitrate < 950_000
+        assert encoders["full"].bitrate >= FULL.min_bitrate  # not dragged down by the slow one
+        assert slow.stats().estimate_reason == "remb"
+        assert fast.stats().tier == "full"
+    finally:
+        player.cancel()
+        for client in clients:
+            await client.close()
+        await manager.close_all()
