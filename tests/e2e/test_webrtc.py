@@ -7,6 +7,7 @@ chosen, and the toggle switches either way without the picture going blank.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,20 @@ async def until(condition: Any, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting for the server"
         await asyncio.sleep(0.05)
+
+
+def count_offers(ui: UI) -> list[str]:
+    """Record the SDP of every offer the running app is asked to answer (signaling and WHEP)."""
+    manager = ui.app.app.state.peers
+    offers: list[str] = []
+    create = manager.create
+
+    async def counting(telescope_id: str, source: Any, offer_sdp: str, **kwargs: Any) -> Any:
+        offers.append(offer_sdp)
+        return await create(telescope_id, source, offer_sdp, **kwargs)
+
+    manager.create = counting
+    return offers
 
 
 def peers(ui: UI) -> int:
@@ -190,3 +205,84 @@ async def test_when_the_server_drops_the_peer_the_page_recovers_by_itself(ui: UI
     await ui.page.wait_for_function(NEWER_FRAME, arg=shown if shown is not None else -1)
     assert await ui.page.evaluate("() => window.scopelink.transport.kind") == "webrtc"
     assert len(manager.sessions()) == 1
+
+
+#: The probe's next try, in ms from now (negative: due, or no probe waiting).
+PROBE_DUE_MS = "() => window.scopelink.transport.probe.retryAt - performance.now()"
+
+
+async def test_refused_webrtc_falls_back_to_mjpeg_and_comes_back_by_itself(ui: UI) -> None:
+    manager = ui.app.app.state.peers
+    offers = count_offers(ui)
+    manager.max_peers = 0  # a full server: every offer is refused with 503
+    await ui.open()
+    await expect(ui.by("live-state")).to_contain_text("MJPEG", timeout=15_000)
+    await playing(ui, "MJPEG")
+    probe = ui.by("live-webrtc-probe")
+    await expect(probe).to_be_visible()
+    await expect(probe).to_contain_text(re.compile(r"WebRTC unavailable · retrying in \d+ s"))
+    await expect(probe).to_have_attribute("title", re.compile("no room for another viewer"))
+    shown = await ui.page.evaluate(SHOWN_FRAME)
+    await ui.page.wait_for_function(NEWER_FRAME, arg=shown if shown is not None else -1)
+    await expect(ui.by("live-transport-toggle")).to_have_text("Use WebRTC")
+
+    # The page keeps trying in the background: a probe is refused too, and MJPEG stays up.
+    before = len(offers)
+    await until(lambda: len(offers) > before, timeout=20)
+    await expect(probe).to_have_attribute("data-state", "waiting")
+    await expect(ui.by("live-state")).to_contain_text("MJPEG")
+    await ui.page.evaluate(WATCH_BLANK)
+
+    manager.max_peers = 16
+    due_s = max(0.0, await ui.page.evaluate(PROBE_DUE_MS)) / 1000
+    allowed = time.monotonic()
+    # The next probe (due within its backoff) connects and takes over, keeping the picture.
+    await expect(ui.by("live-state")).to_contain_text("WebRTC", timeout=(due_s + 20) * 1000)
+    await playing(ui, "WebRTC")
+    took = time.monotonic() - allowed
+    assert took < due_s + 20, f"WebRTC came back {took:.1f} s after allowed ({due_s:.1f} s due)"
+    await expect(ui.by("live-video")).to_have_class("live-shown")
+    await expect(probe).to_be_hidden()
+    await stamps_advance(ui)
+    assert await ui.page.evaluate("() => window.__blank") == 0, "the picture went blank"
+    assert await ui.page.evaluate("() => window.scopelink.transport.probe.state") == "off"
+    assert len(manager.sessions()) == 1
+    assert ui.errors == []
+
+
+async def test_mjpeg_chosen_in_the_url_never_tries_webrtc(ui: UI) -> None:
+    offers = count_offers(ui)
+    sockets: list[str] = []
+    ui.page.on("websocket", lambda ws: sockets.append(ws.url))
+    await ui.open(query="?transport=mjpeg")
+    await playing(ui, "MJPEG")
+    # As long as a fallback plus its first probe would take (4 s + at most 5 s), and more:
+    # 60 source frames at 5 fps, counted on the picture shown.
+    await ui.page.wait_for_function("() => window.scopelink.readFrameStamp() !== null")
+    first = await ui.page.evaluate(SHOWN_FRAME)
+    await ui.page.wait_for_function(
+        "(n) => (window.scopelink.readFrameStamp()?.frame ?? -1) >= n",
+        arg=first + 60,
+        timeout=30_000,
+    )
+    assert offers == [] and sockets == [], "the page offered WebRTC"
+    await expect(ui.by("live-webrtc-probe")).to_be_hidden()
+    assert await ui.page.evaluate("() => window.scopelink.transport.probe.state") == "off"
+
+
+async def test_the_video_receiver_asks_for_no_playout_delay(ui: UI) -> None:
+    await ui.open()
+    await playing(ui, "WebRTC")
+    target = await ui.page.evaluate(
+        "() => window.scopelink.transport.active.receiver?.jitterBufferTarget"
+    )
+    assert target == 0
+
+
+async def test_the_codec_parameter_offers_only_that_codec(ui: UI) -> None:
+    offers = count_offers(ui)
+    await ui.open(query="?codec=h264")
+    await playing(ui, "WebRTC")
+    [offer] = offers
+    codecs = {m.lower() for m in re.findall(r"^a=rtpmap:\d+ ([\w-]+)/", offer, re.MULTILINE)}
+    assert codecs == {"h264", "rtx"}, offer

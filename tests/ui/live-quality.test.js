@@ -5,8 +5,10 @@ import { describe, test } from "node:test";
 import {
   chooseTransport,
   classifyQuality,
+  codecPreferences,
   linkFigures,
   parseTransportKind,
+  parseVideoCodec,
   shouldFallBack,
   sourceFps,
 } from "../../src/scopelink/ui/lib/live-quality.js";
@@ -116,5 +118,40 @@ describe("sourceFps", () => {
       ]),
       10,
     );
+  });
+});
+
+describe("codec choice", () => {
+  const codecs = [
+    { mimeType: "video/VP8" },
+    { mimeType: "video/rtx", sdpFmtpLine: "apt=96" },
+    { mimeType: "video/H264", sdpFmtpLine: "profile-level-id=42e01f" },
+    { mimeType: "video/H264", sdpFmtpLine: "profile-level-id=640c1f" },
+    { mimeType: "video/AV1" },
+    { mimeType: "video/red" },
+  ];
+  const mimes = (/** @type {{mimeType: string}[]} */ list) => list.map((c) => c.mimeType);
+
+  test("?codec= accepts h264 and vp8, in any case, and nothing else", () => {
+    assert.equal(parseVideoCodec("H264"), "h264");
+    assert.equal(parseVideoCodec(" vp8 "), "vp8");
+    assert.equal(parseVideoCodec("av1"), null);
+    assert.equal(parseVideoCodec(null), null);
+  });
+  test("without a choice H.264 comes first and nothing is left out", () => {
+    const ordered = codecPreferences(codecs, null);
+    assert.deepEqual(mimes(ordered).slice(0, 2), ["video/H264", "video/H264"]);
+    assert.equal(ordered.length, codecs.length);
+  });
+  test("a chosen codec is offered alone, with retransmission", () => {
+    assert.deepEqual(mimes(codecPreferences(codecs, "vp8")), ["video/VP8", "video/rtx"]);
+    assert.deepEqual(mimes(codecPreferences(codecs, "h264")), [
+      "video/H264",
+      "video/H264",
+      "video/rtx",
+    ]);
+  });
+  test("a codec the browser cannot receive gives an empty list", () => {
+    assert.deepEqual(codecPreferences([{ mimeType: "video/H264" }], "vp8"), []);
   });
 });

@@ -4,7 +4,7 @@
  */
 
 import { Backoff } from "./lib/backoff.js";
-import { chooseTransport } from "./lib/live-quality.js";
+import { chooseTransport, parseVideoCodec } from "./lib/live-quality.js";
 import { ApiClient } from "./services/api.js";
 import { CatalogueSearch } from "./services/catalogue-search.js";
 import { JogController } from "./services/jog.js";
@@ -55,19 +55,22 @@ function accessToken() {
  * The live-view transport: WebRTC where the browser has it and the flag allows it, MJPEG
  * otherwise and as the fallback (services/live-switch.js). The flag: `?transport=webrtc|mjpeg`,
  * else the toggle's remembered choice, else the deployment default (`/api/session`'s
- * `webrtc_default`, applied once the session is known). `?ice=relay` forces TURN (tests).
+ * `webrtc_default`, applied once the session is known). `?ice=relay` forces TURN (tests);
+ * `?codec=h264|vp8` offers only that video codec.
  *
  * @param {ApiClient} api
  * @returns {LiveSwitch}
  */
 function createTransport(api) {
   const params = new URLSearchParams(location.search);
-  const relay = params.get("ice") === "relay";
+  /** @type {import('./services/webrtc.js').WebRtcOptions} */
+  const options = {
+    iceTransportPolicy: params.get("ice") === "relay" ? "relay" : "all",
+    codec: parseVideoCodec(params.get("codec")),
+  };
   const live = new LiveSwitch({
     mjpeg: () => new MjpegTransport(api),
-    webrtc: WebRtcTransport.supported
-      ? () => new WebRtcTransport(api, relay ? { iceTransportPolicy: "relay" } : {})
-      : null,
+    webrtc: WebRtcTransport.supported ? () => new WebRtcTransport(api, options) : null,
   });
   live.prefer(transportChoice(null));
   return live;

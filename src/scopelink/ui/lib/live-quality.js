@@ -1,11 +1,13 @@
 /**
  * Pure decisions of the live view, kept out of the services so they can be tested under Node:
- * which transport to use (the WebRTC feature flag and its overrides), when to give up on WebRTC
- * and fall back to MJPEG, how to turn two `getStats()` snapshots into figures, and how to grade
- * the connection green / amber / red (thresholds documented in docs/ui.md).
+ * which transport to use (the WebRTC feature flag and its overrides), which video codec to offer,
+ * when to give up on WebRTC and fall back to MJPEG, how to turn two `getStats()` snapshots into
+ * figures, and how to grade the connection green / amber / red (thresholds documented in
+ * docs/ui.md).
  */
 
 /** @typedef {"webrtc" | "mjpeg"} TransportKind */
+/** @typedef {"h264" | "vp8"} VideoCodec */
 /** @typedef {"green" | "amber" | "red" | "unknown"} QualityLevel */
 
 /**
@@ -32,6 +34,42 @@ export function chooseTransport({ supported, urlParam = null, stored = null, dep
     parseTransportKind(stored) ??
     (deploymentDefault === false ? "mjpeg" : "webrtc");
   return wish === "webrtc" && supported ? "webrtc" : "mjpeg";
+}
+
+/**
+ * The MIME type of each codec the page can ask for.
+ *
+ * @type {Readonly<Record<VideoCodec, string>>}
+ */
+const CODEC_MIME = { h264: "video/h264", vp8: "video/vp8" };
+
+/**
+ * @param {string | null | undefined} value `?codec=`
+ * @returns {VideoCodec | null}
+ */
+export function parseVideoCodec(value) {
+  const v = value?.trim().toLowerCase();
+  return v === "h264" || v === "vp8" ? v : null;
+}
+
+/**
+ * The receive codecs to offer, for `setCodecPreferences`: with `only`, just that codec and its
+ * retransmission (rtx) entries; without, H.264 first (the server's codec) and the rest after.
+ * An empty list means the browser cannot receive `only` at all.
+ *
+ * @template {{mimeType: string}} C
+ * @param {readonly C[]} codecs what the browser can receive (`RTCRtpReceiver.getCapabilities`)
+ * @param {VideoCodec | null} only
+ * @returns {C[]}
+ */
+export function codecPreferences(codecs, only) {
+  const mime = (/** @type {C} */ c) => c.mimeType.toLowerCase();
+  if (only) {
+    const chosen = codecs.filter((c) => mime(c) === CODEC_MIME[only]);
+    return chosen.length ? [...chosen, ...codecs.filter((c) => mime(c) === "video/rtx")] : [];
+  }
+  const first = codecs.filter((c) => mime(c) === CODEC_MIME.h264);
+  return [...first, ...codecs.filter((c) => mime(c) !== CODEC_MIME.h264)];
 }
 
 /**

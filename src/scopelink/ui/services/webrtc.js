@@ -5,7 +5,10 @@
  *
  * - One signaling socket per `start()`; on its `hello` a session is made: an RTCPeerConnection
  *   with the hello's ICE servers, one recvonly video transceiver (H.264 first where
- *   `setCodecPreferences` exists), the offer, our candidates trickled, the answer applied.
+ *   `setCodecPreferences` exists, or only the `codec` asked for), the offer, our candidates
+ *   trickled, the answer applied.
+ * - Playout: the receiver's `jitterBufferTarget` is 0 (older Chromium: `playoutDelayHint`), so
+ *   the browser holds no frame longer than its jitter estimate needs; the source is live.
  * - Frames: `requestVideoFrameCallback` gives one callback per frame presented; each becomes a
  *   `frame` event with `shownAt` = the frame's expected display time and the stamp read from the
  *   video's pixels (only the top band is drawn: lib/framestamp.js).
@@ -19,7 +22,7 @@
 
 import { Backoff } from "../lib/backoff.js";
 import { readFrameStampFrom } from "../lib/framestamp.js";
-import { classifyQuality, linkFigures } from "../lib/live-quality.js";
+import { classifyQuality, codecPreferences, linkFigures } from "../lib/live-quality.js";
 import { LiveTransport } from "./live-transport.js";
 import { SignalingClient } from "./signaling.js";
 
@@ -31,11 +34,22 @@ import { SignalingClient } from "./signaling.js";
 /** @typedef {import('./signaling.js').SessionMessage} SessionMessage */
 /** @typedef {import('../lib/live-quality.js').StatsSnapshot} StatsSnapshot */
 /** @typedef {import('../lib/live-quality.js').LinkFigures} LinkFigures */
+/** @typedef {import('../lib/live-quality.js').VideoCodec} VideoCodec */
+
+/**
+ * A receiver's playout controls, either of which a browser may lack: `jitterBufferTarget` (ms,
+ * the standard) or Chromium's older `playoutDelayHint` (seconds).
+ *
+ * @typedef {{jitterBufferTarget?: number | null, playoutDelayHint?: number | null}} PlayoutReceiver
+ */
 
 /**
  * @typedef {object} WebRtcOptions
  * @property {RTCIceTransportPolicy} [iceTransportPolicy] "relay" forces TURN (for tests)
  * @property {"full" | "reduced"} [tier] the tier to ask for (the server's choice when absent)
+ * @property {VideoCodec | null} [codec] offer only this codec (and rtx); null: H.264 first
+ * @property {number | null} [jitterBufferTarget] ms the receiver should buffer (0: as little as
+ *   it can); null leaves the browser's default (for benchmarks)
  * @property {number} [stallAfterMs] connected, no frame this long: `stalled`
  * @property {number} [restartAfterMs] no frame this long: a new session
  * @property {number} [disconnectGraceMs] ICE `disconnected` this long counts as failed
@@ -55,6 +69,8 @@ export class WebRtcTransport extends LiveTransport {
   #signaling;
   /** @type {RTCPeerConnection | null} */
   #pc = null;
+  /** @type {RTCRtpReceiver | null} */
+  #receiver = null;
   /** @type {string | null} */
   #telescopeId = null;
   /** @type {string | null} */
@@ -90,6 +106,8 @@ export class WebRtcTransport extends LiveTransport {
     {
       iceTransportPolicy = "all",
       tier,
+      codec = null,
+      jitterBufferTarget = 0,
       stallAfterMs = 4_000,
       restartAfterMs = 20_000,
       disconnectGraceMs = 2_000,
@@ -100,6 +118,8 @@ export class WebRtcTransport extends LiveTransport {
     this.api = api;
     this.iceTransportPolicy = iceTransportPolicy;
     this.tier = tier;
+    this.codec = codec;
+    this.jitterBufferTarget = jitterBufferTarget;
     this.stallAfterMs = stallAfterMs;
     this.restartAfterMs = restartAfterMs;
     this.disconnectGraceMs = disconnectGraceMs;
@@ -159,6 +179,11 @@ export class WebRtcTransport extends LiveTransport {
   /** The signaling channel's state, for the UI and tests. */
   get signalingState() {
     return this.#signaling.state;
+  }
+
+  /** The video receiver of the session now, or null without one (for tests). */
+  get receiver() {
+    return this.#receiver;
   }
 
   /** The peer connection's state, or null without one. */
@@ -256,7 +281,11 @@ export class WebRtcTransport extends LiveTransport {
     const pc = new RTCPeerConnection(config);
     this.#pc = pc;
     const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
-    preferH264(transceiver);
+    preferCodecs(transceiver, this.codec);
+    this.#receiver = transceiver.receiver;
+    if (this.jitterBufferTarget !== null) {
+      setPlayoutDelay(transceiver.receiver, this.jitterBufferTarget);
+    }
     pc.addEventListener("icecandidate", (event) => {
       if (run !== this.#run) return;
       const c = event.candidate;
@@ -379,6 +408,7 @@ export class WebRtcTransport extends LiveTransport {
   #closePeer() {
     const pc = this.#pc;
     this.#pc = null;
+    this.#receiver = null;
     this.sessionId = null;
     this.#lastStats = null;
     this.#figures = NO_FIGURES;
@@ -426,19 +456,35 @@ export class WebRtcTransport extends LiveTransport {
 }
 
 /**
- * Put H.264 first (the server encodes only H.264), where the browser lets us choose.
+ * Put H.264 first (the server's codec), or offer only `only`, where the browser lets us choose.
  *
  * @param {RTCRtpTransceiver} transceiver
+ * @param {VideoCodec | null} only
  */
-function preferH264(transceiver) {
+function preferCodecs(transceiver, only) {
   const codecs = globalThis.RTCRtpReceiver?.getCapabilities?.("video")?.codecs;
   if (!codecs || typeof transceiver.setCodecPreferences !== "function") return;
-  const isH264 = (/** @type {RTCRtpCodec} */ c) => c.mimeType.toLowerCase() === "video/h264";
-  const ordered = [...codecs.filter(isH264), ...codecs.filter((c) => !isH264(c))];
+  const ordered = codecPreferences(codecs, only);
+  if (!ordered.length) return; // the browser cannot receive it: its own list, the server picks
   try {
     transceiver.setCodecPreferences(ordered);
   } catch {
     // a browser that rejects the list negotiates with its own order: the server still picks H.264
+  }
+}
+
+/**
+ * Ask the receiver to hold frames no longer than `ms` (0: play each as soon as it can).
+ *
+ * @param {PlayoutReceiver} receiver
+ * @param {number} ms
+ */
+function setPlayoutDelay(receiver, ms) {
+  try {
+    if ("jitterBufferTarget" in receiver) receiver.jitterBufferTarget = ms;
+    else if ("playoutDelayHint" in receiver) receiver.playoutDelayHint = ms / 1000;
+  } catch {
+    // out of the browser's range: its default buffering
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * The live view: the transport's picture (any `LiveTransport`: MJPEG now, WebRTC later), with
  * what it is showing laid over it: the stream state, the frame rate measured from frames shown,
- * the view mode, and the target. The stream pauses while the page is hidden (a phone in a pocket
+ * the view mode, the target, and, after a fallback to MJPEG, when WebRTC is tried again. The stream pauses while the page is hidden (a phone in a pocket
  * should not pull video) and resumes when it is shown again.
  */
 
@@ -61,6 +61,20 @@ export function qualityText(q) {
 }
 
 /**
+ * The probe badge's text after a fallback: WebRTC is unavailable, and when it is tried again.
+ *
+ * @param {import('../services/live-switch.js').WebRtcProbe} probe
+ * @param {number} now ms, `performance.now()`
+ * @returns {string} empty when there is nothing to say
+ */
+export function probeText(probe, now) {
+  if (probe.state === "probing") return "WebRTC unavailable · trying again…";
+  if (probe.state !== "waiting") return "";
+  const seconds = Math.max(1, Math.ceil((probe.retryAt - now) / 1000));
+  return `WebRTC unavailable · retrying in ${seconds} s`;
+}
+
+/**
  * @param {HTMLElement} root the live view section
  * @param {{transport: LiveTransport, telemetry: TelemetryService,
  *          switcher?: LiveSwitch | null, onChoose?: (kind: TransportKind) => void}} services
@@ -76,6 +90,7 @@ export function mountLiveView(root, { transport, telemetry, switcher = null, onC
   const quality = byTestId(root, "live-quality", HTMLElement);
   const qualityLabel = byTestId(root, "live-quality-text", HTMLElement);
   const toggle = byTestId(root, "live-transport-toggle", HTMLButtonElement);
+  const probe = byTestId(root, "live-webrtc-probe", HTMLElement);
   /** @type {string | null} */
   let telescopeId = null;
   let aspect = "";
@@ -109,6 +124,16 @@ export function mountLiveView(root, { transport, telemetry, switcher = null, onC
     const text = rate > 0 || transport.state === "stalled" ? `${rate.toFixed(1)} fps` : "— fps";
     setText(fps, text);
     renderQuality();
+    renderProbe();
+  }
+
+  function renderProbe() {
+    const p = switcher?.probe;
+    const text = p ? probeText(p, performance.now()) : "";
+    probe.hidden = !text;
+    setData(probe, "state", p?.state ?? "off");
+    probe.title = p?.reason ? `WebRTC failed: ${p.reason}` : "";
+    setText(probe, text);
   }
 
   function renderQuality() {
@@ -146,6 +171,7 @@ export function mountLiveView(root, { transport, telemetry, switcher = null, onC
     renderToggle();
     renderState();
   });
+  switcher?.addEventListener("probechange", renderProbe);
   renderToggle();
 
   transport.addEventListener("statechange", () => {
