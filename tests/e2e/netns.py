@@ -37,6 +37,7 @@ import random
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +170,10 @@ class BrowserNetns:
         run("ip", "addr", "add", f"{self.root_v4}/30", "dev", self.root_dev)
         run("ip", "-6", "addr", "add", f"{self.root_v6}/64", "dev", self.root_dev, "nodad")
         run("ip", "link", "set", self.root_dev, "up")
+        # No duplicate address detection, not even for the link-local address: an address that
+        # stops being tentative later is a network change to Chromium, which then aborts its
+        # requests in flight (ERR_NETWORK_CHANGED).
+        self.ns("sh", "-c", f"echo 0 > /proc/sys/net/ipv6/conf/{self.ns_dev}/accept_dad")
         self.ns("ip", "link", "set", "lo", "up")
         self.ns("ip", "addr", "add", f"{self.ns_v4}/30", "dev", self.ns_dev)
         self.ns("ip", "-6", "addr", "add", f"{self.ns_v6}/64", "dev", self.ns_dev, "nodad")
@@ -177,6 +182,7 @@ class BrowserNetns:
         # everything on the link anyway (and the root namespace does not forward).
         self.ns("ip", "route", "add", "default", "via", self.root_v4)
         self.ns("ip", "-6", "route", "add", "default", "via", self.root_v6)
+        self._settled()
         v4 = f"{self.root_v4}/30"
         v6 = f"{self.root_v6}/64"
         self.nft(f"""
@@ -199,6 +205,14 @@ class BrowserNetns:
                 }}
             }}
         """)
+
+    def _settled(self, timeout: float = 5.0) -> None:
+        """Wait until no address in the namespace is tentative (a safety net for the above)."""
+        deadline = time.monotonic() + timeout
+        while self.ns("ip", "-6", "addr", "show", "tentative").strip():
+            if time.monotonic() > deadline:
+                raise NetnsError(f"addresses still tentative in {self.name}")
+            time.sleep(0.05)
 
     def close(self) -> None:
         """Delete the namespace (with it the veth pair, its qdisc and the nftables rules)."""

@@ -104,7 +104,9 @@ def _figures(peer: dict[str, Any]) -> str:
     return (
         f"[{peer['tier']} {peer['bitrate_bps'] / 1000:.0f} kbit/s"
         f" remb={remb and round(remb / 1000)} lost={peer['fraction_lost']}"
-        f" fps={peer['fps']:.1f} kf_req={peer['keyframe_requests']}]"
+        f" fps={peer['fps']:.1f} kf_req={peer['keyframe_requests']}"
+        f" estimate={(peer.get('estimate_bps') or 0) // 1000}k/{peer.get('estimate_reason')}"
+        f" tier_bitrate={(peer.get('tier_bitrate_bps') or 0) // 1000}k]"
     )
 
 
@@ -165,19 +167,23 @@ async def test_under_a_rate_cap_the_tier_drops_the_picture_flows_and_it_recovers
     cap_kbit = 750
     await open_webrtc(ui)
     log: list[str] = []
-    before = await until_peer(ui, lambda p: p["bitrate_bps"] > 0, 10, log)
+    # The cap comes during a session: after the browser's first REMB (~5 s in), as on a link
+    # that gets busy, so the controller sees the estimate fall.
+    before = await until_peer(ui, lambda p: p["remb_bps"] is not None, 15, log)
     assert before["tier"] == "full", before
 
     netns.rate_cap(cap_kbit)  # server → browser
     await until_peer(
         ui,
-        lambda p: p["tier"] == "reduced" or 0 < p["bitrate_bps"] < cap_kbit * 1000,
+        lambda p: p["tier"] == "reduced" or (p["tier_bitrate_bps"] or 1e9) < cap_kbit * 1000,
         timeout=15,
         log=log,
     )
-    # The picture keeps flowing over WebRTC, and the delay does not build up behind the cap.
+    # After a moment to settle on the lower rate, the picture keeps flowing over WebRTC and the
+    # delay does not build up behind the cap.
+    await latencies(ui, 3)
     medians = await flowing_without_growing_delay(ui, 9, margin_ms=250)
-    assert max(medians) < 1500, f"latency under the cap: {medians}; peers:\n" + "\n".join(log)
+    assert max(medians) < 1000, f"latency under the cap: {medians}; peers:\n" + "\n".join(log)
     assert await ui.page.evaluate(KIND) == "webrtc"
 
     netns.lift_rate_cap()
