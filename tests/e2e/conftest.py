@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from scopelink.settings import AppSettings
+from tests.e2e import netns as netns_harness
+from tests.e2e.netns import BrowserNetns
 from tests.web.conftest import RunningApp, serve
 
 CHROMIUM = os.environ.get("SCOPELINK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -192,3 +195,55 @@ async def phone(browser: Browser, app: RunningApp) -> AsyncIterator[UI]:
         yield ui
     finally:
         await ui.context.close()
+
+
+# -- the browser in its own network namespace (tests/e2e/netns.py) ---------------------------------
+
+
+@pytest.fixture
+def netns() -> Iterator[BrowserNetns]:
+    """A network namespace for Chromium on a veth link to this one; deleted afterwards."""
+    why = netns_harness.available()
+    if why:
+        pytest.skip(why)
+    with BrowserNetns.create() as created:
+        yield created
+
+
+@contextlib.asynccontextmanager
+async def ui_in_netns(
+    netns: BrowserNetns, chromium: str, scripts: Path, settings: AppSettings | None = None
+) -> AsyncIterator[UI]:
+    """The app bound to the veth's root end (so allowed as `Host`), shown in a Chromium that
+    runs inside `netns` and so reaches the app, ICE included, only across the veth."""
+    settings = dataclasses.replace(settings or AppSettings(simulator_fps=5.0), host=netns.root_v4)
+    async with serve(settings, host=netns.root_v4) as app:
+        args = [
+            *CHROMIUM_ARGS,
+            # Real addresses in the browser's candidates, so tests can see which link is used.
+            "--disable-features=WebRtcHideLocalIpsWithMdns",
+            # Plain http on a non-localhost address is otherwise not a secure context.
+            f"--unsafely-treat-insecure-origin-as-secure={app.base_url}",
+        ]
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=netns.chromium_wrapper(scripts, chromium), args=args
+            )
+            try:
+                ui = await _ui(browser, app, viewport=DESKTOP)
+                try:
+                    yield ui
+                finally:
+                    await ui.context.close()
+            finally:
+                await browser.close()
+
+
+@pytest.fixture
+async def netns_ui(netns: BrowserNetns, chromium: str, tmp_path: Path) -> AsyncIterator[UI]:
+    """The app at 5 fps shown in a Chromium inside `netns`; conditions are cleared afterwards."""
+    try:
+        async with ui_in_netns(netns, chromium, tmp_path) as ui:
+            yield ui
+    finally:
+        netns.clear()
