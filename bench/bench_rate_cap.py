@@ -26,11 +26,12 @@ from playwright.async_api import async_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.e2e.netns import BrowserNetns
+
 from bench.bench_live_browser import CHROMIUM_ARGS, COLLECT
 from bench.report import cpu_model, percentile, write_section
 from scopelink.settings import AppSettings
 from scopelink.web.server import serving
-from tests.e2e.netns import BrowserNetns
 
 #: Server → browser rate caps in kbit/s (None: the veth uncapped).
 CAPS: tuple[int | None, ...] = (None, 4000, 1500, 800)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, rtcrtpsender
 from aiortc.mediastreams import MediaStreamTrack
 
 from scopelink.seestar.latest import LatestValue
@@ -46,6 +46,15 @@ def test_a_falling_remb_below_the_send_rate_cuts_the_estimate_to_it() -> None:
     assert rate.reason == "remb"
     # The same REMB again (not fresh) is no new signal: the estimate probes up from there.
     assert rate.update(Feedback(3.0, sent_bps=700_000, remb_bps=700_000)) > 700_000
+
+
+def test_a_remb_stuck_below_the_send_rate_cuts_the_estimate() -> None:
+    # A cap from the start: the first report is low (ignored, like every first one) and the
+    # next ones repeat it.
+    rate = controller()
+    rate.update(Feedback(1.0, sent_bps=2 * M, remb_bps=550_000, remb_fresh=True))
+    assert rate.estimate > 4 * M
+    assert rate.update(Feedback(2.0, sent_bps=2 * M, remb_bps=550_000, remb_fresh=True)) == 550_000
 
 
 def test_a_remb_that_falls_because_we_send_less_is_not_congestion() -> None:
@@ -210,3 +219,19 @@ def test_small_changes_are_skipped_and_vp8_waits_for_a_larger_one(source: Source
     assert h264.worth_changing_to(round(FULL.bitrate * 1.08))
     assert not vp8.worth_changing_to(round(FULL.bitrate * 1.2))
     assert vp8.worth_changing_to(round(FULL.bitrate * 0.6))
+
+
+def test_retransmissions_get_a_quarter_of_the_estimate_and_no_more(source: Source) -> None:
+    """Under a cap, unlimited NACK retransmissions filled the link and starved new frames."""
+    session = PeerSession(TierEncoder(REDUCED, source.frames), telescope_id="t")
+    # No estimate yet: the budget follows the tier's bitrate, 1 Mbit/s → 250 kbit/s, and the
+    # bucket holds a quarter second of it (7 812 bytes).
+    session._rtx_tokens = 0.0
+    session._rtx_at -= 1.0  # a second ago: the bucket has filled up to its depth
+    allowed = sum(session._may_retransmit(1200) for _ in range(20))
+    assert allowed == 6  # 6 × 1 200 ≤ 7 812 < 7 × 1 200
+    assert not session._may_retransmit(None)  # no longer kept: nothing to resend
+    stats = session.stats()
+    assert stats.retransmitted_packets == 6 and stats.retransmitted_bytes == 7200
+    assert stats.retransmissions_refused == 15
+    assert rtcrtpsender.RTP_HISTORY_SIZE == 1024  # a full-tier keyframe fits in the history

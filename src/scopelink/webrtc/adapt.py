@@ -7,8 +7,8 @@ module does the sender's half itself, once a second per peer (`RateController.up
   while all is well (about 8 % a second, capped at 1.5 × what it receives) and, when it sees
   queueing delay grow, drops it to 0.85 × the rate it actually receives. A rising REMB below our
   send rate is therefore only a ramp that has not caught up (every session starts that way), not
-  congestion; the signal is a REMB that *falls* while below what we send. Then the estimate
-  drops to the REMB.
+  congestion; the signal is a REMB that stops rising (falls, or repeats) while below what we
+  send, retransmissions included. Then the estimate drops to the REMB.
 - **Loss-based, from receiver reports.** Above 10 % loss the estimate drops to
   send rate × (1 − loss / 2); between 2 % and 10 % it holds; below it may rise.
 - **Probing up.** With no congestion signal the estimate grows 8 % a second up to the highest
@@ -80,17 +80,19 @@ class RateController:
         # REMB describes what arrived a little earlier: compare with the larger of two intervals.
         sent = max(self._recent_sent)
         loss = fb.fraction_lost or 0.0
-        falling = (
+        # Not rising: equal counts, since a receiver behind a cap may report the same low value
+        # again and again (its first report has nothing to compare with, and starts low anyway).
+        stalled = (
             fb.remb_fresh
             and fb.remb_bps is not None
             and self._last_remb is not None
-            and fb.remb_bps < self._last_remb
+            and fb.remb_bps <= self._last_remb
         )
         if fb.remb_fresh and fb.remb_bps is not None:
             self._last_remb = fb.remb_bps
         if loss > LOSS_HIGH and sent > 0:
             self._set(min(self.estimate, sent * (1.0 - loss / 2)), "loss")
-        elif falling and fb.remb_bps is not None and fb.remb_bps < OVERUSE_MARGIN * sent:
+        elif stalled and fb.remb_bps is not None and fb.remb_bps < OVERUSE_MARGIN * sent:
             self._set(min(self.estimate, fb.remb_bps), "remb")
         elif loss > LOSS_LOW:
             self.reason = "hold"

@@ -36,6 +36,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
+    rtcrtpsender,
 )
 from aiortc.exceptions import InvalidStateError, OperationError
 from aiortc.rtp import (
@@ -57,6 +58,19 @@ log = logging.getLogger(__name__)
 
 #: How often per-peer rates are sampled and the tier policy is consulted.
 SAMPLE_INTERVAL_S = 1.0
+#: Packets aiortc keeps for retransmission on NACK. Its default, 128, is less than one full-tier
+#: keyframe (~200 packets of ~1.2 kB): the keyframe's first packets were gone before the NACK
+#: for them came, so under loss a full-tier keyframe never completed (tests/e2e/test_network.py).
+#: 1024 packets are ~1.2 MB per peer, about 2 s at 4 Mbit/s. aiortc reads the module global on
+#: every packet; 65536 is a multiple of it, so sequence wrap-around stays consistent.
+NACK_HISTORY_PACKETS = 1024
+rtcrtpsender.RTP_HISTORY_SIZE = NACK_HISTORY_PACKETS
+#: Retransmissions may use at most this share of the peer's estimated rate (a token bucket of
+#: `RTX_BURST_S` of it): under a rate cap, unlimited NACK retransmissions filled the link and
+#: starved new frames; beyond the budget a lost packet stays lost and the receiver asks for a
+#: keyframe instead.
+RTX_SHARE = 0.25
+RTX_BURST_S = 0.25
 #: The codecs we can send, best first: VP8 only for a browser that cannot take H.264.
 CODECS = (Codec.H264, Codec.VP8)
 
@@ -116,6 +130,11 @@ class PeerStats:
     remb_bps: int | None = None
     keyframe_requests: int = 0
     tier_switches: int = 0
+    #: NACKed packets resent, their bytes, and NACKed packets not resent (over the budget or no
+    #: longer kept).
+    retransmitted_packets: int = 0
+    retransmitted_bytes: int = 0
+    retransmissions_refused: int = 0
     #: Adaptation: this peer's estimated available bitrate, why it last changed, and the
     #: bitrate its tier's shared encoder runs at now.
     estimate_bps: int | None = None
@@ -246,6 +265,8 @@ class PeerSession:
         self._on_feedback = on_feedback
         self._target = encoder.tier
         self._remb_fresh = False
+        self._rtx_tokens = 0.0
+        self._rtx_at = time.monotonic()
         self._on_close = on_close
         self._state = PeerState.NEW
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers or [])))
@@ -330,6 +351,7 @@ class PeerSession:
         self._transceiver = transceiver
         self._sender = transceiver.sender
         _observe_rtcp(transceiver.sender, self._on_rtcp)
+        _limit_retransmissions(transceiver.sender, self._may_retransmit)
         transceiver.sender.transport.on(
             "statechange",
             lambda: log.info("peer %s: DTLS %s", self.log_id, transceiver.sender.transport.state),
@@ -397,7 +419,7 @@ class PeerSession:
 
     async def _sample(self) -> None:
         """Once a second: rates for the stats, and the tier policy's decision."""
-        last_frames, last_bytes, last_t = 0, 0, time.monotonic()
+        last_frames, last_bytes, last_rtx, last_t = 0, 0, 0, time.monotonic()
         while True:
             await asyncio.sleep(SAMPLE_INTERVAL_S)
             now = time.monotonic()
@@ -405,10 +427,18 @@ class PeerSession:
             elapsed = max(now - last_t, 1e-6)
             self._stats.fps = (sent.frames_sent - last_frames) / elapsed
             self._stats.bitrate_bps = round((sent.bytes_sent - last_bytes) * 8 / elapsed)
-            last_frames, last_bytes, last_t = sent.frames_sent, sent.bytes_sent, now
+            rtx = self._stats.retransmitted_bytes
+            rtx_bps = round((rtx - last_rtx) * 8 / elapsed)
+            last_frames, last_bytes, last_rtx, last_t = (
+                sent.frames_sent,
+                sent.bytes_sent,
+                rtx,
+                now,
+            )
             feedback = Feedback(
                 now=now,
-                sent_bps=self._stats.bitrate_bps,
+                # What the link carried for this peer: media and retransmissions alike.
+                sent_bps=self._stats.bitrate_bps + rtx_bps,
                 remb_bps=self._stats.remb_bps,
                 remb_fresh=self._remb_fresh,
                 fraction_lost=self._stats.fraction_lost,
@@ -416,6 +446,24 @@ class PeerSession:
             self._remb_fresh = False
             if sent.frames_sent:
                 self.adapt(feedback)
+
+    def _may_retransmit(self, size: int | None) -> bool:
+        """Whether a NACKed packet of `size` bytes (None: no longer kept) may be resent now."""
+        if size is None:
+            self._stats.retransmissions_refused += 1
+            return False
+        now = time.monotonic()
+        rate = RTX_SHARE * (self.estimate_bps or self.track.encoder.bitrate) / 8
+        depth = rate * RTX_BURST_S
+        self._rtx_tokens = min(depth, self._rtx_tokens + (now - self._rtx_at) * rate)
+        self._rtx_at = now
+        if self._rtx_tokens < size:
+            self._stats.retransmissions_refused += 1
+            return False
+        self._rtx_tokens -= size
+        self._stats.retransmitted_packets += 1
+        self._stats.retransmitted_bytes += size
+        return True
 
     def adapt(self, feedback: Feedback) -> None:
         """One adaptation step: update the estimate, maybe change tier, tell the manager."""
@@ -503,3 +551,22 @@ def _observe_rtcp(sender: RTCRtpSender, observer: Callable[[object, RTCRtpSender
             log.exception("RTCP observer failed")
 
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+def _limit_retransmissions(sender: RTCRtpSender, allow: Callable[[int | None], bool]) -> None:
+    """Ask `allow(size)` before aiortc resends a NACKed packet (size None: no longer kept).
+
+    Like `_observe_rtcp`, an instance attribute shadows aiortc 1.16's `_retransmit(seq)`, which
+    the sender awaits for every sequence number a NACK lists. The packet's size is read from the
+    sender's history (private, a dict of sequence number modulo the history size to packet).
+    """
+    original = sender._retransmit
+    history: dict[int, Any] = getattr(sender, "_RTCRtpSender__rtp_history", {})
+
+    async def retransmit(sequence_number: int) -> None:
+        packet = history.get(sequence_number % rtcrtpsender.RTP_HISTORY_SIZE)
+        kept = packet is not None and packet.sequence_number == sequence_number
+        if allow(len(packet.payload) + 12 if kept else None):
+            await original(sequence_number)
+
+    sender._retransmit = retransmit  # type: ignore[method-assign]
