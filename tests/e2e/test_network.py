@@ -95,7 +95,7 @@ async def until_peer(
         for peer in peers:
             if condition(peer):
                 return peer
-        assert time.monotonic() < deadline, "timed out; peers seen:\n" + "\n".join(log[-20:])
+        assert time.monotonic() < deadline, "timed out; peers seen:\n" + "\n".join(log[-60:])
         await asyncio.sleep(1.0)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, rtcrtpsender
@@ -39,31 +40,62 @@ def test_a_rising_remb_below_the_send_rate_is_a_ramp_not_congestion() -> None:
     assert rate.estimate > 4 * M
 
 
-def test_a_falling_remb_below_the_send_rate_cuts_the_estimate_to_it() -> None:
+def test_a_falling_remb_with_a_queue_on_the_path_cuts_the_estimate_to_it() -> None:
     rate = controller()
-    rate.update(Feedback(1.0, sent_bps=3 * M, remb_bps=3_500_000, remb_fresh=True))
-    assert rate.update(Feedback(2.0, sent_bps=3 * M, remb_bps=700_000, remb_fresh=True)) == 700_000
+    rate.update(Feedback(1.0, 1 * M, remb_bps=3_500_000, remb_fresh=True, rtt_ms=2.0))
+    queue = Feedback(2.0, 1 * M, remb_bps=700_000, remb_fresh=True, rtt_ms=150.0)
+    assert rate.update(queue) == 700_000
     assert rate.reason == "remb"
-    # The same REMB again (not fresh) is no new signal: the estimate probes up from there.
-    assert rate.update(Feedback(3.0, sent_bps=700_000, remb_bps=700_000)) > 700_000
+    # The same REMB again (not fresh) is no new signal; a queue seen twice is, but 0.85 × sent
+    # (850 kbit/s) is not below the estimate already cut to.
+    assert rate.update(Feedback(3.0, 700_000, remb_bps=700_000, rtt_ms=150.0)) == 700_000
+    assert rate.reason == "delay"
+    assert rate.update(Feedback(4.0, 700_000, remb_bps=700_000, rtt_ms=3.0)) > 700_000
+
+
+def test_a_falling_remb_without_a_queue_or_loss_is_not_congestion() -> None:
+    # Chromium's REMB can sit far below what arrives long after a cap has gone.
+    rate = controller()
+    rate.update(Feedback(1.0, 1 * M, remb_bps=60_000, remb_fresh=True, rtt_ms=2.0))
+    rate.update(Feedback(2.0, 1 * M, remb_bps=34_000, remb_fresh=True, rtt_ms=3.0))
+    assert rate.estimate > 4 * M and rate.reason == "ramp"
+
+
+def test_a_collapsed_remb_cuts_to_half_of_what_was_sent_at_most() -> None:
+    rate = controller()
+    rate.update(Feedback(1.0, 2 * M, remb_bps=1_200_000, remb_fresh=True, rtt_ms=2.0))
+    assert rate.update(Feedback(2.0, 2 * M, remb_bps=34_000, remb_fresh=True, rtt_ms=90.0)) == M
 
 
 def test_a_remb_stuck_below_the_send_rate_cuts_the_estimate() -> None:
     # A cap from the start: the first report is low (ignored, like every first one) and the
-    # next ones repeat it.
+    # next ones repeat it while the queue shows.
     rate = controller()
-    rate.update(Feedback(1.0, sent_bps=2 * M, remb_bps=550_000, remb_fresh=True))
+    rate.update(Feedback(1.0, 1 * M, remb_bps=550_000, remb_fresh=True, rtt_ms=2.0))
     assert rate.estimate > 4 * M
-    assert rate.update(Feedback(2.0, sent_bps=2 * M, remb_bps=550_000, remb_fresh=True)) == 550_000
+    stuck = Feedback(2.0, 1 * M, remb_bps=550_000, remb_fresh=True, rtt_ms=80.0)
+    assert rate.update(stuck) == 550_000
 
 
-def test_a_remb_that_falls_because_we_send_less_is_not_congestion() -> None:
-    # The browser caps REMB at 1.5 × what it receives: sending less lowers it, harmlessly.
+def test_a_queue_seen_twice_is_congestion_without_any_remb() -> None:
     rate = controller()
-    rate.update(Feedback(1.0, sent_bps=3 * M, remb_bps=4_500_000, remb_fresh=True))
-    rate.update(Feedback(2.0, sent_bps=600_000, remb_bps=4_000_000, remb_fresh=True))
-    rate.update(Feedback(3.0, sent_bps=600_000, remb_bps=900_000, remb_fresh=True))
-    assert rate.estimate > 4 * M
+    rate.update(Feedback(1.0, 2 * M, rtt_ms=2.0))
+    assert rate.update(Feedback(2.0, 2 * M, rtt_ms=200.0)) > 4 * M  # once: hold
+    assert rate.reason == "hold"
+    assert rate.update(Feedback(3.0, 2 * M, rtt_ms=220.0)) == 1_700_000  # 0.85 × sent
+    assert rate.reason == "delay"
+
+
+def test_after_a_quiet_while_the_estimate_ramps_faster() -> None:
+    rate = controller()
+    rate.update(Feedback(1.0, 2 * M, rtt_ms=2.0))
+    rate.update(Feedback(2.0, 1 * M, remb_bps=900_000, remb_fresh=True, rtt_ms=2.0))
+    rate.update(Feedback(3.0, 1 * M, remb_bps=800_000, remb_fresh=True, rtt_ms=100.0))
+    assert rate.estimate == 800_000  # the REMB: above half of what was sent
+    steps = [rate.update(Feedback(float(t), 500_000, rtt_ms=2.0)) for t in range(4, 12)]
+    growth = [b / a for a, b in itertools.pairwise(steps)]
+    assert all(abs(g - 1.08) < 0.01 for g in growth[:3])  # GCC's pace right after the cut
+    assert all(abs(g - 1.15) < 0.01 for g in growth[-2:])  # then faster
 
 
 def test_heavy_loss_cuts_moderate_loss_holds() -> None:
@@ -76,8 +108,8 @@ def test_heavy_loss_cuts_moderate_loss_holds() -> None:
 
 def test_the_estimate_stays_within_its_bounds() -> None:
     rate = controller()
-    rate.update(Feedback(1.0, sent_bps=3 * M, remb_bps=3 * M, remb_fresh=True))
-    rate.update(Feedback(2.0, sent_bps=3 * M, remb_bps=10_000, remb_fresh=True))
+    rate.update(Feedback(1.0, sent_bps=200_000, remb_bps=3 * M, remb_fresh=True, rtt_ms=2.0))
+    rate.update(Feedback(2.0, 200_000, remb_bps=10_000, remb_fresh=True, rtt_ms=90.0))
     assert rate.estimate == 150_000
 
 
@@ -154,8 +186,8 @@ async def test_a_congested_peer_moves_down_alone_and_sets_its_new_tiers_bitrate(
         # aiortc's own receiver sends REMB: the feedback path is real.
         await wait_until(lambda: all(s.stats().remb_bps for s in sessions), timeout=10)
 
-        slow.adapt(Feedback(100.0, sent_bps=3 * M, remb_bps=3 * M, remb_fresh=True))
-        slow.adapt(Feedback(101.0, sent_bps=3 * M, remb_bps=600_000, remb_fresh=True))
+        slow.adapt(Feedback(100.0, 1 * M, remb_bps=3 * M, remb_fresh=True, rtt_ms=2.0))
+        slow.adapt(Feedback(101.0, 1 * M, remb_bps=600_000, remb_fresh=True, rtt_ms=150.0))
 
         assert slow.target_tier is REDUCED and fast.target_tier is FULL
         await wait_until(lambda: slow.stats().tier == "reduced", timeout=5)
@@ -193,8 +225,8 @@ async def test_a_client_that_comes_back_starts_at_its_last_estimate(source: Sour
     try:
         client, first = await connect("page-1")
         await wait_until(lambda: first.stats().frames_sent > 0, timeout=10)
-        first.adapt(Feedback(100.0, sent_bps=3 * M, remb_bps=3 * M, remb_fresh=True))
-        first.adapt(Feedback(101.0, sent_bps=3 * M, remb_bps=700_000, remb_fresh=True))
+        first.adapt(Feedback(100.0, 1 * M, remb_bps=3 * M, remb_fresh=True, rtt_ms=2.0))
+        first.adapt(Feedback(101.0, 1 * M, remb_bps=700_000, remb_fresh=True, rtt_ms=150.0))
         await first.close()
         await client.close()
 

@@ -3,19 +3,25 @@
 aiortc has no sender-side bandwidth estimation and ignores feedback for packet tracks, so this
 module does the sender's half itself, once a second per peer (`RateController.update`):
 
-- **Delay-based, from REMB.** The browser's receive-side estimator (GCC) raises its REMB slowly
-  while all is well (about 8 % a second, capped at 1.5 × what it receives) and, when it sees
-  queueing delay grow, drops it to 0.85 × the rate it actually receives. A rising REMB below our
-  send rate is therefore only a ramp that has not caught up (every session starts that way), not
-  congestion; the signal is a REMB that stops rising (falls, or repeats) while below what we
-  send, retransmissions included. Then the estimate drops to the REMB.
+- **Delay-based, from REMB and RTT.** The browser's receive-side estimator (GCC) raises its REMB
+  slowly while all is well (about 8 % a second, capped at 1.5 × what it receives) and, when it
+  sees queueing delay grow, drops it to 0.85 × what it receives. A rising REMB below our send
+  rate is only a ramp that has not caught up (every session starts that way). The signal is a
+  REMB that stops rising (falls, or repeats) below what we send, retransmissions included,
+  while the round-trip time shows a queue (40 ms above its lowest of the last 30 s) or loss
+  shows. Then the estimate drops to the REMB, but never below half of what we sent: right after
+  a cap hits, Chromium's REMB can collapse to almost nothing for a while. A queue seen twice in
+  a row is congestion even without a REMB: the estimate drops to 0.85 × what we sent.
 - **Loss-based, from receiver reports.** Above 10 % loss the estimate drops to
-  send rate × (1 − loss / 2); between 2 % and 10 % it holds; below it may rise.
-- **Probing up.** With no congestion signal the estimate grows 8 % a second up to the highest
-  tier's ceiling. The tiers' encoders are shared, so no per-peer padding probes: a peer simply
-  tries the higher tier once its estimate has stayed above that tier's floor (with headroom) for
-  `up_hold_s`. If the link cannot carry it, REMB or loss say so within a second or two, the peer
-  goes back down, and the next try waits twice as long (up to `max_hold_s`).
+  send rate × (1 − loss / 2). Between 2 % and 10 % loss, or with a queue, it holds; otherwise it
+  may rise. (Chromium counts a packet recovered by retransmission as received, so loss shows
+  late.)
+- **Probing up.** With no congestion signal the estimate grows 8 % a second in the 5 s after a
+  cut, then 15 % a second, up to the highest tier's ceiling. The tiers' encoders are shared, so
+  there are no per-peer padding probes. Instead a peer tries the higher tier once its estimate has
+  stayed above that tier's floor (with headroom) for `up_hold_s`. If the link cannot carry it,
+  RTT, REMB or loss say so within a second or two, and the peer goes back down. The next try
+  then waits twice as long (up to `max_hold_s`).
 
 Tier choice (`choose_tier`) is per peer; a tier's encoder bitrate (`tier_bitrate`) is the lowest
 estimate among the peers watching it, clamped to the tier's range, so one encode serves them all
@@ -25,15 +31,27 @@ Design notes with measured REMB traces: docs/webrtc-adaptation.md.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from scopelink.webrtc.encoder import Tier
 
-#: Multiplicative increase per second without a congestion signal (GCC's own ramp rate).
+#: Multiplicative increase per second without a congestion signal: GCC's own rate for the first
+#: seconds after a cut, then faster (a cap that lifted is found again in seconds, not minutes).
 RAMP_PER_S = 1.08
-#: A REMB this far below what we send, and falling, is congestion.
+FAST_RAMP_PER_S = 1.15
+FAST_RAMP_AFTER_S = 5.0
+#: A REMB this far below what we send, and not rising, is congestion (with queueing evidence).
 OVERUSE_MARGIN = 0.95
+#: A REMB cut never goes below this share of what we sent: right after a cap hits, Chromium's
+#: REMB can collapse to a few tens of kbit/s (measured: 34 kbit/s behind a 750 kbit/s cap).
+MAX_CUT = 0.5
+#: Round-trip time this far above the lowest of the last `RTT_WINDOW_S` means a queue is
+#: building on the path; twice in a row without a REMB, it is congestion on its own.
+QUEUE_MS = 40.0
+RTT_WINDOW_S = 30.0
+DELAY_BACKOFF = 0.85
 #: Loss above which the estimate is cut, and below which it may grow.
 LOSS_HIGH = 0.10
 LOSS_LOW = 0.02
@@ -46,13 +64,15 @@ class Feedback:
     """One sampling interval of a peer: what we sent and what its receiver said."""
 
     now: float
-    #: Bits per second sent to the peer over the interval.
+    #: Bits per second sent to the peer over the interval, retransmissions included.
     sent_bps: int
     #: The newest REMB, and whether it arrived during this interval.
     remb_bps: int | None = None
     remb_fresh: bool = False
     #: Fraction lost from the newest receiver report (0–1).
     fraction_lost: float | None = None
+    #: The newest round-trip time measured (unsmoothed), if one was measured in the interval.
+    rtt_ms: float | None = None
 
 
 @dataclass(slots=True)
@@ -63,11 +83,14 @@ class RateController:
     min_bps: int
     max_bps: int
     estimate: float = field(init=False)
-    #: Why the estimate last changed: "start", "ramp", "remb", "loss", "hold".
+    #: Why the estimate last changed: "start", "ramp", "remb", "delay", "loss", "hold".
     reason: str = field(default="start", init=False)
     _last_remb: int | None = field(default=None, init=False)
     _last_now: float | None = field(default=None, init=False)
+    _last_cut: float | None = field(default=None, init=False)
     _recent_sent: list[int] = field(default_factory=list, init=False)
+    _rtts: deque[tuple[float, float]] = field(default_factory=deque, init=False)
+    _queueing_before: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.estimate = float(min(max(self.start_bps, self.min_bps), self.max_bps))
@@ -80,6 +103,7 @@ class RateController:
         # REMB describes what arrived a little earlier: compare with the larger of two intervals.
         sent = max(self._recent_sent)
         loss = fb.fraction_lost or 0.0
+        queueing = self._queueing(fb)
         # Not rising: equal counts, since a receiver behind a cap may report the same low value
         # again and again (its first report has nothing to compare with, and starts low anyway).
         stalled = (
@@ -90,15 +114,38 @@ class RateController:
         )
         if fb.remb_fresh and fb.remb_bps is not None:
             self._last_remb = fb.remb_bps
+        delayed, self._queueing_before = queueing and self._queueing_before, queueing
         if loss > LOSS_HIGH and sent > 0:
-            self._set(min(self.estimate, sent * (1.0 - loss / 2)), "loss")
-        elif stalled and fb.remb_bps is not None and fb.remb_bps < OVERUSE_MARGIN * sent:
-            self._set(min(self.estimate, fb.remb_bps), "remb")
-        elif loss > LOSS_LOW:
+            self._cut(sent * (1.0 - loss / 2), "loss", fb.now)
+        elif (
+            stalled
+            and fb.remb_bps is not None
+            and fb.remb_bps < OVERUSE_MARGIN * sent
+            and (queueing or loss > LOSS_LOW)
+        ):
+            self._cut(max(fb.remb_bps, MAX_CUT * sent), "remb", fb.now)
+        elif delayed and sent > 0:
+            self._cut(DELAY_BACKOFF * sent, "delay", fb.now)
+        elif loss > LOSS_LOW or queueing:
             self.reason = "hold"
         elif self.estimate < self.max_bps:
-            self._set(self.estimate * RAMP_PER_S ** min(elapsed, 2.0), "ramp")
+            quiet = self._last_cut is None or fb.now - self._last_cut >= FAST_RAMP_AFTER_S
+            ramp = FAST_RAMP_PER_S if quiet else RAMP_PER_S
+            self._set(self.estimate * ramp ** min(elapsed, 2.0), "ramp")
         return round(self.estimate)
+
+    def _queueing(self, fb: Feedback) -> bool:
+        """Whether this interval's RTT stands well above the path's recent lowest."""
+        if fb.rtt_ms is None:
+            return False
+        self._rtts.append((fb.now, fb.rtt_ms))
+        while self._rtts and fb.now - self._rtts[0][0] > RTT_WINDOW_S:
+            self._rtts.popleft()
+        return fb.rtt_ms - min(rtt for _, rtt in self._rtts) > QUEUE_MS
+
+    def _cut(self, value: float, reason: str, now: float) -> None:
+        self._set(min(self.estimate, value), reason)
+        self._last_cut = now
 
     def _set(self, value: float, reason: str) -> None:
         self.estimate = min(max(value, self.min_bps), self.max_bps)

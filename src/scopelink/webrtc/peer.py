@@ -265,6 +265,8 @@ class PeerSession:
         self._on_feedback = on_feedback
         self._target = encoder.tier
         self._remb_fresh = False
+        #: The newest unsmoothed RTT since the last sample (ms).
+        self._raw_rtt_ms: float | None = None
         self._rtx_tokens = 0.0
         self._rtx_at = time.monotonic()
         self._on_close = on_close
@@ -407,6 +409,13 @@ class PeerSession:
                     self._stats.fraction_lost = report.fraction_lost / 256
                     rtt = getattr(sender, "_RTCRtpSender__rtt", None)
                     self._stats.rtt_ms = None if rtt is None else rtt * 1000.0
+                    # aiortc smooths RTT heavily (0.85 per report); adaptation wants each one.
+                    lsr = getattr(sender, "_RTCRtpSender__lsr", None)
+                    lsr_time = getattr(sender, "_RTCRtpSender__lsr_time", None)
+                    if lsr is not None and lsr_time is not None and report.lsr == lsr:
+                        if report.dlsr:
+                            raw = time.time() - lsr_time - report.dlsr / 65536
+                            self._raw_rtt_ms = max(raw, 0.0) * 1000.0
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             self._stats.keyframe_requests += 1
             self.track.request_keyframe()
@@ -442,8 +451,10 @@ class PeerSession:
                 remb_bps=self._stats.remb_bps,
                 remb_fresh=self._remb_fresh,
                 fraction_lost=self._stats.fraction_lost,
+                rtt_ms=self._raw_rtt_ms,
             )
             self._remb_fresh = False
+            self._raw_rtt_ms = None
             if sent.frames_sent:
                 self.adapt(feedback)
 
