@@ -123,12 +123,11 @@ FULL = Tier("full", width=1080, bitrate=4_000_000, min_bitrate=1_200_000, max_bi
 REDUCED = Tier("reduced", width=540, bitrate=1_000_000, min_bitrate=150_000, max_bitrate=1_500_000)
 #: Every tier, lowest first.
 TIERS: tuple[Tier, ...] = (REDUCED, FULL)
-#: When raising the bitrate above the open context's VBV ceiling forces a new context, open it
-#: with this much headroom (capped at the tier's maximum), so a ramp costs few keyframes.
-CEILING_HEADROOM = 1.5
-#: The smallest relative bitrate change adaptation makes (`TierEncoder.worth_changing_to`).
+#: The smallest relative bitrate change adaptation makes (`TierEncoder.worth_changing_to`): in
+#: place (x264 below the open rate) 5 %; where a change re-opens the encoder and so costs a
+#: keyframe (x264 above the open rate, VP8 always) 30 %.
 H264_BITRATE_STEP = 0.05
-VP8_BITRATE_STEP = 0.30
+REOPEN_BITRATE_STEP = 0.30
 #: A bitrate this many times below the open context's VBV ceiling re-opens it at a lower one.
 DEEP_CUT = 3
 
@@ -334,9 +333,11 @@ class TierEncoder:
         self._bitrate = max(int(bitrate), 10_000)
 
     def worth_changing_to(self, bitrate: int) -> bool:
-        """Whether moving to `bitrate` is worth it: x264 changes in place, so 5 % is enough;
-        every VP8 change re-opens libvpx with a keyframe, so it waits for a 30 % change."""
-        step = VP8_BITRATE_STEP if self.codec is Codec.VP8 else H264_BITRATE_STEP
+        """Whether moving to `bitrate` is worth it: x264 changes in place up to the rate it was
+        opened at, so 5 % is enough; above it, and for VP8 always, the encoder re-opens with a
+        keyframe, so it waits for a 30 % change."""
+        reopens = self.codec is Codec.VP8 or bitrate > self._ceiling
+        step = REOPEN_BITRATE_STEP if reopens else H264_BITRATE_STEP
         return abs(bitrate - self._bitrate) >= step * self._bitrate
 
     def request_keyframe(self) -> None:
@@ -378,18 +379,11 @@ class TierEncoder:
         """Encode and publish one frame; returns the context for the next (None: start afresh)."""
         size = self.tier.size_for(display.width, display.height)
         if codec is None or (codec.width, codec.height) != size or self._needs_new_context():
-            # A new context's VBV ceiling has headroom above the bitrate, so that a ramp (see
-            # webrtc/adapt.py) re-opens, and so costs a keyframe, only every ~50 % of growth.
-            # A deep cut re-opens too: the old ceiling would let frames burst far above the
-            # link the cut was made for.
-            self._ceiling = (
-                self._bitrate  # libvpx: no ceiling to move, every change re-opens
-                if self.codec is Codec.VP8
-                else max(
-                    self._bitrate,
-                    min(round(self._bitrate * CEILING_HEADROOM), self.tier.max_bitrate),
-                )
-            )
+            # The VBV ceiling is the bitrate itself: x264 follows a lower `bit_rate` in place
+            # only when it was opened with maxrate = bitrate (measured: opened at 4 Mbit/s with
+            # a 6 Mbit/s ceiling, a cut to 2 Mbit/s changed nothing). A deep cut re-opens too:
+            # the old ceiling would let frames burst far above the link the cut was made for.
+            self._ceiling = self._bitrate
             codec = open_tier_codec(
                 self.codec, self.tier, size, self._bitrate, max_rate=self._ceiling
             )
