@@ -7,11 +7,16 @@ each rate in `CAPS`; the same page then watches MJPEG (the UI's transport, 1080 
 quality 80) and WebRTC (the UI's transport, full tier requested, adaptation on) for the same
 time. Latency is the frame stamp's emit time to the frame shown (see bench_live_browser.py).
 
-Run (root; needs iproute2 and nftables): .venv/bin/python bench/bench_rate_cap.py
+`--trace` instead follows one WebRTC viewer second by second while a cap comes and goes (the
+adaptation's own figures from the peers API next to what the page shows), for
+docs/webrtc-adaptation.md.
+
+Run (root; needs iproute2 and nftables): .venv/bin/python bench/bench_rate_cap.py [--trace]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import platform
 import statistics
@@ -22,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from playwright.async_api import async_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -130,7 +136,91 @@ async def main() -> None:
     )
 
 
+#: The trace: how long, when the cap comes and goes (s), and the cap (kbit/s).
+TRACE_S, CAP_ON_S, CAP_OFF_S, TRACE_CAP = 70, 15, 45, 750
+
+#: Record each shown frame's latency in the page; `TAKE` hands over and clears what was seen.
+WATCH = """() => {
+  window.__seen = [];
+  window.scopelink.transport.addEventListener('frame', (e) => {
+    const {stamp, shownAt} = e.detail;
+    if (stamp) window.__seen.push(performance.timeOrigin + shownAt - stamp.emitMs);
+  });
+}"""
+TAKE = "() => { const seen = window.__seen; window.__seen = []; return seen; }"
+
+
+async def trace() -> None:
+    rows: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp, BrowserNetns.create() as netns:
+        wrapper = netns.chromium_wrapper(Path(tmp))
+        settings = AppSettings(simulator_fps=SOURCE_FPS, allowed_hosts=[netns.root_v4])
+        async with (
+            serving(settings, host=netns.root_v4) as app,
+            async_playwright() as pw,
+            httpx.AsyncClient(base_url=app.base_url) as http,
+        ):
+            browser = await pw.chromium.launch(
+                executable_path=str(wrapper), args=CHROMIUM_ARGS + EXTRA_ARGS
+            )
+            page = await browser.new_page()
+            await page.goto(f"{app.base_url}/?transport=webrtc")
+            await page.wait_for_function(
+                "() => window.scopelink?.transport?.kind === 'webrtc' && "
+                "window.scopelink.readFrameStamp() !== null"
+            )
+            await page.evaluate(WATCH)
+            for second in range(TRACE_S):
+                if second == CAP_ON_S:
+                    netns.rate_cap(TRACE_CAP)
+                elif second == CAP_OFF_S:
+                    netns.lift_rate_cap()
+                await asyncio.sleep(1.0)
+                seen = await page.evaluate(TAKE)
+                peers = (await http.get("/api/telescopes/simulator/webrtc/peers")).json()
+                for p in peers["peers"]:
+                    cap = TRACE_CAP if CAP_ON_S <= second < CAP_OFF_S else "–"
+                    row = (
+                        f"| {second} | {cap} | {p['tier']} | {p['bitrate_bps'] // 1000} | "
+                        f"{(p['remb_bps'] or 0) // 1000 or '–'} | "
+                        f"{(p['estimate_bps'] or 0) // 1000} {p['estimate_reason'] or ''} | "
+                        f"{round(p['rtt_ms'] or 0)} | {p['retransmitted_packets']} / "
+                        f"{p['retransmissions_refused']} | {len(seen)} | "
+                        f"{round(max(seen)) if seen else '–'} |"
+                    )
+                    print(row, flush=True)
+                    rows.append(row)
+            await browser.close()
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    write_section(
+        "rate-cap-trace",
+        [
+            "## One WebRTC viewer while a rate cap comes and goes",
+            "",
+            "Reproduce (root): `.venv/bin/python bench/bench_rate_cap.py --trace`  ",
+            f"Run: {now} on {cpu_model()}, Python {platform.python_version()}, Debian Chromium "
+            "(headless) in a network namespace, all on one 2-core machine.",
+            "",
+            f"The UI's WebRTC view, source 1080×1920 at {SOURCE_FPS:.0f} fps; `tbf` caps the "
+            f"server → browser direction at {TRACE_CAP} kbit/s from second {CAP_ON_S} to "
+            f"{CAP_OFF_S}. Each row is one second: the peer as `GET …/webrtc/peers` reports it "
+            "(tier, media sent, the browser's REMB, the adaptation's estimate and why, RTT, "
+            "packets resent / refused so far) and the frames the page showed in that second "
+            "with the worst stamp → shown latency. A new session (the page reconnecting) "
+            "starts its counters again.",
+            "",
+            "| s | Cap | Tier | Sent kbit/s | REMB | Estimate | RTT ms | Resent / refused | "
+            "Frames shown | Worst latency ms |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+        ],
+    )
+
+
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trace", action="store_true", help="one viewer, second by second")
+    args = parser.parse_args()
     started = time.monotonic()
-    asyncio.run(main())
+    asyncio.run(trace() if args.trace else main())
     print(f"done in {time.monotonic() - started:.0f} s")

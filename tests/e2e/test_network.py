@@ -257,8 +257,12 @@ async def test_with_added_delay_the_latency_rises_by_it_and_does_not_grow(
             relay.delay_ms = delay_ms
             await latencies(ui, 2)  # the jitter buffer settles
             medians = await flowing_without_growing_delay(ui, 9, margin_ms=100)
-            rise = statistics.median(medians) - baseline
-            assert 0.5 * delay_ms <= rise <= 3 * delay_ms, (baseline, medians)
+            # Every frame now takes the relay's delay on its way, so none can be shown sooner
+            # than that; and the delay adds no more than a few times itself. (Not "the median
+            # rises by about the delay": Chromium's jitter buffer may shrink by as much as the
+            # path's delay grows, seen once: 150 ms before, 150 ms after.)
+            assert min(medians) >= delay_ms, (baseline, medians)
+            assert statistics.median(medians) - baseline <= 3 * delay_ms, (baseline, medians)
             assert relay.forwarded > 1000 and not await ui.page.evaluate(
                 "() => window.scopelink.transport.fellBack"
             )
