@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 from collections.abc import AsyncIterator
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, rtcrtpsender
@@ -61,10 +60,20 @@ def test_a_falling_remb_without_a_queue_or_loss_is_not_congestion() -> None:
     assert rate.estimate > 4 * M and rate.reason == "ramp"
 
 
-def test_a_collapsed_remb_cuts_to_half_of_what_was_sent_at_most() -> None:
+def test_a_queue_that_stays_cuts_harder_every_second() -> None:
+    # Sending six times what the link carries: 0.85 × sent a second would take many seconds.
     rate = controller()
-    rate.update(Feedback(1.0, 2 * M, remb_bps=1_200_000, remb_fresh=True, rtt_ms=2.0))
-    assert rate.update(Feedback(2.0, 2 * M, remb_bps=34_000, remb_fresh=True, rtt_ms=90.0)) == M
+    rate.update(Feedback(1.0, 4_500_000, rtt_ms=2.0))
+    rate.update(Feedback(2.0, 4_500_000, rtt_ms=300.0))
+    first = rate.update(Feedback(3.0, 4_500_000, rtt_ms=330.0))
+    assert first == round(0.85 * 4_500_000)
+    second = rate.update(Feedback(4.0, 4_500_000, rtt_ms=340.0))
+    assert second == round(first * 0.6) and rate.reason == "delay"
+    # With a REMB below what 0.85 × sent would give, the REMB is the better figure.
+    rate = controller()
+    rate.update(Feedback(1.0, 4_500_000, remb_bps=7 * M, remb_fresh=True, rtt_ms=2.0))
+    rate.update(Feedback(2.0, 4_500_000, remb_bps=7 * M, rtt_ms=300.0))
+    assert rate.update(Feedback(3.0, 4_500_000, remb_bps=590_000, rtt_ms=300.0)) == 590_000
 
 
 def test_a_remb_stuck_below_the_send_rate_cuts_the_estimate() -> None:
@@ -84,18 +93,6 @@ def test_a_queue_seen_twice_is_congestion_without_any_remb() -> None:
     assert rate.reason == "hold"
     assert rate.update(Feedback(3.0, 2 * M, rtt_ms=220.0)) == 1_700_000  # 0.85 × sent
     assert rate.reason == "delay"
-
-
-def test_after_a_quiet_while_the_estimate_ramps_faster() -> None:
-    rate = controller()
-    rate.update(Feedback(1.0, 2 * M, rtt_ms=2.0))
-    rate.update(Feedback(2.0, 1 * M, remb_bps=900_000, remb_fresh=True, rtt_ms=2.0))
-    rate.update(Feedback(3.0, 1 * M, remb_bps=800_000, remb_fresh=True, rtt_ms=100.0))
-    assert rate.estimate == 800_000  # the REMB: above half of what was sent
-    steps = [rate.update(Feedback(float(t), 500_000, rtt_ms=2.0)) for t in range(4, 12)]
-    growth = [b / a for a, b in itertools.pairwise(steps)]
-    assert all(abs(g - 1.08) < 0.01 for g in growth[:3])  # GCC's pace right after the cut
-    assert all(abs(g - 1.15) < 0.01 for g in growth[-2:])  # then faster
 
 
 def test_heavy_loss_cuts_moderate_loss_holds() -> None:
@@ -137,7 +134,8 @@ def test_a_failed_probe_doubles_the_hold_and_settling_resets_it() -> None:
 
 
 def test_a_shared_tier_runs_at_its_slowest_peers_estimate_within_its_range() -> None:
-    assert tier_bitrate(FULL, [5 * M, 2 * M]) == 2 * M
+    # 85 % of the lowest estimate: the rest is packet overhead and retransmissions.
+    assert tier_bitrate(FULL, [5 * M, 2 * M]) == 1_700_000
     assert tier_bitrate(FULL, [500_000]) == FULL.min_bitrate
     assert tier_bitrate(REDUCED, [9 * M]) == REDUCED.max_bitrate
     assert tier_bitrate(REDUCED, []) == REDUCED.bitrate
@@ -192,9 +190,9 @@ async def test_a_congested_peer_moves_down_alone_and_sets_its_new_tiers_bitrate(
         assert slow.target_tier is REDUCED and fast.target_tier is FULL
         await wait_until(lambda: slow.stats().tier == "reduced", timeout=5)
         encoders = manager.encoders("t")
-        # 600 kbit/s, or a little more if the once-a-second step has ramped it meanwhile; not
-        # the tier's 1 Mbit/s start.
-        assert 600_000 <= encoders["reduced"].bitrate < 950_000
+        # 85 % of 600 kbit/s, or a little more if the once-a-second step has ramped it
+        # meanwhile; not the tier's 1 Mbit/s start.
+        assert 510_000 <= encoders["reduced"].bitrate < 800_000
         assert encoders["full"].bitrate >= FULL.min_bitrate  # not dragged down by the slow one
         assert slow.stats().estimate_reason == "remb"
         assert fast.stats().tier == "full"
@@ -257,17 +255,17 @@ def test_small_changes_are_skipped_and_vp8_waits_for_a_larger_one(source: Source
     assert vp8.worth_changing_to(round(FULL.bitrate * 0.6))
 
 
-def test_retransmissions_get_a_quarter_of_the_estimate_and_no_more(source: Source) -> None:
+def test_retransmissions_get_a_share_of_the_estimate_and_no_more(source: Source) -> None:
     """Under a cap, unlimited NACK retransmissions filled the link and starved new frames."""
     session = PeerSession(TierEncoder(REDUCED, source.frames), telescope_id="t")
-    # No estimate yet: the budget follows the tier's bitrate, 1 Mbit/s → 250 kbit/s, and the
-    # bucket holds a quarter second of it (7 812 bytes).
+    # No estimate yet: the budget follows the tier's bitrate, 15 % of 1 Mbit/s = 150 kbit/s,
+    # and the bucket holds a quarter second of it (4 687 bytes).
     session._rtx_tokens = 0.0
     session._rtx_at -= 1.0  # a second ago: the bucket has filled up to its depth
     allowed = sum(session._may_retransmit(1200) for _ in range(20))
-    assert allowed == 6  # 6 × 1 200 ≤ 7 812 < 7 × 1 200
+    assert allowed == 3  # 3 × 1 200 ≤ 4 687 < 4 × 1 200
     assert not session._may_retransmit(None)  # no longer kept: nothing to resend
     stats = session.stats()
-    assert stats.retransmitted_packets == 6 and stats.retransmitted_bytes == 7200
-    assert stats.retransmissions_refused == 15
+    assert stats.retransmitted_packets == 3 and stats.retransmitted_bytes == 3600
+    assert stats.retransmissions_refused == 18
     assert rtcrtpsender.RTP_HISTORY_SIZE == 1024  # a full-tier keyframe fits in the history

@@ -16,15 +16,16 @@ module does the sender's half itself, once a second per peer (`RateController.up
   send rate × (1 − loss / 2). Between 2 % and 10 % loss, or with a queue, it holds; otherwise it
   may rise. (Chromium counts a packet recovered by retransmission as received, so loss shows
   late.)
-- **Probing up.** With no congestion signal the estimate grows 8 % a second in the 5 s after a
-  cut, then 15 % a second, up to the highest tier's ceiling. The tiers' encoders are shared, so
+- **Probing up.** With no congestion signal the estimate grows 8 % a second, up to the highest
+  tier's ceiling. The tiers' encoders are shared, so
   there are no per-peer padding probes. Instead a peer tries the higher tier once its estimate has
   stayed above that tier's floor (with headroom) for `up_hold_s`. If the link cannot carry it,
   RTT, REMB or loss say so within a second or two, and the peer goes back down. The next try
   then waits twice as long (up to `max_hold_s`).
 
-Tier choice (`choose_tier`) is per peer; a tier's encoder bitrate (`tier_bitrate`) is the lowest
-estimate among the peers watching it, clamped to the tier's range, so one encode serves them all
+Tier choice (`choose_tier`) is per peer; a tier's encoder bitrate (`tier_bitrate`) is 85 % of the
+lowest estimate among the peers watching it (the rest is overhead and retransmissions), clamped
+to the tier's range, so one encode serves them all
 and the slowest peer of a tier sets its quality (it moves down a tier once below the floor).
 Design notes with measured REMB traces: docs/webrtc-adaptation.md.
 """
@@ -37,21 +38,23 @@ from dataclasses import dataclass, field
 
 from scopelink.webrtc.encoder import Tier
 
-#: Multiplicative increase per second without a congestion signal: GCC's own rate for the first
-#: seconds after a cut, then faster (a cap that lifted is found again in seconds, not minutes).
+#: Multiplicative increase per second without a congestion signal (GCC's own pace). Measured
+#: faster (1.2 after 5 quiet seconds): behind a 750 kbit/s cap the estimate overshot by half
+#: within seconds, the picture froze and the page reconnected.
 RAMP_PER_S = 1.08
-FAST_RAMP_PER_S = 1.15
-FAST_RAMP_AFTER_S = 5.0
+#: A tier's encoder gets this share of its peers' estimate: the rest is for RTP/SRTP/UDP
+#: overhead and retransmissions (at most `peer.RTX_SHARE` of the estimate).
+MEDIA_SHARE = 0.85
 #: A REMB this far below what we send, and not rising, is congestion (with queueing evidence).
 OVERUSE_MARGIN = 0.95
-#: A REMB cut never goes below this share of what we sent: right after a cap hits, Chromium's
-#: REMB can collapse to a few tens of kbit/s (measured: 34 kbit/s behind a 750 kbit/s cap).
-MAX_CUT = 0.5
 #: Round-trip time this far above the lowest of the last `RTT_WINDOW_S` means a queue is
-#: building on the path; twice in a row without a REMB, it is congestion on its own.
+#: building on the path; twice in a row, it is congestion on its own: the estimate drops to
+#: `DELAY_BACKOFF` × what we sent (or the REMB, if lower), and by `PERSISTENT_BACKOFF` more for
+#: every further interval the queue stays (we send far more than the link carries).
 QUEUE_MS = 40.0
 RTT_WINDOW_S = 30.0
 DELAY_BACKOFF = 0.85
+PERSISTENT_BACKOFF = 0.6
 #: Loss above which the estimate is cut, and below which it may grow.
 LOSS_HIGH = 0.10
 LOSS_LOW = 0.02
@@ -87,10 +90,10 @@ class RateController:
     reason: str = field(default="start", init=False)
     _last_remb: int | None = field(default=None, init=False)
     _last_now: float | None = field(default=None, init=False)
-    _last_cut: float | None = field(default=None, init=False)
     _recent_sent: list[int] = field(default_factory=list, init=False)
     _rtts: deque[tuple[float, float]] = field(default_factory=deque, init=False)
     _queueing_before: bool = field(default=False, init=False)
+    _delay_cut_before: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.estimate = float(min(max(self.start_bps, self.min_bps), self.max_bps))
@@ -115,23 +118,28 @@ class RateController:
         if fb.remb_fresh and fb.remb_bps is not None:
             self._last_remb = fb.remb_bps
         delayed, self._queueing_before = queueing and self._queueing_before, queueing
+        delay_cut_before, self._delay_cut_before = self._delay_cut_before, False
         if loss > LOSS_HIGH and sent > 0:
-            self._cut(sent * (1.0 - loss / 2), "loss", fb.now)
+            self._cut(sent * (1.0 - loss / 2), "loss")
         elif (
             stalled
             and fb.remb_bps is not None
             and fb.remb_bps < OVERUSE_MARGIN * sent
             and (queueing or loss > LOSS_LOW)
         ):
-            self._cut(max(fb.remb_bps, MAX_CUT * sent), "remb", fb.now)
+            self._cut(fb.remb_bps, "remb")
         elif delayed and sent > 0:
-            self._cut(DELAY_BACKOFF * sent, "delay", fb.now)
+            target = DELAY_BACKOFF * sent
+            if fb.remb_bps is not None and fb.remb_bps < target:
+                target = fb.remb_bps
+            if delay_cut_before:
+                target = min(target, self.estimate * PERSISTENT_BACKOFF)
+            self._cut(target, "delay")
+            self._delay_cut_before = True
         elif loss > LOSS_LOW or queueing:
             self.reason = "hold"
         elif self.estimate < self.max_bps:
-            quiet = self._last_cut is None or fb.now - self._last_cut >= FAST_RAMP_AFTER_S
-            ramp = FAST_RAMP_PER_S if quiet else RAMP_PER_S
-            self._set(self.estimate * ramp ** min(elapsed, 2.0), "ramp")
+            self._set(self.estimate * RAMP_PER_S ** min(elapsed, 2.0), "ramp")
         return round(self.estimate)
 
     def _queueing(self, fb: Feedback) -> bool:
@@ -143,9 +151,8 @@ class RateController:
             self._rtts.popleft()
         return fb.rtt_ms - min(rtt for _, rtt in self._rtts) > QUEUE_MS
 
-    def _cut(self, value: float, reason: str, now: float) -> None:
+    def _cut(self, value: float, reason: str) -> None:
         self._set(min(self.estimate, value), reason)
-        self._last_cut = now
 
     def _set(self, value: float, reason: str) -> None:
         self.estimate = min(max(value, self.min_bps), self.max_bps)
@@ -208,6 +215,7 @@ class TierChooser:
 
 
 def tier_bitrate(tier: Tier, estimates: Iterable[float]) -> int:
-    """The bitrate a tier's shared encoder should use for the peers watching it."""
-    lowest = min(estimates, default=float(tier.bitrate))
+    """The bitrate a tier's shared encoder should use for the peers watching it: its share of
+    the lowest estimate, within the tier's range (no estimates: the tier's start)."""
+    lowest = min((e * MEDIA_SHARE for e in estimates), default=float(tier.bitrate))
     return round(min(max(lowest, tier.min_bitrate), tier.max_bitrate))

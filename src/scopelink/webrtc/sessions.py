@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 REMEMBER_ESTIMATE_S = 120.0
 #: Clients remembered at most (the oldest are forgotten first).
 REMEMBER_MAX = 256
+#: Estimate reasons that mean the session was congested when it was last adapted.
+CONGESTED = frozenset({"remb", "delay", "loss", "hold"})
 
 
 @dataclass(slots=True)
@@ -304,7 +306,12 @@ class PeerSessionManager:
         """A session closed (by the viewer, a failure, the timeout or shutdown)."""
         self._sessions.pop(session.id, None)
         estimate = session.estimate_bps
-        if estimate is not None and session.client and session.stats().frames_sent:
+        stats = session.stats()
+        if estimate is not None and stats.remb_bps and stats.estimate_reason in CONGESTED:
+            # Ended while congested (often: the page gave up on a frozen picture): the receiver's
+            # last word is the better start.
+            estimate = min(estimate, stats.remb_bps)
+        if estimate is not None and session.client and stats.frames_sent:
             self._last_estimates.pop(session.client, None)
             self._last_estimates[session.client] = (time.monotonic(), estimate)
             while len(self._last_estimates) > REMEMBER_MAX:
