@@ -265,8 +265,10 @@ async def test_a_vp8_player_that_changes_tier_stays_on_vp8(
         (session,) = manager.sessions()
         # The viewer's receiver reports a slow link: adaptation moves it down a tier.
         now = time.monotonic() + 1000  # after anything the sampler fed in
-        session.adapt(Feedback(now, sent_bps=3_000_000, remb_bps=3_000_000, remb_fresh=True))
-        session.adapt(Feedback(now + 1, sent_bps=3_000_000, remb_bps=600_000, remb_fresh=True))
+        session.adapt(Feedback(now, 1_000_000, remb_bps=3_000_000, remb_fresh=True, rtt_ms=2.0))
+        # A falling REMB with a queue on the path (RTT well above its low).
+        congested = Feedback(now + 1, 1_000_000, remb_bps=600_000, remb_fresh=True, rtt_ms=150.0)
+        session.adapt(congested)
         assert session.target_tier.name == "reduced"
         deadline = time.monotonic() + 10
         while session.stats().tier != "reduced":

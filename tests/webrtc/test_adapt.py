@@ -269,3 +269,27 @@ def test_retransmissions_get_a_share_of_the_estimate_and_no_more(source: Source)
     assert stats.retransmitted_packets == 3 and stats.retransmitted_bytes == 3600
     assert stats.retransmissions_refused == 18
     assert rtcrtpsender.RTP_HISTORY_SIZE == 1024  # a full-tier keyframe fits in the history
+
+
+async def test_the_tier_a_viewer_asked_for_is_its_ceiling(source: Source) -> None:
+    """A viewer that chose the reduced tier (a phone, a metered link) is never moved up."""
+    manager = PeerSessionManager(max_peers=4)
+    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    client.addTransceiver("video", direction="recvonly")
+    await client.setLocalDescription(await client.createOffer())
+    player = asyncio.create_task(source.play(1000, fps=20))
+    try:
+        session, answer = await manager.create(
+            "t", Telescope(source), client.localDescription.sdp, tier=REDUCED
+        )
+        await client.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        for t in range(30):  # a fast, clean link for half a minute
+            session.adapt(Feedback(1000.0 + t, 1 * M, rtt_ms=2.0))
+        # The estimate stops at the reduced tier's maximum, and so does the encoder.
+        assert session.estimate_bps == REDUCED.max_bitrate
+        assert session.target_tier is REDUCED and "full" not in manager.encoders("t")
+        assert manager.encoders("t")["reduced"].bitrate <= REDUCED.max_bitrate
+    finally:
+        player.cancel()
+        await client.close()
+        await manager.close_all()

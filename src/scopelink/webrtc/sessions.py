@@ -232,15 +232,17 @@ class PeerSessionManager:
         names = [t.name for t in self.tiers]
         if not self.adaptive or requested.name not in names:
             return None, requested
+        # The tier asked for is the ceiling: a viewer that chose the reduced tier (a phone, a
+        # metered link) is never moved above it; its bitrate still follows its link.
+        allowed = self.tiers[: names.index(requested.name) + 1]
         now = time.monotonic()
         for key, (when, _) in list(self._last_estimates.items()):
             if now - when > REMEMBER_ESTIMATE_S:
                 del self._last_estimates[key]
         remembered = self._last_estimates.get(client) if client else None
         if remembered is None:
-            return Adaptation.over(self.tiers, requested), requested
+            return Adaptation.over(allowed, requested), requested
         estimate = remembered[1]
-        allowed = self.tiers[: names.index(requested.name) + 1]
         start = next((t for t in reversed(allowed) if t.min_bitrate <= estimate), self.tiers[0])
         log.info(
             "client %s: starting at %s, %d kbit/s (its last session's estimate)",
@@ -248,7 +250,7 @@ class PeerSessionManager:
             start.name,
             estimate // 1000,
         )
-        return Adaptation.over(self.tiers, start, min(estimate, start.max_bitrate)), start
+        return Adaptation.over(allowed, start, min(estimate, start.max_bitrate)), start
 
     def _rebalance(self, peer: PeerSession) -> None:
         """Set each of the peer's telescope's encoders to the lowest estimate among its peers.
