@@ -33,12 +33,15 @@ lint: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff format --check src tests bench
 	npx --no-install tsc -p tsconfig.json
 
-## Run the benchmarks and update docs/benchmarks.md.
+## Run the benchmarks and update docs/benchmarks.md (the rate-cap ones need root: network namespaces).
 bench: $(STAMP)
 	$(BIN)/python bench/bench_imaging.py
 	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_webrtc_encode.py
 	$(BIN)/python bench/bench_live_browser.py
 	$(BIN)/python bench/bench_quality.py
+	$(BIN)/python bench/bench_rate_cap.py
+	$(BIN)/python bench/bench_rate_cap.py --trace
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

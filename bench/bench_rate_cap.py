@@ -58,7 +58,9 @@ async def measure(netns: BrowserNetns, wrapper: Path, kind: str, width: int) -> 
             )
             page = await browser.new_page()
             await page.goto(f"{app.base_url}/api/health")
-            samples = await page.evaluate(COLLECT, [kind, width, SECONDS, WARMUP_S])
+            # jitterBufferTarget 0, as the UI sets it.
+            collected = await page.evaluate(COLLECT, [kind, width, SECONDS, WARMUP_S, 0])
+            samples = collected["samples"]
             await browser.close()
         tiers = sorted({s.tier for s in app.app.state.peers.stats()}) if kind == "webrtc" else []
     latencies = [float(s[1]) for s in samples]

@@ -23,7 +23,13 @@ from playwright.async_api import expect
 from scopelink.settings import AppSettings
 from tests.e2e.conftest import UI, ui_in_netns
 from tests.e2e.netns import BrowserNetns, UdpDelayRelay
-from tests.e2e.test_turn import KEEP_PEER_CONNECTIONS, TURNSERVER, Turn, turn  # noqa: F401
+from tests.e2e.test_turn import (  # noqa: F401
+    KEEP_PEER_CONNECTIONS,
+    SELECTED_PAIR,
+    TURNSERVER,
+    Turn,
+    turn,
+)
 from tests.e2e.test_webrtc import NEWER_FRAME, SHOWN_FRAME, playing, stamps_advance
 
 #: Stamps shown over the next `ms` milliseconds: [frame, capture→display latency in ms].
@@ -39,28 +45,6 @@ LATENCIES = """(ms) => new Promise((resolve) => {
     resolve(seen);
   }, ms);
 })"""
-
-#: Both ends of the connected peer connection's selected candidate pair, and the server's
-#: candidates as its answer listed them.
-SELECTED_PAIR = """async () => {
-  const pc = window.__pcs.filter((p) => p.connectionState === 'connected').at(-1);
-  if (!pc) return null;
-  const stats = new Map();
-  (await pc.getStats()).forEach((s) => stats.set(s.id, s));
-  const transport = [...stats.values()].find((s) => s.type === 'transport');
-  const pair = transport && stats.get(transport.selectedCandidatePairId);
-  if (!pair) return null;
-  const local = stats.get(pair.localCandidateId);
-  const remote = stats.get(pair.remoteCandidateId);
-  const offered = pc.remoteDescription.sdp.split('\\r\\n')
-    .filter((line) => line.startsWith('a=candidate:'))
-    .map((line) => line.split(' ')[4]);
-  return {
-    local: local.candidateType, localAddress: local.address,
-    remote: remote.candidateType, remoteAddress: remote.address,
-    bytesReceived: pair.bytesReceived, offered,
-  };
-}"""
 
 KIND = "() => window.scopelink.transport.kind"
 FPS = 5.0

@@ -45,7 +45,9 @@ KEEP_PEER_CONNECTIONS = """(() => {
   };
 })()"""
 
-#: The selected candidate pair of the connected peer connection: both candidates and the bytes.
+#: The selected candidate pair of the connected peer connection: both candidates (type,
+#: address, port), the bytes, the ICE policy, and the server's candidates as its answer listed
+#: them (shared with the network-condition tests).
 SELECTED_PAIR = """async () => {
   const pc = window.__pcs.filter((p) => p.connectionState === 'connected').at(-1);
   if (!pc) return null;
@@ -56,10 +58,14 @@ SELECTED_PAIR = """async () => {
   if (!pair) return null;
   const local = stats.get(pair.localCandidateId);
   const remote = stats.get(pair.remoteCandidateId);
+  const offered = pc.remoteDescription.sdp.split('\\r\\n')
+    .filter((line) => line.startsWith('a=candidate:'))
+    .map((line) => line.split(' ')[4]);
   return {
     policy: pc.getConfiguration().iceTransportPolicy,
     local: local.candidateType, localAddress: local.address, localPort: local.port,
-    remote: remote.candidateType, bytesReceived: pair.bytesReceived,
+    remote: remote.candidateType, remoteAddress: remote.address,
+    bytesReceived: pair.bytesReceived, offered,
   };
 }"""
 
