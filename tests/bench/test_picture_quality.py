@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 import pytest
-from bench.picture_quality import SSIM_SIGMA, SSIM_WINDOW, luma, psnr, ssim
+from bench.picture_quality import SSIM_SIGMA, SSIM_WINDOW, SceneMean, luma, psnr, ssim, star_mask
 
 C1 = (0.01 * 255) ** 2
 C2 = (0.03 * 255) ** 2
@@ -74,3 +74,77 @@ def test_more_noise_scores_worse_on_both_measures() -> None:
 def test_pictures_of_different_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="differ in size"):
         psnr(np.zeros((4, 4)), np.zeros((4, 5)))
+
+
+def frames_of(scene: np.ndarray, count: int, sigma: float, seed: int) -> list[np.ndarray]:
+    """`count` RGB frames of a grey `scene`, each with its own noise of `sigma`."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(count):
+        grey = np.clip(np.rint(scene + rng.normal(0, sigma, scene.shape)), 0, 255)
+        frames.append(np.repeat(grey[..., None], 3, axis=2).astype(np.uint8))
+    return frames
+
+
+def test_scene_mean_averages_the_per_frame_noise_away() -> None:
+    scene = starfield(5)
+    mean = SceneMean()
+    for i, frame in enumerate(frames_of(scene, 64, 8.0, 6)):
+        mean.add(frame, i % 2)
+    assert mean.frames == 64 and mean.counts == [32, 32]
+    # One frame is σ 8 from the scene; the mean of 64 about σ 1 (and rounding to uint8).
+    assert psnr(scene, luma(frames_of(scene, 1, 8.0, 7)[0])) == pytest.approx(30.1, abs=0.2)
+    residual = mean.mean() - scene
+    assert float(np.sqrt(np.mean(residual**2))) == pytest.approx(1.0, abs=0.1)
+
+
+def test_scene_mean_of_colour_frames_is_their_luma() -> None:
+    rng = np.random.default_rng(8)
+    frames = [rng.integers(0, 256, (16, 24, 3), dtype=np.uint8) for _ in range(3)]
+    mean = SceneMean()
+    for frame in frames:
+        mean.add(frame, 0)
+    expected = sum(luma(f) for f in frames) / 3
+    assert mean.mean() == pytest.approx(expected, abs=1e-3)
+
+
+def moved_stars(shape: tuple[int, int], dx: float, dy: float) -> np.ndarray:
+    """A dark sky with a few hundred Gaussian stars, all moved by (dx, dy) pixels."""
+    rng = np.random.default_rng(9)
+    sky = np.full(shape, 40.0)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    for y, x in zip(rng.uniform(0, shape[0], 150), rng.uniform(0, shape[1], 150), strict=True):
+        sky += 150 * np.exp(-((yy - y - dy) ** 2 + (xx - x - dx) ** 2) / (2 * 1.3**2))
+    return sky
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(0.0, 0.0), (0.0, 0.4), (3.0, -1.0), (-12.0, 20.0)])
+def test_scene_mean_measures_how_far_the_stars_moved_between_its_halves(
+    dx: float, dy: float
+) -> None:
+    shape = (480, 270)
+    mean = SceneMean()
+    for half, (sx, sy) in enumerate(((0.0, 0.0), (dx, dy))):
+        for frame in frames_of(moved_stars(shape, sx, sy), 8, 8.0, 10 + half):
+            mean.add(frame, half)
+    assert mean.shift_px(top=24) == pytest.approx(math.hypot(dx, dy), abs=0.1)
+
+
+def test_scene_mean_needs_frames() -> None:
+    with pytest.raises(ValueError, match="no frames"):
+        SceneMean().mean()
+    mean = SceneMean()
+    mean.add(np.zeros((8, 8, 3), dtype=np.uint8), 0)
+    with pytest.raises(ValueError, match="both halves"):
+        mean.shift_px()
+
+
+def test_star_mask_finds_the_stars_and_their_wings_but_not_the_sky() -> None:
+    scene = np.full((64, 64), 40.0)
+    scene[20, 30] = 200.0  # a star's core
+    scene[20, 31] = 45.0  # its faint wing, under the threshold itself
+    scene += np.random.default_rng(11).normal(0, 1.0, scene.shape)  # a mean's residual noise
+    mask = star_mask(scene)
+    assert mask[20, 30] and mask[20, 31] and mask[20, 32]
+    assert mask.sum() == 17  # the core grown by 2 px: OpenCV's 5×5 ellipse has 17 pixels
+    assert not mask[40:, :].any()
