@@ -64,16 +64,16 @@ def test_a_queue_that_stays_cuts_harder_every_second() -> None:
     # Sending six times what the link carries: 0.85 × sent a second would take many seconds.
     rate = controller()
     rate.update(Feedback(1.0, 4_500_000, rtt_ms=2.0))
-    rate.update(Feedback(2.0, 4_500_000, rtt_ms=300.0))
-    first = rate.update(Feedback(3.0, 4_500_000, rtt_ms=330.0))
+    rate.update(Feedback(2.0, 4_500_000, rtt_ms=200.0))
+    first = rate.update(Feedback(3.0, 4_500_000, rtt_ms=230.0))
     assert first == round(0.85 * 4_500_000)
-    second = rate.update(Feedback(4.0, 4_500_000, rtt_ms=340.0))
+    second = rate.update(Feedback(4.0, 4_500_000, rtt_ms=240.0))
     assert second == round(first * 0.6) and rate.reason == "delay"
     # With a REMB below what 0.85 × sent would give, the REMB is the better figure.
     rate = controller()
     rate.update(Feedback(1.0, 4_500_000, remb_bps=7 * M, remb_fresh=True, rtt_ms=2.0))
-    rate.update(Feedback(2.0, 4_500_000, remb_bps=7 * M, rtt_ms=300.0))
-    assert rate.update(Feedback(3.0, 4_500_000, remb_bps=590_000, rtt_ms=300.0)) == 590_000
+    rate.update(Feedback(2.0, 4_500_000, remb_bps=7 * M, rtt_ms=200.0))
+    assert rate.update(Feedback(3.0, 4_500_000, remb_bps=590_000, rtt_ms=200.0)) == 590_000
 
 
 def test_a_remb_stuck_below_the_send_rate_cuts_the_estimate() -> None:
@@ -292,4 +292,41 @@ async def test_the_tier_a_viewer_asked_for_is_its_ceiling(source: Source) -> Non
     finally:
         player.cancel()
         await client.close()
+        await manager.close_all()
+
+
+def test_a_round_trip_above_300_ms_is_a_queue_even_with_nothing_lower_to_compare() -> None:
+    """Behind a slow link from the start, the very first RTT is already queued."""
+    rate = controller()
+    # Acted on at once, and harder: half of what was sent, then 0.6 × that a second.
+    assert rate.update(Feedback(1.0, 3 * M, rtt_ms=340.0)) == 1_500_000
+    assert rate.reason == "delay"
+    assert rate.update(Feedback(2.0, 3 * M, rtt_ms=345.0)) == 900_000
+
+
+async def test_a_session_that_never_heard_an_estimate_makes_the_next_start_at_half(
+    source: Source,
+) -> None:
+    """A page behind a link far slower than the start retries lower each time."""
+    manager = PeerSessionManager(max_peers=4)
+    player = asyncio.create_task(source.play(1000, fps=20))
+    try:
+        starts = []
+        for _ in range(3):
+            client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            client.addTransceiver("video", direction="recvonly")
+            await client.setLocalDescription(await client.createOffer())
+            session, answer = await manager.create(
+                "t", Telescope(source), client.localDescription.sdp, client="slow", tier=FULL
+            )
+            starts.append((session.target_tier.name, session.start_bps))
+            await client.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            await wait_until(lambda s=session: s.stats().frames_sent > 0, timeout=10)
+            # Closed before aiortc's receiver sends its first REMB: nothing heard back.
+            session._stats.remb_bps = None
+            await session.close()
+            await client.close()
+        assert starts == [("full", 4 * M), ("full", 2 * M), ("reduced", 1 * M)]
+    finally:
+        player.cancel()
         await manager.close_all()

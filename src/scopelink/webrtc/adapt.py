@@ -53,6 +53,11 @@ OVERUSE_MARGIN = 0.95
 #: every further interval the queue stays (we send far more than the link carries).
 QUEUE_MS = 40.0
 RTT_WINDOW_S = 30.0
+#: An RTT above this is a queue whatever the recent lowest: a viewer behind a slow link from the
+#: first second never shows a low RTT to compare with (measured behind 800 kbit/s: 330–343 ms
+#: from the first report). No path this app serves has such a round trip without a queue.
+QUEUE_ABSOLUTE_MS = 300.0
+SEVERE_BACKOFF = 0.5
 DELAY_BACKOFF = 0.85
 PERSISTENT_BACKOFF = 0.6
 #: Loss above which the estimate is cut, and below which it may grow.
@@ -117,7 +122,11 @@ class RateController:
         )
         if fb.remb_fresh and fb.remb_bps is not None:
             self._last_remb = fb.remb_bps
-        delayed, self._queueing_before = queueing and self._queueing_before, queueing
+        # A round trip over `QUEUE_ABSOLUTE_MS` is a long queue: act on the first report, and
+        # harder (a page behind a link far slower than the start gives up within seconds).
+        severe = fb.rtt_ms is not None and fb.rtt_ms > QUEUE_ABSOLUTE_MS
+        delayed = queueing and (self._queueing_before or severe)
+        self._queueing_before = queueing
         delay_cut_before, self._delay_cut_before = self._delay_cut_before, False
         if loss > LOSS_HIGH and sent > 0:
             self._cut(sent * (1.0 - loss / 2), "loss")
@@ -129,7 +138,7 @@ class RateController:
         ):
             self._cut(fb.remb_bps, "remb")
         elif delayed and sent > 0:
-            target = DELAY_BACKOFF * sent
+            target = (SEVERE_BACKOFF if severe else DELAY_BACKOFF) * sent
             if fb.remb_bps is not None and fb.remb_bps < target:
                 target = fb.remb_bps
             if delay_cut_before:
@@ -149,7 +158,8 @@ class RateController:
         self._rtts.append((fb.now, fb.rtt_ms))
         while self._rtts and fb.now - self._rtts[0][0] > RTT_WINDOW_S:
             self._rtts.popleft()
-        return fb.rtt_ms - min(rtt for _, rtt in self._rtts) > QUEUE_MS
+        lowest = min(rtt for _, rtt in self._rtts)
+        return fb.rtt_ms - lowest > QUEUE_MS or fb.rtt_ms > QUEUE_ABSOLUTE_MS
 
     def _cut(self, value: float, reason: str) -> None:
         self._set(min(self.estimate, value), reason)

@@ -501,6 +501,11 @@ class PeerSession:
             self._on_feedback(self)
 
     @property
+    def start_bps(self) -> int | None:
+        """The estimate this peer started from (None: not adaptive)."""
+        return None if self._adaptation is None else self._adaptation.rate.start_bps
+
+    @property
     def estimate_bps(self) -> int | None:
         """The adaptive estimate of this peer's available bitrate (None: not adaptive)."""
         return None if self._adaptation is None else round(self._adaptation.rate.estimate)

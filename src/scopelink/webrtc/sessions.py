@@ -313,6 +313,11 @@ class PeerSessionManager:
             # Ended while congested (often: the page gave up on a frozen picture): the receiver's
             # last word is the better start.
             estimate = min(estimate, stats.remb_bps)
+        elif estimate is not None and stats.remb_bps is None and session.start_bps:
+            # Sent video but never heard an estimate back: the receiver got too little to make
+            # one (a link far slower than the start). Half the start, so each retry of a page
+            # behind such a link starts lower, down to the lowest tier.
+            estimate = min(estimate, session.start_bps // 2)
         if estimate is not None and session.client and stats.frames_sent:
             self._last_estimates.pop(session.client, None)
             self._last_estimates[session.client] = (time.monotonic(), estimate)
