@@ -268,14 +268,14 @@ async def test_a_lower_bitrate_set_in_place_lowers_what_the_tier_produces() -> N
     encoder = TierEncoder(REDUCED, source.frames)
     encoder.acquire()
     await asyncio.sleep(0)
-    before = [len((await encode(encoder, source)).data) for _ in range(10)]
+    before = [len((await encode(encoder, source)).data) for _ in range(15)]
     encoder.set_bitrate(400_000)
     after = [await encode(encoder, source) for _ in range(20)]
     encoder.release()
     assert not after[0].keyframe  # in place, no new context
     # Predicted frames only (the periodic keyframe comes every 20 frames).
-    p_before = before[1:]
+    p_before = before[5:]  # settled: x264 starts small after the first keyframe
     p_after = [len(f.data) for f in after[10:] if not f.keyframe]
     ratio = statistics.mean(p_after) / statistics.mean(p_before)
-    assert ratio < 0.6, (p_before, p_after)
+    assert ratio < 0.7, (p_before, p_after)  # ~0.5 measured; ~1.0 with the bug
     source.frames.close()
