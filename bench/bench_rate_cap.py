@@ -59,10 +59,21 @@ async def measure(netns: BrowserNetns, wrapper: Path, kind: str, width: int) -> 
             page = await browser.new_page()
             await page.goto(f"{app.base_url}/api/health")
             # jitterBufferTarget 0, as the UI sets it.
+            seen: list[str] = []
+
+            async def watch_tiers() -> None:
+                # The page stops its transport before it returns: look while it plays.
+                while True:
+                    await asyncio.sleep(1.0)
+                    seen.extend(p.tier for p in app.app.state.peers.stats())
+
+            watcher = asyncio.create_task(watch_tiers())
             collected = await page.evaluate(COLLECT, [kind, width, SECONDS, WARMUP_S, 0])
+            watcher.cancel()
             samples = collected["samples"]
+            # The tiers of the measured window's last seconds.
+            tiers = sorted(set(seen[-5:]))
             await browser.close()
-        tiers = sorted({s.tier for s in app.app.state.peers.stats()}) if kind == "webrtc" else []
     latencies = [float(s[1]) for s in samples]
     return {
         "kind": kind,
