@@ -45,6 +45,24 @@ PHONE = {
 
 expect.set_options(timeout=10_000)
 
+#: Page-side script text, for the start of an async page function: `recordDecoded(track)` puts
+#: the stamp of every frame a track delivers (decoded, read before any presentation can drop
+#: it) into `window.__received`.
+RECORD_DECODED = """
+  const { readFrameStampFrom } = await import("/lib/framestamp.js");
+  window.__received = [];
+  const recordDecoded = async (track) => {
+    const reader = new MediaStreamTrackProcessor({ track }).readable.getReader();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      const stamp = readFrameStampFrom(value, value.displayWidth, value.displayHeight);
+      if (stamp) window.__received.push(stamp.frame);
+      value.close();
+    }
+  };
+"""
+
 
 @dataclass
 class UI:

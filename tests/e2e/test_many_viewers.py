@@ -17,6 +17,7 @@ import time
 import httpx
 from playwright.async_api import Browser, Page
 
+from tests.e2e.conftest import RECORD_DECODED
 from tests.web.conftest import RunningApp
 
 VIEWERS = 8
@@ -29,32 +30,23 @@ MIN_SHARE = 0.95
 #: Start a reduced-tier WebRTC transport on this page. The stamps of the frames its video track
 #: delivers go to `__received`; those of the frames the transport shows (its `frame` events,
 #: from `requestVideoFrameCallback`) to `__frames`.
-WATCH = """async () => {
+WATCH = (
+    """async () => {
   const Rtc = window.RTCPeerConnection;
   window.RTCPeerConnection = class extends Rtc {
     constructor(...args) {
       super(...args);
       window.__pc = this;
       this.addEventListener("track", (event) => {
-        if (event.track.kind === "video") void decoded(event.track);
+        if (event.track.kind === "video") void recordDecoded(event.track);
       });
     }
   };
   const { ApiClient } = await import("/services/api.js");
   const { WebRtcTransport } = await import("/services/webrtc.js");
-  const { readFrameStampFrom } = await import("/lib/framestamp.js");
-  window.__received = [];
-  // Every frame the track delivers (decoded), read before any presentation can drop it.
-  const decoded = async (track) => {
-    const reader = new MediaStreamTrackProcessor({ track }).readable.getReader();
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      const stamp = readFrameStampFrom(value, value.displayWidth, value.displayHeight);
-      if (stamp) window.__received.push(stamp.frame);
-      value.close();
-    }
-  };
+"""
+    + RECORD_DECODED
+    + """
   const transport = new WebRtcTransport(new ApiClient(), { tier: "reduced" });
   transport.element.style.width = "135px";  // small on screen: less to composite
   document.body.append(transport.element);
@@ -66,6 +58,7 @@ WATCH = """async () => {
   });
   transport.start("simulator");
 }"""
+)
 
 RTC_STATS = """async () => {
   const pc = window.__pc;

@@ -11,26 +11,19 @@ from typing import Any
 
 from playwright.async_api import Browser, Page
 
+from tests.e2e.conftest import RECORD_DECODED
 from tests.web.conftest import RunningApp
 
 #: Offer (in `only` that codec, a mime type) and watch; resolves to the WHEP answer's status.
-WATCH = """async (only) => {
-  const { readFrameStampFrom } = await import("/lib/framestamp.js");
+WATCH = (
+    """async (only) => {"""
+    + RECORD_DECODED
+    + """
   const pc = new RTCPeerConnection();
   const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
   const codecs = RTCRtpReceiver.getCapabilities("video").codecs;
   transceiver.setCodecPreferences(codecs.filter((c) => c.mimeType === only));
-  window.__received = [];
-  pc.addEventListener("track", async (event) => {
-    const reader = new MediaStreamTrackProcessor({ track: event.track }).readable.getReader();
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      const stamp = readFrameStampFrom(value, value.displayWidth, value.displayHeight);
-      if (stamp) window.__received.push(stamp.frame);
-      value.close();
-    }
-  });
+  pc.addEventListener("track", (event) => void recordDecoded(event.track));
   await pc.setLocalDescription();
   await new Promise((resolve) => {
     if (pc.iceGatheringState === "complete") return resolve();
@@ -53,6 +46,7 @@ WATCH = """async (only) => {
   await pc.setRemoteDescription({ type: "answer", sdp: body });
   return { status: response.status };
 }"""
+)
 
 #: The codec the browser's inbound video uses now, by its stats.
 INBOUND_CODEC = """async () => {
