@@ -56,7 +56,7 @@ from scopelink.webrtc.track import EncodedVideoTrack
 
 log = logging.getLogger(__name__)
 
-#: How often per-peer rates are sampled and the tier policy is consulted.
+#: How often per-peer rates are sampled and adaptation takes a step.
 SAMPLE_INTERVAL_S = 1.0
 #: Packets aiortc keeps for retransmission on NACK. Its default, 128, is less than one full-tier
 #: keyframe (~200 packets of ~1.2 kB): the keyframe's first packets were gone before the NACK
@@ -428,7 +428,7 @@ class PeerSession:
                     self._remb_fresh = True
 
     async def _sample(self) -> None:
-        """Once a second: rates for the stats, and the tier policy's decision."""
+        """Once a second: rates for the stats, and one adaptation step."""
         last_frames, last_bytes, last_rtx, last_t = 0, 0, 0, time.monotonic()
         while True:
             await asyncio.sleep(SAMPLE_INTERVAL_S)
