@@ -196,7 +196,7 @@ async def test_with_random_loss_frames_keep_flowing_and_decoding(
     ui = netns_ui
     await open_webrtc(ui)
     netns.loss(5)  # % of UDP datagrams, each way
-    kinds = await ui.page.evaluate(WATCH_KINDS)
+    await ui.page.evaluate(WATCH_KINDS)
     seen = await latencies(ui, 8)
     frames = [frame for frame, _ in seen]
     # NACK retransmissions and keyframe requests (PLI) keep most frames decodable.

@@ -9,24 +9,25 @@ module does the sender's half itself, once a second per peer (`RateController.up
   rate is only a ramp that has not caught up (every session starts that way). The signal is a
   REMB that stops rising (falls, or repeats) below what we send, retransmissions included,
   while the round-trip time shows a queue (40 ms above its lowest of the last 30 s) or loss
-  shows. Then the estimate drops to the REMB, but never below half of what we sent: right after
-  a cap hits, Chromium's REMB can collapse to almost nothing for a while. A queue seen twice in
-  a row is congestion even without a REMB: the estimate drops to 0.85 × what we sent.
+  shows; then the estimate drops to the REMB. A queue seen twice in a row is congestion even
+  without a REMB: the estimate drops to 0.85 × what we sent (or the REMB, if lower), and by
+  0.6 more for every further interval the queue stays. An RTT over 300 ms is a queue with no
+  baseline needed, acted on at once with 0.5 × what we sent.
 - **Loss-based, from receiver reports.** Above 10 % loss the estimate drops to
   send rate × (1 − loss / 2). Between 2 % and 10 % loss, or with a queue, it holds; otherwise it
   may rise. (Chromium counts a packet recovered by retransmission as received, so loss shows
   late.)
 - **Probing up.** With no congestion signal the estimate grows 8 % a second, up to the highest
-  tier's ceiling. The tiers' encoders are shared, so
-  there are no per-peer padding probes. Instead a peer tries the higher tier once its estimate has
-  stayed above that tier's floor (with headroom) for `up_hold_s`. If the link cannot carry it,
-  RTT, REMB or loss say so within a second or two, and the peer goes back down. The next try
-  then waits twice as long (up to `max_hold_s`).
+  tier's ceiling. The tiers' encoders are shared, so there are no per-peer padding probes.
+  Instead a peer tries the higher tier once its estimate has stayed above that tier's floor
+  (with headroom) for `up_hold_s`. If the link cannot carry it, RTT, REMB or loss say so within
+  a second or two, and the peer goes back down; the next try then waits twice as long (up to
+  `max_hold_s`).
 
-Tier choice (`choose_tier`) is per peer; a tier's encoder bitrate (`tier_bitrate`) is 85 % of the
-lowest estimate among the peers watching it (the rest is overhead and retransmissions), clamped
-to the tier's range, so one encode serves them all
-and the slowest peer of a tier sets its quality (it moves down a tier once below the floor).
+Tier choice (`TierChooser.choose`) is per peer. A tier's encoder bitrate (`tier_bitrate`) is 85 %
+of the lowest estimate among the peers watching it (the rest is overhead and retransmissions),
+clamped to the tier's range: one encode serves them all, and the slowest peer of a tier sets its
+quality (it moves down a tier once below the floor).
 Design notes with measured REMB traces: docs/webrtc-adaptation.md.
 """
 
