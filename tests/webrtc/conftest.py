@@ -21,8 +21,9 @@ HEIGHT, WIDTH = 1920, 1080
 _BASE = np.random.default_rng(7).integers(10, 50, (HEIGHT, WIDTH, 3), dtype=np.uint8)
 
 
-def display_frame(number: int) -> DisplayFrame:
-    """A 1080×1920 star field with a moving star and frame stamp `number`."""
+def display_frame(number: int, received: float | None = None) -> DisplayFrame:
+    """A 1080×1920 star field with a moving star and frame stamp `number`, received at
+    `received` (monotonic seconds; default now)."""
     rgb = _BASE.copy()
     y = 200 + (number * 7) % (HEIGHT - 300)
     rgb[y : y + 6, 500:506] = 255
@@ -32,7 +33,7 @@ def display_frame(number: int) -> DisplayFrame:
         length=rgb.nbytes, frame_id=21, width=WIDTH, height=HEIGHT,
         image_type=ImageType.PREVIEW, image_id=number,
     )  # fmt: skip
-    now = time.monotonic()
+    now = time.monotonic() if received is None else received
     return DisplayFrame(
         rgb8=rgb, kind=FrameKind.PREVIEW, header=header, stamp=FrameStamp(number, 0),
         received=now, processed=now, process_s=0.0, stretch=None,
@@ -40,18 +41,27 @@ def display_frame(number: int) -> DisplayFrame:
 
 
 class Source:
-    """A frame slot the test publishes numbered frames into."""
+    """A frame slot the test publishes numbered frames into, stamped as received `fps` apart
+    (however fast the test publishes them: the encoder plans its rate by those times)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fps: float = 10.0) -> None:
         self.frames: LatestValue[DisplayFrame] = LatestValue()
         self.number = 0
+        self.fps = fps
+        self._last_received = time.monotonic()
+
+    def received(self) -> float:
+        """When the next frame counts as received: one frame interval after the last."""
+        self._last_received += 1 / self.fps
+        return self._last_received
 
     def publish(self) -> int:
+        self.frames.publish(display_frame(self.number + 1, self.received()))
         self.number += 1
-        self.frames.publish(display_frame(self.number))
         return self.number
 
     async def play(self, count: int, fps: float) -> None:
+        self.fps = fps
         for _ in range(count):
             self.publish()
             await asyncio.sleep(1 / fps)

@@ -60,6 +60,47 @@ def test_a_falling_remb_without_a_queue_or_loss_is_not_congestion() -> None:
     assert rate.estimate > 4 * M and rate.reason == "ramp"
 
 
+def test_after_a_cut_probing_stays_within_reach_of_the_remb() -> None:
+    # Behind a 750 kbit/s cap the browser's REMB settles near 590 kbit/s. Ramping 8 % a second
+    # past it until a queue builds froze the picture every ten seconds; the ramp stops at
+    # 1.15 x the REMB instead, widening to 1.5 x while the link stays quiet.
+    rate = controller()
+    rate.update(Feedback(1.0, 4 * M, remb_bps=3 * M, remb_fresh=True, rtt_ms=2.0))
+    rate.update(Feedback(2.0, 4 * M, remb_bps=590_000, remb_fresh=True, rtt_ms=250.0))
+    assert rate.estimate == 590_000 and rate.reason == "remb"
+
+    def quiet(t: int, remb: int = 590_000) -> int:
+        return rate.update(
+            Feedback(float(t), 500_000, remb_bps=remb, remb_fresh=t % 3 == 0, rtt_ms=2.0)
+        )
+
+    assert [quiet(t) for t in range(3, 8)][-1] == round(1.15 * 590_000)
+    assert rate.reason == "bound"
+    assert max(quiet(t) for t in range(8, 40)) == round(1.5 * 590_000)
+    # Probing (what the tier choice goes by) ramps on unbounded: only a move up a tier can
+    # show whether the link has room again when the encoder sends less than it may.
+    assert rate.probe > 4 * M
+    # A queue (twice) cuts; the bound is back to 1.15 x the REMB after it.
+    rate.update(Feedback(40.0, 700_000, remb_bps=590_000, rtt_ms=120.0))
+    assert rate.update(Feedback(41.0, 700_000, remb_bps=590_000, rtt_ms=120.0)) == 590_000
+    assert rate.probe == 590_000
+    assert max(quiet(t) for t in range(42, 47)) == round(1.15 * 590_000)
+    # The cap lifts: Chromium's REMB climbs, and the estimate with it.
+    remb = [*range(700_000, 2_000_001, 100_000), *[2 * M] * 10]
+    for t, value in enumerate(remb, start=47):
+        quiet(t, value)
+    assert rate.estimate == round(1.5 * 2 * M) and rate.reason == "bound"
+
+
+def test_a_remb_far_below_what_arrives_does_not_bound_probing() -> None:
+    # Chromium's REMB can stay at tens of kbit/s after a cap while a megabit arrives unqueued.
+    rate = controller(start=600_000)
+    rate.update(Feedback(0.0, 1 * M, fraction_lost=0.2))
+    for t in range(1, 6):
+        rate.update(Feedback(float(t), 1 * M, remb_bps=40_000, remb_fresh=True, rtt_ms=2.0))
+    assert rate.estimate > 600_000 * 1.08**4 and rate.reason == "ramp"
+
+
 def test_a_queue_that_stays_cuts_harder_every_second() -> None:
     # Sending six times what the link carries: 0.85 × sent a second would take many seconds.
     rate = controller()

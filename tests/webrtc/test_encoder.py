@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fractions
+import itertools
 import statistics
 from collections.abc import AsyncIterator
 
@@ -253,8 +254,8 @@ class NoisySource(Source):
     rng = np.random.default_rng(3)
 
     def publish(self) -> int:
+        frame = display_frame(self.number + 1, self.received())
         self.number += 1
-        frame = display_frame(self.number)
         noise = self.rng.integers(-8, 9, frame.rgb8.shape)
         noisy = np.clip(frame.rgb8.astype(np.int16) + noise, 0, 255).astype(np.uint8)
         self.frames.publish(dataclasses.replace(frame, rgb8=noisy))
@@ -279,3 +280,26 @@ async def test_a_lower_bitrate_set_in_place_lowers_what_the_tier_produces() -> N
     ratio = statistics.mean(p_after) / statistics.mean(p_before)
     assert ratio < 0.7, (p_before, p_after)  # ~0.5 measured; ~1.0 with the bug
     source.frames.close()
+
+
+@pytest.mark.parametrize("fps", [2.0, 25.0])
+async def test_the_bitrate_holds_whatever_the_sources_frame_rate(fps: float) -> None:
+    """x264 budgets a frame as bitrate / planned rate: planned at 10 fps, a 2 fps source got a
+    fifth of its bitrate. The encoder measures the source's rate and re-opens at it."""
+    source = NoisySource(fps=fps)
+    encoder = TierEncoder(REDUCED, source.frames)
+    encoder.set_bitrate(800_000)
+    encoder.acquire()
+    await asyncio.sleep(0)
+    frames = [await encode(encoder, source) for _ in range(round(8 * fps))]
+    encoder.release()
+    source.frames.close()
+    assert encoder.planned_fps == pytest.approx(fps, rel=0.05)
+    # A keyframe to start, then one to re-open at the measured rate (its fifth frame: four
+    # intervals); then the periodic ones, every 2 s of the measured rate.
+    keyframes = [i for i, f in enumerate(frames) if f.keyframe]
+    assert keyframes[:2] == [0, 4], keyframes
+    assert all(b - a == round(2 * fps) for a, b in itertools.pairwise(keyframes[1:])), keyframes
+    settled = frames[round(2 * fps) :]
+    kbit_s = sum(len(f.data) for f in settled) * 8 / (len(settled) / fps) / 1000
+    assert 0.7 * 800 < kbit_s < 1.2 * 800, kbit_s

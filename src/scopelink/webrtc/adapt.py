@@ -18,11 +18,13 @@ module does the sender's half itself, once a second per peer (`RateController.up
   may rise. (Chromium counts a packet recovered by retransmission as received, so loss shows
   late.)
 - **Probing up.** With no congestion signal the estimate grows 8 % a second, up to the highest
-  tier's ceiling. The tiers' encoders are shared, so there are no per-peer padding probes.
-  Instead a peer tries the higher tier once its estimate has stayed above that tier's floor
-  (with headroom) for `up_hold_s`. If the link cannot carry it, RTT, REMB or loss say so within
-  a second or two, and the peer goes back down; the next try then waits twice as long (up to
-  `max_hold_s`).
+  tier's ceiling. After the first congestion cut it goes no higher than 1.15 × the newest REMB
+  (`REMB_HEADROOM`), if that REMB is plausible (at least half what we send); after 5 quiet
+  seconds that bound widens by 0.05 × REMB a second, up to 1.5 × REMB. The tiers' encoders
+  are shared, so there are no per-peer padding probes. Instead a peer tries the higher tier once
+  its estimate has stayed above that tier's floor (with headroom) for `up_hold_s`. If the link
+  cannot carry it, RTT, REMB or loss say so within a second or two, and the peer goes back down;
+  the next try then waits twice as long (up to `max_hold_s`).
 
 Tier choice (`TierChooser.choose`) is per peer. A tier's encoder bitrate (`tier_bitrate`) is 85 %
 of the lowest estimate among the peers watching it (the rest is overhead and retransmissions),
@@ -64,6 +66,21 @@ PERSISTENT_BACKOFF = 0.6
 #: Loss above which the estimate is cut, and below which it may grow.
 LOSS_HIGH = 0.10
 LOSS_LOW = 0.02
+#: Probing may take the estimate at most this far above the browser's REMB. Unbounded, behind a
+#: 750 kbit/s cap the estimate climbed 8 % a second past a REMB that stayed at 590 until a queue
+#: built: every ten seconds the picture froze for up to 1.7 s. Chromium's REMB itself rises to
+#: 1.5 × what it receives when the link allows, so the bound lifts as the link does.
+REMB_HEADROOM = 1.15
+#: The bound widens while the link stays quiet: after `QUIET_S` seconds without a congestion
+#: signal, by `HEADROOM_GROWTH_PER_S` a second up to `MAX_REMB_HEADROOM`. An encoder that sends
+#: less than it may keeps the browser's REMB rising slowly (about 12 kbit/s a second measured
+#: after a cap lifted); sending a little above the REMB is what lets it climb faster.
+QUIET_S = 5.0
+HEADROOM_GROWTH_PER_S = 0.05
+MAX_REMB_HEADROOM = 1.5
+#: A REMB below this share of what we send, with no queue or loss to confirm it, is not taken as
+#: the link's rate (Chromium's can sit at tens of kbit/s long after a cap has gone).
+PLAUSIBLE_REMB = 0.5
 #: A tier is tried only when the estimate exceeds its floor by this factor.
 UP_HEADROOM = 1.25
 
@@ -92,7 +109,8 @@ class RateController:
     min_bps: int
     max_bps: int
     estimate: float = field(init=False)
-    #: Why the estimate last changed: "start", "ramp", "remb", "delay", "loss", "hold".
+    #: Why the estimate last changed: "start", "ramp", "remb", "delay", "loss", "hold"; "bound"
+    #: when it would ramp but the REMB bounds it.
     reason: str = field(default="start", init=False)
     _last_remb: int | None = field(default=None, init=False)
     _last_now: float | None = field(default=None, init=False)
@@ -100,9 +118,19 @@ class RateController:
     _rtts: deque[tuple[float, float]] = field(default_factory=deque, init=False)
     _queueing_before: bool = field(default=False, init=False)
     _delay_cut_before: bool = field(default=False, init=False)
+    #: Where probing has got to: the estimate without the REMB bound (never below it). Tier
+    #: choice goes by this: an encoder that sends less than it may (the sky compresses well)
+    #: cannot raise the browser's REMB much, so only a move up a tier, with its own backoff
+    #: (`TierChooser`), tests whether a link has room again.
+    probe: float = field(init=False)
+    #: Whether congestion has cut the estimate in this session.
+    _limited: bool = field(default=False, init=False)
+    #: When the last congestion signal (a cut or a hold) came.
+    _signal_at: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         self.estimate = float(min(max(self.start_bps, self.min_bps), self.max_bps))
+        self.probe = self.estimate
 
     def update(self, fb: Feedback) -> int:
         """Take one interval's feedback; the new estimate."""
@@ -130,27 +158,49 @@ class RateController:
         self._queueing_before = queueing
         delay_cut_before, self._delay_cut_before = self._delay_cut_before, False
         if loss > LOSS_HIGH and sent > 0:
-            self._cut(sent * (1.0 - loss / 2), "loss")
+            self._cut(sent * (1.0 - loss / 2), "loss", fb.now)
         elif (
             stalled
             and fb.remb_bps is not None
             and fb.remb_bps < OVERUSE_MARGIN * sent
             and (queueing or loss > LOSS_LOW)
         ):
-            self._cut(fb.remb_bps, "remb")
+            self._cut(fb.remb_bps, "remb", fb.now)
         elif delayed and sent > 0:
             target = (SEVERE_BACKOFF if severe else DELAY_BACKOFF) * sent
             if fb.remb_bps is not None and fb.remb_bps < target:
                 target = fb.remb_bps
             if delay_cut_before:
                 target = min(target, self.estimate * PERSISTENT_BACKOFF)
-            self._cut(target, "delay")
+            self._cut(target, "delay", fb.now)
             self._delay_cut_before = True
         elif loss > LOSS_LOW or queueing:
+            self._signal_at = fb.now
             self.reason = "hold"
-        elif self.estimate < self.max_bps:
-            self._set(self.estimate * RAMP_PER_S ** min(elapsed, 2.0), "ramp")
+        elif self.probe < self.max_bps:
+            step = RAMP_PER_S ** min(elapsed, 2.0)
+            self.probe = min(self.probe * step, self.max_bps)
+            target = min(self.estimate * step, self.probe)
+            bound = self._ramp_bound(sent, fb.now)
+            if target > bound:
+                target = max(self.estimate, bound)
+            if target > self.estimate:
+                self._set(target, "ramp")
+            else:
+                self.reason = "bound"
         return round(self.estimate)
+
+    def _ramp_bound(self, sent: float, now: float) -> float:
+        """How far probing may take the estimate: a headroom × the newest REMB once the link
+        has shown a limit (a cut), if that REMB describes the link (not while it sits implausibly
+        far below what arrives without a queue). A session's first REMBs are only the browser's
+        own start-up ramp. The headroom is `REMB_HEADROOM` after a congestion signal and widens
+        to `MAX_REMB_HEADROOM` while the link stays quiet."""
+        remb = self._last_remb
+        if not self._limited or remb is None or remb < PLAUSIBLE_REMB * sent:
+            return float("inf")
+        quiet = max(now - self._signal_at - QUIET_S, 0.0)
+        return min(REMB_HEADROOM + HEADROOM_GROWTH_PER_S * quiet, MAX_REMB_HEADROOM) * remb
 
     def _queueing(self, fb: Feedback) -> bool:
         """Whether this interval's RTT stands well above the path's recent lowest."""
@@ -162,11 +212,16 @@ class RateController:
         lowest = min(rtt for _, rtt in self._rtts)
         return fb.rtt_ms - lowest > QUEUE_MS or fb.rtt_ms > QUEUE_ABSOLUTE_MS
 
-    def _cut(self, value: float, reason: str) -> None:
+    def _cut(self, value: float, reason: str, now: float) -> None:
+        self._limited = True
+        self._signal_at = now
         self._set(min(self.estimate, value), reason)
 
     def _set(self, value: float, reason: str) -> None:
         self.estimate = min(max(value, self.min_bps), self.max_bps)
+        if reason != "ramp":
+            self.probe = self.estimate
+        self.probe = max(self.probe, self.estimate)
         self.reason = reason
 
 

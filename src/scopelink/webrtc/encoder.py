@@ -30,7 +30,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import av
@@ -57,6 +57,11 @@ PRESET = "ultrafast"
 #: burst on the wire (aiortc has no pacer). A quarter second lets a keyframe through a link
 #: at the bitrate with a quarter second of queueing at worst (docs/webrtc-adaptation.md).
 VBV_BUFFER_S = 0.25
+#: The source's frame rate is measured (`FrameRate`); when it strays this far from the rate the
+#: open context plans for, the context re-opens at the measured rate. x264 budgets each frame
+#: as bitrate / planned rate: a 2 fps source under a plan of 10 fps got a fifth of its bitrate
+#: (measured, tests/webrtc/test_encoder.py). A Seestar's frame rate follows its exposure.
+FPS_TOLERANCE = 0.3
 #: Encode times kept for the median shown in stats.
 _RECENT = 120
 #: How often to look for the source's new slot after it closed its old one.
@@ -93,7 +98,7 @@ class Tier:
     bitrate: int
     min_bitrate: int = 0
     max_bitrate: int = 0
-    #: Frames per second the rate control plans for (timestamps correct it as frames come).
+    #: Frames per second the rate control plans for until the source's own rate is measured.
     fps: float = 10.0
     keyframe_interval_s: float = 2.0
 
@@ -130,6 +135,35 @@ H264_BITRATE_STEP = 0.05
 REOPEN_BITRATE_STEP = 0.30
 #: A bitrate this many times below the open context's VBV ceiling re-opens it at a lower one.
 DEEP_CUT = 3
+
+
+class FrameRate:
+    """The source's frame rate, from the arrival times of the frames encoded (a moving
+    average of their intervals; gaps over `max_gap_s`, a paused source, are left out)."""
+
+    def __init__(self, *, weight: float = 0.2, min_samples: int = 4, max_gap_s: float = 5.0):
+        self._weight, self._min_samples, self._max_gap_s = weight, min_samples, max_gap_s
+        self._last: float | None = None
+        self._interval: float | None = None
+        self._samples = 0
+
+    def add(self, received: float) -> None:
+        last, self._last = self._last, received
+        if last is None or not 0 < received - last <= self._max_gap_s:
+            return
+        interval = received - last
+        self._samples += 1
+        if self._interval is None:
+            self._interval = interval
+        else:
+            self._interval += self._weight * (interval - self._interval)
+
+    @property
+    def fps(self) -> float | None:
+        """Frames per second, once enough intervals were seen."""
+        if self._interval is None or self._samples < self._min_samples:
+            return None
+        return 1.0 / self._interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,9 +269,15 @@ def open_codec(
         # The VBV ceiling is fixed at open (PyAV cannot change rc_max_rate later): a bitrate
         # raised above it needs a new context, and so a keyframe (see TierEncoder._encode).
         "maxrate": str(max_rate),
-        "bufsize": str(int(max_rate * VBV_BUFFER_S)),
+        "bufsize": str(int(max_rate * vbv_buffer_s(tier.fps))),
     }
     return codec
+
+
+def vbv_buffer_s(fps: float) -> float:
+    """The VBV buffer for a source at `fps`: `VBV_BUFFER_S`, or one frame's interval if longer
+    (a smaller buffer would cap every frame below its share of the bitrate)."""
+    return max(VBV_BUFFER_S, 1.0 / fps)
 
 
 def open_tier_codec(
@@ -252,7 +292,7 @@ def open_tier_codec(
             framerate=fractions.Fraction(round(tier.fps * 1000), 1000),
             gop_frames=tier.gop_frames,
             time_base=VIDEO_TIME_BASE,
-            buffer_s=VBV_BUFFER_S,
+            buffer_s=vbv_buffer_s(tier.fps),
         )
     return open_codec(tier, size, bitrate, max_rate=max_rate)
 
@@ -277,6 +317,9 @@ class TierEncoder:
         #: The VBV maximum rate the current context was opened with.
         self._ceiling = tier.bitrate
         self._holders = 0
+        #: The source's measured frame rate, and the rate the open context plans for.
+        self._frame_rate = FrameRate()
+        self._planned_fps = tier.fps
         self._task: asyncio.Task[None] | None = None
         self._force_keyframe = False
 
@@ -378,14 +421,20 @@ class TierEncoder:
     ) -> av.VideoCodecContext | None:
         """Encode and publish one frame; returns the context for the next (None: start afresh)."""
         size = self.tier.size_for(display.width, display.height)
+        self._frame_rate.add(display.received)
         if codec is None or (codec.width, codec.height) != size or self._needs_new_context():
             # The VBV ceiling is the bitrate itself: x264 follows a lower `bit_rate` in place
             # only when it was opened with maxrate = bitrate (measured: opened at 4 Mbit/s with
             # a 6 Mbit/s ceiling, a cut to 2 Mbit/s changed nothing). A deep cut re-opens too:
             # the old ceiling would let frames burst far above the link the cut was made for.
             self._ceiling = self._bitrate
+            self._planned_fps = self._frame_rate.fps or self._planned_fps
             codec = open_tier_codec(
-                self.codec, self.tier, size, self._bitrate, max_rate=self._ceiling
+                self.codec,
+                replace(self.tier, fps=self._planned_fps),
+                size,
+                self._bitrate,
+                max_rate=self._ceiling,
             )
         force, self._force_keyframe = self._force_keyframe, False
         pts = round(display.received * VIDEO_CLOCK_HZ)
@@ -420,8 +469,17 @@ class TierEncoder:
             )
         return codec
 
+    @property
+    def planned_fps(self) -> float:
+        """The frame rate the encoder's rate control plans for (the source's, once measured)."""
+        return self._planned_fps
+
     def _needs_new_context(self) -> bool:
-        """Whether the bitrate asked for needs a new context (and so a keyframe)."""
+        """Whether the bitrate asked for, or the source's frame rate, needs a new context (and
+        so a keyframe)."""
+        fps = self._frame_rate.fps
+        if fps is not None and abs(fps - self._planned_fps) > FPS_TOLERANCE * self._planned_fps:
+            return True
         if self.codec is Codec.VP8:
             return self._bitrate != self._ceiling  # libvpx ignores bit_rate once open (measured)
         return self._bitrate > self._ceiling or self._bitrate * DEEP_CUT < self._ceiling

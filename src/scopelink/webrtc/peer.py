@@ -485,15 +485,16 @@ class PeerSession:
         estimate = adaptation.rate.update(feedback)
         self._stats.estimate_bps = estimate
         self._stats.estimate_reason = adaptation.rate.reason
-        target = adaptation.chooser.choose(self._target, estimate, feedback.now)
+        target = adaptation.chooser.choose(self._target, adaptation.rate.probe, feedback.now)
         if target is not self._target:
             log.info(
-                "peer %s: tier %s -> %s (estimate %d kbit/s, %s)",
+                "peer %s: tier %s -> %s (estimate %d kbit/s, %s; probing at %d kbit/s)",
                 self.log_id,
                 self._target.name,
                 target.name,
                 estimate // 1000,
                 adaptation.rate.reason,
+                adaptation.rate.probe // 1000,
             )
             self._target = target
             self.track.switch_to(encoder_for(target))
