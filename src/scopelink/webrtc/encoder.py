@@ -16,7 +16,8 @@ buffer of a quarter second so a keyframe cannot burst far above the bitrate. lib
 libx264 wrapper reconfigures the rate control when `bit_rate` changes, so `set_bitrate()` takes
 effect on the next frame without a new context or a keyframe, within the VBV ceiling the context
 was opened with (PyAV cannot move that one): above it, or far below it (`DEEP_CUT`), the context
-is re-created at the cost of a keyframe.
+is re-created at the cost of a keyframe. So it is when the source's measured frame rate strays
+from the one the context plans for (`FPS_TOLERANCE`): x264 budgets each frame by that rate.
 """
 
 from __future__ import annotations
