@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -430,3 +434,47 @@ async def test_close_wakes_frame_consumers(
     await client.close()
     with pytest.raises(SlotClosedError):
         await asyncio.wait_for(waiter, 1)
+
+
+# -- a telescope that vanishes without a word ---------------------------------------------------
+
+BLACKHOLE_TABLE = "scopelink_test_blackhole"
+
+
+def _nft(script: str) -> None:
+    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def blackhole(port: int) -> Iterator[None]:
+    """Drop every TCP segment to and from `port` on this machine: no FIN, no RST, nothing."""
+    _nft(
+        f"table inet {BLACKHOLE_TABLE} {{\n"
+        "  chain out { type filter hook output priority 0;\n"
+        f"    tcp dport {port} drop\n    tcp sport {port} drop\n  }}\n}}\n"
+    )
+    try:
+        yield
+    finally:
+        _nft(f"delete table inet {BLACKHOLE_TABLE}\n")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("nft") is None, reason="dropping packets needs root and nft"
+)
+async def test_a_telescope_that_vanishes_is_noticed_and_the_stream_resumes_when_it_returns(
+    sim: ImagingServer, clients: list[ImagingClient]
+) -> None:
+    # Without dead-peer detection the kernel retransmits for ~15 minutes while the read waits.
+    client = ImagingClient("127.0.0.1", sim.port, backoff=FAST_BACKOFF, keepalive_s=0.5)
+    client.dead_peer_s = 2.0
+    clients.append(client)
+    await client.connect(timeout=5)
+    await client.begin_streaming()
+    await asyncio.wait_for(client.frames.next(0), 5)
+    with blackhole(sim.port):
+        await wait_until(lambda: not client.connected, timeout=8)
+        assert client.last_error is not None and "timed out" in client.last_error
+    await wait_until(lambda: client.connected, timeout=15)
+    seq = client.frames.seq
+    await asyncio.wait_for(client.frames.next(seq), 5)  # streaming again, nobody asked

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 from collections.abc import Callable
 from enum import StrEnum
 
@@ -40,9 +41,34 @@ TRANSITIONS: dict[ConnectionState, frozenset[ConnectionState]] = {
 
 StateListener = Callable[[ConnectionState], None]
 
+#: How long a connection may go unanswered before it counts as dead. A telescope that vanishes
+#: (its Wi-Fi gone, its power cut) sends no FIN or RST: the kernel would retransmit for about
+#: 15 minutes while the session waits on a read that never returns, and the live view stays
+#: frozen. Keepalive probes (an idle link) and TCP_USER_TIMEOUT (unacknowledged data, such as
+#: our own keepalive messages) end it after this long instead.
+DEAD_PEER_S = 10.0
+
+
+def detect_dead_peer(sock: socket.socket, seconds: float) -> None:
+    """Make the kernel end `sock` after `seconds` without an answer from the other end."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    options = (
+        ("TCP_KEEPIDLE", max(1, round(seconds / 2))),
+        ("TCP_KEEPINTVL", max(1, round(seconds / 6))),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", max(1, round(seconds * 1000))),
+    )
+    for name, value in options:
+        option = getattr(socket, name, None)  # Linux has them all; others keep their defaults
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
 
 class ReconnectingLink:
     """Base class: owns the socket and the reconnect loop; subclasses own the protocol."""
+
+    #: Seconds without an answer before the kernel ends the connection (`detect_dead_peer`).
+    dead_peer_s: float = DEAD_PEER_S
 
     def __init__(
         self,
@@ -174,6 +200,9 @@ class ReconnectingLink:
             else:
                 attempt = 0
                 self._writer = writer
+                sock = writer.get_extra_info("socket")
+                if sock is not None:
+                    detect_dead_peer(sock, self.dead_peer_s)
                 try:
                     await self._run_session(reader)
                     self.last_error = "connection closed by the telescope"
