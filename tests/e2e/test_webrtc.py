@@ -279,6 +279,21 @@ async def test_the_video_receiver_asks_for_no_playout_delay(ui: UI) -> None:
     assert target == 0
 
 
+async def test_attaching_the_video_again_keeps_frames_and_their_stamps_coming(ui: UI) -> None:
+    # The remedy for Chromium's held-frame state (lib/live-quality.js, HeldFrameDetector): a
+    # new player on the same track, in the same session; the frame callbacks go on.
+    await ui.open()
+    await playing(ui, "WebRTC")
+    await stamps_advance(ui)
+    offers = count_offers(ui)
+    await ui.page.evaluate("() => window.scopelink.transport.active.reattachVideo()")
+    assert await ui.page.evaluate("() => window.scopelink.transport.active.reattachments") == 1
+    await stamps_advance(ui)
+    await expect(ui.by("live-state")).to_have_attribute("data-state", "playing")
+    assert offers == []  # no new session
+    assert ui.errors == []
+
+
 async def test_the_codec_parameter_offers_only_that_codec(ui: UI) -> None:
     offers = count_offers(ui)
     await ui.open(query="?codec=h264")

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
 import {
+  HeldFrameDetector,
   chooseTransport,
   classifyQuality,
   codecPreferences,
@@ -153,5 +154,59 @@ describe("codec choice", () => {
   });
   test("a codec the browser cannot receive gives an empty list", () => {
     assert.deepEqual(codecPreferences([{ mimeType: "video/H264" }], "vp8"), []);
+  });
+});
+
+describe("HeldFrameDetector", () => {
+  /**
+   * Frames at `fps`, each presented `holdMs` after receipt plus 10 ms of decoding.
+   * @param {HeldFrameDetector} detector
+   * @param {{fps: number, holdMs: number, count: number, from?: number}} run
+   */
+  function feed(detector, { fps, holdMs, count, from = 1_000 }) {
+    const acted = [];
+    for (let i = 0; i < count; i++) {
+      const receiveTime = from + (i * 1000) / fps;
+      const frame = {
+        receiveTime,
+        presentationTime: receiveTime + 10 + holdMs,
+        processingDuration: 0.01,
+      };
+      if (detector.add(frame)) acted.push(i);
+    }
+    return acted;
+  }
+
+  test("a normal video is left alone", () => {
+    const detector = new HeldFrameDetector();
+    assert.deepEqual(feed(detector, { fps: 10, holdMs: 12, count: 200 }), []);
+    assert.deepEqual(feed(detector, { fps: 30, holdMs: 25, count: 600 }), []);
+  });
+
+  test("frames held a frame interval (measured: ~95 ms at 10 fps) re-attach once the window is full", () => {
+    const detector = new HeldFrameDetector({ window: 20 });
+    assert.deepEqual(feed(detector, { fps: 10, holdMs: 95, count: 25 }), [19]);
+    assert.equal(detector.times, 1);
+  });
+
+  test("at most once per cooldown and maxTimes per session", () => {
+    const detector = new HeldFrameDetector({ window: 20, cooldownMs: 30_000, maxTimes: 3 });
+    // Held for 200 s at 10 fps: acts at once, then every 30 s, three times in all.
+    const acted = feed(detector, { fps: 10, holdMs: 95, count: 2000 });
+    assert.equal(acted.length, 3);
+    assert.ok(acted[1] - acted[0] >= 300 && acted[2] - acted[1] >= 300, String(acted));
+  });
+
+  test("a slow source is judged against its own frame interval", () => {
+    // 1 fps: 120 ms of hold is well under half an interval; 900 ms is the stuck state.
+    assert.deepEqual(feed(new HeldFrameDetector(), { fps: 1, holdMs: 120, count: 40 }), []);
+    assert.deepEqual(feed(new HeldFrameDetector(), { fps: 1, holdMs: 900, count: 25 }), [19]);
+  });
+
+  test("frames without receipt times (not WebRTC) are ignored", () => {
+    const detector = new HeldFrameDetector({ window: 2 });
+    for (let i = 0; i < 10; i++) {
+      assert.equal(detector.add({ receiveTime: 0, presentationTime: 100 * i + 500 }), false);
+    }
   });
 });

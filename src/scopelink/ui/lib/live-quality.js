@@ -214,3 +214,86 @@ export function sourceFps(stamps) {
   const frames = last.frame - first.frame;
   return ms > 0 && frames > 0 ? (frames * 1000) / ms : null;
 }
+
+/**
+ * One presented WebRTC frame as `requestVideoFrameCallback` describes it (ms on the page's
+ * clock; `processingDuration` in seconds, as the metadata gives it).
+ *
+ * @typedef {object} PresentedFrame
+ * @property {number} receiveTime when its last packet arrived
+ * @property {number} presentationTime when it was handed to the compositor
+ * @property {number} [processingDuration] receipt to decoded, seconds
+ */
+
+/**
+ * Notices a video element that holds every decoded frame back by about a frame interval.
+ *
+ * Chromium sometimes starts a WebRTC `<video>` in a state where each decoded frame waits about
+ * one frame interval before it is presented, and some are skipped: measured on 1 session in 6,
+ * 104–112 ms from receipt to presentation at 10 fps instead of 15–32, with decoding done in
+ * 11 ms (docs/webrtc-media.md). Attaching the same track to the element again ends it. `add()`
+ * says when to do that: the median hold (receipt to presentation, less decoding) over the last
+ * `window` frames is above `minHoldMs` and above half the frame interval; at most once per
+ * `cooldownMs`, and `maxTimes` per session.
+ */
+export class HeldFrameDetector {
+  /** @type {number[]} */
+  #held = [];
+  /** @type {number[]} */
+  #intervals = [];
+  /** @type {number | null} */
+  #lastReceive = null;
+  /** @type {number | null} */
+  #lastAction = null;
+  times = 0;
+
+  constructor({ window = 20, minHoldMs = 50, cooldownMs = 30_000, maxTimes = 3 } = {}) {
+    this.window = window;
+    this.minHoldMs = minHoldMs;
+    this.cooldownMs = cooldownMs;
+    this.maxTimes = maxTimes;
+  }
+
+  /**
+   * @param {PresentedFrame} frame
+   * @returns {boolean} true: re-attach the video now
+   */
+  add(frame) {
+    const { receiveTime, presentationTime } = frame;
+    if (!(receiveTime > 0) || !(presentationTime > 0)) return false;
+    if (this.#lastReceive !== null && receiveTime > this.#lastReceive) {
+      push(this.#intervals, receiveTime - this.#lastReceive, this.window);
+    }
+    this.#lastReceive = receiveTime;
+    const decoding = (frame.processingDuration ?? 0) * 1000;
+    push(this.#held, presentationTime - receiveTime - decoding, this.window);
+    if (this.#held.length < this.window || this.#intervals.length < this.window - 1) return false;
+    if (this.times >= this.maxTimes) return false;
+    if (this.#lastAction !== null && presentationTime - this.#lastAction < this.cooldownMs) {
+      return false;
+    }
+    const held = median(this.#held);
+    if (held <= this.minHoldMs || held <= median(this.#intervals) / 2) return false;
+    this.times += 1;
+    this.#lastAction = presentationTime;
+    this.#held = [];
+    return true;
+  }
+}
+
+/**
+ * @param {number[]} values
+ * @param {number} value
+ * @param {number} keep
+ */
+function push(values, value, keep) {
+  values.push(value);
+  if (values.length > keep) values.shift();
+}
+
+/** @param {readonly number[]} values */
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}

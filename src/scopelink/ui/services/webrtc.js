@@ -11,7 +11,9 @@
  *   the browser holds no frame longer than its jitter estimate needs; the source is live.
  * - Frames: `requestVideoFrameCallback` gives one callback per frame presented; each becomes a
  *   `frame` event with `shownAt` = the frame's expected display time and the stamp read from the
- *   video's pixels (only the top band is drawn: lib/framestamp.js).
+ *   video's pixels (only the top band is drawn: lib/framestamp.js). A video that holds every
+ *   frame back about a frame interval (a Chromium state, lib/live-quality.js
+ *   `HeldFrameDetector`) gets its track attached again.
  * - Reconnection: ICE `disconnected` for `disconnectGraceMs` counts as failed; on failure the
  *   transport goes `retrying`, waits (capped exponential backoff), asks for an ICE `restart`
  *   (the server always refuses with 422) and then offers a new session. A closed signaling socket
@@ -22,7 +24,12 @@
 
 import { Backoff } from "../lib/backoff.js";
 import { readFrameStampFrom } from "../lib/framestamp.js";
-import { classifyQuality, codecPreferences, linkFigures } from "../lib/live-quality.js";
+import {
+  HeldFrameDetector,
+  classifyQuality,
+  codecPreferences,
+  linkFigures,
+} from "../lib/live-quality.js";
 import { LiveTransport } from "./live-transport.js";
 import { SignalingClient } from "./signaling.js";
 
@@ -66,6 +73,8 @@ export class WebRtcTransport extends LiveTransport {
   }
 
   #video = document.createElement("video");
+  /** Times the video was attached again (`reattachVideo`). */
+  reattachments = 0;
   #signaling;
   /** @type {RTCPeerConnection | null} */
   #pc = null;
@@ -428,9 +437,28 @@ export class WebRtcTransport extends LiveTransport {
       this.#backoff.reset();
       const stamp = readFrameStampFrom(video, metadata.width, metadata.height);
       this.frameShown(stamp, metadata.expectedDisplayTime ?? now);
+      const { receiveTime, presentationTime, processingDuration } = metadata;
+      const frame = { receiveTime: receiveTime ?? 0, presentationTime, processingDuration };
+      if (held.add(frame)) {
+        console.info("webrtc: frames held back a frame interval; attaching the video again");
+        this.reattachVideo();
+      }
       video.requestVideoFrameCallback(onFrame);
     };
+    const held = new HeldFrameDetector();
     video.requestVideoFrameCallback(onFrame);
+  }
+
+  /**
+   * Attach the playing track to the video element again: a new player, the same stream. The
+   * frame callbacks go on (they belong to the element).
+   */
+  reattachVideo() {
+    const current = this.#video.srcObject;
+    if (!(current instanceof MediaStream)) return;
+    this.reattachments += 1;
+    this.#video.srcObject = new MediaStream(current.getTracks());
+    void this.#video.play().catch(() => undefined);
   }
 
   async #tick() {
