@@ -20,7 +20,10 @@ from scopelink.services.frame_pipeline import (
     DisplayError,
     DisplayFrame,
     FramePipeline,
+    auto_stretch,
+    measure_stretch,
     render_display,
+    stretch_lut,
 )
 from scopelink.settings import Backoff
 from scopelink.simulator.simulator import Simulator, SimulatorConfig
@@ -342,3 +345,15 @@ async def test_an_8bit_jpeg_stack_is_shown_as_the_telescope_stretched_it(
     )
     assert np.array_equal(display.rgb8, rgb8) and display.stretch is None
     assert not display.rgb8.flags.writeable
+
+
+def test_the_stretch_looked_up_in_bands_is_the_same_picture_as_in_one_piece() -> None:
+    """The lookup runs in bands of rows on several threads; every pixel must come out as the
+    plain lookup gives it (odd height, so the bands differ in size)."""
+    rng = np.random.default_rng(5)
+    rgb16 = rng.integers(0, 65_536, (1921, 1080, 3), dtype=np.uint16)
+    rgb8, params = auto_stretch(rgb16)
+    luts = stretch_lut(measure_stretch(rgb16))
+    expected = np.stack([luts[c][rgb16[..., c]] for c in range(3)], axis=-1)
+    assert params == measure_stretch(rgb16)
+    np.testing.assert_array_equal(rgb8, expected)
