@@ -92,6 +92,18 @@ def test_after_a_cut_probing_stays_within_reach_of_the_remb() -> None:
     assert rate.estimate == round(1.5 * 2 * M) and rate.reason == "bound"
 
 
+def test_a_bounded_estimate_follows_the_remb_up_after_probing_reached_the_ceiling() -> None:
+    rate = controller()
+    rate.update(Feedback(1.0, 4 * M, remb_bps=3 * M, remb_fresh=True, rtt_ms=2.0))
+    rate.update(Feedback(2.0, 4 * M, remb_bps=590_000, remb_fresh=True, rtt_ms=250.0))
+    for t in range(3, 60):  # a long quiet spell behind the cap: probing reaches the ceiling
+        rate.update(Feedback(float(t), 500_000, remb_bps=590_000, rtt_ms=2.0))
+    assert rate.probe == 6 * M and rate.estimate == round(1.5 * 590_000)
+    for t in range(60, 90):  # the cap lifts and the REMB climbs: the estimate goes with it
+        rate.update(Feedback(float(t), 1 * M, remb_bps=3 * M, remb_fresh=True, rtt_ms=2.0))
+    assert rate.estimate == 4.5 * M
+
+
 def test_a_remb_far_below_what_arrives_does_not_bound_probing() -> None:
     # Chromium's REMB can stay at tens of kbit/s after a cap while a megabit arrives unqueued.
     rate = controller(start=600_000)

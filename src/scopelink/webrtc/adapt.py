@@ -22,7 +22,8 @@ module does the sender's half itself, once a second per peer (`RateController.up
   (`REMB_HEADROOM`), if that REMB is plausible (at least half what we send); after 5 quiet
   seconds that bound widens by 0.05 × REMB a second, up to 1.5 × REMB. The tiers' encoders
   are shared, so there are no per-peer padding probes. Instead a peer tries the higher tier once
-  its estimate has stayed above that tier's floor (with headroom) for `up_hold_s`. If the link
+  its probe (the estimate without that bound) has stayed above the tier's floor (with headroom)
+  for `up_hold_s`. If the link
   cannot carry it, RTT, REMB or loss say so within a second or two, and the peer goes back down;
   the next try then waits twice as long (up to `max_hold_s`).
 
@@ -177,7 +178,7 @@ class RateController:
         elif loss > LOSS_LOW or queueing:
             self._signal_at = fb.now
             self.reason = "hold"
-        elif self.probe < self.max_bps:
+        else:
             step = RAMP_PER_S ** min(elapsed, 2.0)
             self.probe = min(self.probe * step, self.max_bps)
             target = min(self.estimate * step, self.probe)
@@ -186,7 +187,7 @@ class RateController:
                 target = max(self.estimate, bound)
             if target > self.estimate:
                 self._set(target, "ramp")
-            else:
+            elif self.estimate < self.max_bps:
                 self.reason = "bound"
         return round(self.estimate)
 
@@ -216,12 +217,10 @@ class RateController:
         self._limited = True
         self._signal_at = now
         self._set(min(self.estimate, value), reason)
+        self.probe = self.estimate
 
     def _set(self, value: float, reason: str) -> None:
         self.estimate = min(max(value, self.min_bps), self.max_bps)
-        if reason != "ramp":
-            self.probe = self.estimate
-        self.probe = max(self.probe, self.estimate)
         self.reason = reason
 
 
