@@ -184,13 +184,24 @@ describe("HeldFrameDetector", () => {
   });
 
   test("frames held a frame interval (measured: ~95 ms at 10 fps) re-attach once the window is full", () => {
-    const detector = new HeldFrameDetector({ window: 20 });
+    const detector = new HeldFrameDetector({ window: 20, settleMs: 0 });
     assert.deepEqual(feed(detector, { fps: 10, holdMs: 95, count: 25 }), [19]);
     assert.equal(detector.times, 1);
   });
 
+  test("the first seconds of a session are not judged", () => {
+    // Held while playback starts, then normal: nothing to do.
+    const detector = new HeldFrameDetector({ window: 20, settleMs: 3_000 });
+    assert.deepEqual(feed(detector, { fps: 30, holdMs: 80, count: 80 }), []);
+    assert.deepEqual(feed(detector, { fps: 30, holdMs: 15, count: 200, from: 3_700 }), []);
+    // Held for good: judged once the settling time is over (frame 90 + a full window).
+    const stuck = new HeldFrameDetector({ window: 20, settleMs: 3_000 });
+    assert.deepEqual(feed(stuck, { fps: 30, holdMs: 80, count: 200 }), [109]);
+  });
+
   test("at most once per cooldown and maxTimes per session", () => {
     const detector = new HeldFrameDetector({ window: 20, cooldownMs: 30_000, maxTimes: 3 });
+    // (the first 3 s settle, then the window fills)
     // Held for 200 s at 10 fps: acts at once, then every 30 s, three times in all.
     const acted = feed(detector, { fps: 10, holdMs: 95, count: 2000 });
     assert.equal(acted.length, 3);
@@ -200,7 +211,8 @@ describe("HeldFrameDetector", () => {
   test("a slow source is judged against its own frame interval", () => {
     // 1 fps: 120 ms of hold is well under half an interval; 900 ms is the stuck state.
     assert.deepEqual(feed(new HeldFrameDetector(), { fps: 1, holdMs: 120, count: 40 }), []);
-    assert.deepEqual(feed(new HeldFrameDetector(), { fps: 1, holdMs: 900, count: 25 }), [19]);
+    const slow = new HeldFrameDetector({ settleMs: 0 });
+    assert.deepEqual(feed(slow, { fps: 1, holdMs: 900, count: 25 }), [19]);
   });
 
   test("frames without receipt times (not WebRTC) are ignored", () => {
