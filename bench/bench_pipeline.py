@@ -5,7 +5,8 @@
 Three measurements, each in its own process pinned to a core (os.sched_setaffinity):
 
 - cost: the pipeline's work on one 1080x1920 simulator frame (linked auto-stretch + stamp read,
-  JPEG encodes at the default and the full width), on one core;
+  JPEG encodes at the default and the full width), on one core, and again on every core (the
+  stretch's lookup runs in bands on parallel threads: the latency a frame waits);
 - server: a simulator process (10 fps) and an app process (registry + frame pipeline + the MJPEG
   router on uvicorn, on its own core) serve 1, then 8 concurrent MJPEG viewers in a third
   process; the app's CPU time over wall time comes from /proc/<pid>/stat, and each viewer
@@ -48,8 +49,9 @@ WARMUP_S = 1.5
 
 
 def role_cost(args: argparse.Namespace) -> None:
-    """Time the pipeline's per-frame work on real simulator frames."""
-    pin(args.core)
+    """Time the pipeline's per-frame work on real simulator frames (core -1: on every core)."""
+    if args.core >= 0:
+        pin(args.core)
     import cv2
 
     from scopelink.seestar.frames import FrameKind, ImagingFrame
@@ -246,6 +248,7 @@ def role_viewers(args: argparse.Namespace) -> None:
 
 
 def spawn(role: str, core: int, *extra: str, stdin: int | None = None) -> subprocess.Popen[str]:
+    """Run `role` in a child process pinned to `core` (-1: on every core this process has)."""
     command = [sys.executable, __file__, "--role", role, "--core", str(core), *extra]
     return subprocess.Popen(
         command,
@@ -253,7 +256,7 @@ def spawn(role: str, core: int, *extra: str, stdin: int | None = None) -> subpro
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        preexec_fn=lambda: pin(core),
+        preexec_fn=(lambda: pin(core)) if core >= 0 else None,
     )
 
 
@@ -343,6 +346,7 @@ def _mean(values: list[float]) -> float:
 def section(cost: dict[str, Any], idle: float, runs: list[dict[str, Any]]) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     process, stretch, stamp = cost["process"], cost["stretch"], cost["stamp"]
+    wide = cost["all_cores"]
     j540, j1080 = cost["jpeg540"], cost["jpeg1080"]
     header = "| Measure | " + " | ".join(f"{r['viewers']} viewer(s)" for r in runs) + " |"
     rule = "|---|" + "---|" * len(runs)
@@ -358,7 +362,7 @@ def section(cost: dict[str, Any], idle: float, runs: list[dict[str, Any]]) -> st
             f"Reproduce: `{COMMAND}`  ",
             f"Run: {now} on {cpu_model()}, {versions()}.",
             "",
-            "### Per frame (1080×1920 simulator frame, one core)",
+            "### Per frame (1080×1920 simulator frame; one core unless the row says otherwise)",
             "",
             "| Measure | Median | p95 | Target |",
             "|---|---|---|---|",
@@ -369,6 +373,11 @@ def section(cost: dict[str, Any], idle: float, runs: list[dict[str, Any]]) -> st
             f"{stretch[0]:.1f} ms | {stretch[1]:.1f} ms | |",
             f"| … of which the stamp read (top band only) | {stamp[0]:.1f} ms | "
             f"{stamp[1]:.1f} ms | |",
+            f"| Pipeline processing on all {wide['cores']} cores (the lookup in bands, one per "
+            f"core): what a frame waits | {wide['process'][0]:.1f} ms | "
+            f"{wide['process'][1]:.1f} ms | |",
+            f"| … of which the stretch | {wide['stretch'][0]:.1f} ms | "
+            f"{wide['stretch'][1]:.1f} ms | |",
             f"| JPEG encode, width 540 (default) q80, incl. INTER_AREA resize | {j540[0]:.1f} ms "
             f"| {j540[1]:.1f} ms | {j540[2] / 1000:.0f} kB per frame |",
             f"| JPEG encode, full width 1080 q80 | {j1080[0]:.1f} ms | {j1080[1]:.1f} ms | "
@@ -432,6 +441,17 @@ def main() -> None:
     print(
         f"    process median {cost['process'][0]:.2f} ms, p95 {cost['process'][1]:.2f} ms "
         f"(stretch {cost['stretch'][0]:.2f}, stamp {cost['stamp'][0]:.2f})"
+    )
+    print(f"(a') the same on all {len(cores)} cores ...")
+    wide = result_line(spawn("cost", -1))
+    cost["all_cores"] = {
+        "cores": len(cores),
+        "process": wide["process"],
+        "stretch": wide["stretch"],
+    }
+    print(
+        f"    process median {wide['process'][0]:.2f} ms, p95 {wide['process'][1]:.2f} ms "
+        f"(stretch {wide['stretch'][0]:.2f})"
     )
     for width in (540, 1080):
         median, p95, size = cost[f"jpeg{width}"]

@@ -15,6 +15,7 @@ from scopelink.seestar.frames import FrameKind, ImagingFrame
 from scopelink.seestar.imaging import ImagingClient
 from scopelink.seestar.imaging_protocol import FrameHeader, ImageType
 from scopelink.seestar.latest import SlotClosedError
+from scopelink.services import frame_pipeline
 from scopelink.services.frame_pipeline import (
     TARGET_BACKGROUND,
     DisplayError,
@@ -347,9 +348,12 @@ async def test_an_8bit_jpeg_stack_is_shown_as_the_telescope_stretched_it(
     assert not display.rgb8.flags.writeable
 
 
-def test_the_stretch_looked_up_in_bands_is_the_same_picture_as_in_one_piece() -> None:
+def test_the_stretch_looked_up_in_bands_is_the_same_picture_as_in_one_piece(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The lookup runs in bands of rows on several threads; every pixel must come out as the
-    plain lookup gives it (odd height, so the bands differ in size)."""
+    plain lookup gives it (odd height and three bands, so the bands differ in size)."""
+    monkeypatch.setattr(frame_pipeline, "_BANDS", 3)
     rng = np.random.default_rng(5)
     rgb16 = rng.integers(0, 65_536, (1921, 1080, 3), dtype=np.uint16)
     rgb8, params = auto_stretch(rgb16)

@@ -221,9 +221,10 @@ def stretch_lut(params: StretchParams) -> np.ndarray:
 
 
 #: The table lookup is split into bands of rows, looked up in parallel: `np.take` releases the
-#: GIL, and every frame waits for its stretch before anyone sees it (8.6 → 4.7 ms at 1080×1920
-#: on two cores). Images under `_BAND_MIN_PIXELS` pixels are looked up in one piece.
-_BANDS = max(1, min(os.cpu_count() or 1, 4))
+#: GIL, and every frame waits for its stretch before anyone sees it (docs/benchmarks.md, the
+#: pipeline on one core and on all). One band per core this process may run on, at most four;
+#: images under `_BAND_MIN_PIXELS` pixels are looked up in one piece.
+_BANDS = max(1, min(len(os.sched_getaffinity(0)), 4))
 _BAND_MIN_PIXELS = 500_000
 _lookups = ThreadPoolExecutor(max_workers=_BANDS, thread_name_prefix="stretch")
 
