@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import av
 import numpy as np
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
 
 from scopelink import framestamp
 from scopelink.framestamp import FrameStamp
@@ -98,3 +99,11 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.005)
+
+
+async def viewer_offer() -> tuple[RTCPeerConnection, str]:
+    """An aiortc viewer that only receives video, its offer gathered (no public STUN)."""
+    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    client.addTransceiver("video", direction="recvonly")
+    await client.setLocalDescription(await client.createOffer())
+    return client, client.localDescription.sdp

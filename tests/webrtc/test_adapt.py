@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, rtcrtpsender
+from aiortc import RTCPeerConnection, RTCSessionDescription, rtcrtpsender
 from aiortc.mediastreams import MediaStreamTrack
 
 from scopelink.seestar.latest import LatestValue
@@ -15,7 +15,7 @@ from scopelink.webrtc.adapt import Feedback, RateController, TierChooser, tier_b
 from scopelink.webrtc.encoder import FULL, REDUCED, TIERS, Codec, TierEncoder
 from scopelink.webrtc.peer import PeerSession
 from scopelink.webrtc.sessions import PeerSessionManager
-from tests.webrtc.conftest import Source, wait_until
+from tests.webrtc.conftest import Source, viewer_offer, wait_until
 
 M = 1_000_000
 
@@ -220,14 +220,10 @@ async def test_a_congested_peer_moves_down_alone_and_sets_its_new_tiers_bitrate(
     try:
         sessions = []
         for _ in range(2):
-            client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-            client.addTransceiver("video", direction="recvonly")
+            client, offer = await viewer_offer()
             tracks: list[MediaStreamTrack] = []
             client.on("track", tracks.append)
-            await client.setLocalDescription(await client.createOffer())
-            session, answer = await manager.create(
-                "t", telescope, client.localDescription.sdp, tier=FULL
-            )
+            session, answer = await manager.create("t", telescope, offer, tier=FULL)
             await client.setRemoteDescription(RTCSessionDescription(answer, "answer"))
             clients.append(client)
             sessions.append(session)
@@ -263,12 +259,8 @@ async def test_a_client_that_comes_back_starts_at_its_last_estimate(source: Sour
     player = asyncio.create_task(source.play(1000, fps=20))
 
     async def connect(client_id: str) -> tuple[RTCPeerConnection, PeerSession]:
-        client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        client.addTransceiver("video", direction="recvonly")
-        await client.setLocalDescription(await client.createOffer())
-        session, answer = await manager.create(
-            "t", telescope, client.localDescription.sdp, client=client_id, tier=FULL
-        )
+        client, offer = await viewer_offer()
+        session, answer = await manager.create("t", telescope, offer, client=client_id, tier=FULL)
         await client.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         await asyncio.wait_for(session.connected.wait(), 10)
         return client, session
@@ -327,14 +319,10 @@ def test_retransmissions_get_a_share_of_the_estimate_and_no_more(source: Source)
 async def test_the_tier_a_viewer_asked_for_is_its_ceiling(source: Source) -> None:
     """A viewer that chose the reduced tier (a phone, a metered link) is never moved up."""
     manager = PeerSessionManager(max_peers=4)
-    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    client.addTransceiver("video", direction="recvonly")
-    await client.setLocalDescription(await client.createOffer())
+    client, offer = await viewer_offer()
     player = asyncio.create_task(source.play(1000, fps=20))
     try:
-        session, answer = await manager.create(
-            "t", Telescope(source), client.localDescription.sdp, tier=REDUCED
-        )
+        session, answer = await manager.create("t", Telescope(source), offer, tier=REDUCED)
         await client.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         for t in range(30):  # a fast, clean link for half a minute
             session.adapt(Feedback(1000.0 + t, 1 * M, rtt_ms=2.0))
@@ -366,11 +354,9 @@ async def test_a_session_that_never_heard_an_estimate_makes_the_next_start_at_ha
     try:
         starts = []
         for _ in range(3):
-            client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-            client.addTransceiver("video", direction="recvonly")
-            await client.setLocalDescription(await client.createOffer())
+            client, offer = await viewer_offer()
             session, answer = await manager.create(
-                "t", Telescope(source), client.localDescription.sdp, client="slow", tier=FULL
+                "t", Telescope(source), offer, client="slow", tier=FULL
             )
             starts.append((session.target_tier.name, session.start_bps))
             await client.setRemoteDescription(RTCSessionDescription(answer, "answer"))

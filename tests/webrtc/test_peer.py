@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_fci
 
@@ -19,15 +19,7 @@ from scopelink.webrtc.peer import (
     check_offer,
     parse_sdpfrag,
 )
-from tests.webrtc.conftest import Source, wait_until
-
-
-async def viewer_offer() -> tuple[RTCPeerConnection, str]:
-    """An aiortc viewer that only receives video, its offer gathered (no public STUN)."""
-    client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    client.addTransceiver("video", direction="recvonly")
-    await client.setLocalDescription(await client.createOffer())
-    return client, client.localDescription.sdp
+from tests.webrtc.conftest import Source, viewer_offer, wait_until
 
 
 async def test_viewer_gets_an_answer_with_candidates_and_decodes_advancing_frames(

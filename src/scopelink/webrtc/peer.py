@@ -65,11 +65,10 @@ SAMPLE_INTERVAL_S = 1.0
 #: every packet; 65536 is a multiple of it, so sequence wrap-around stays consistent.
 NACK_HISTORY_PACKETS = 1024
 rtcrtpsender.RTP_HISTORY_SIZE = NACK_HISTORY_PACKETS
-#: Retransmissions may use at most this share of the peer's estimated rate (the encoder gets
-#: `adapt.MEDIA_SHARE` of it) (a token bucket of
-#: `RTX_BURST_S` of it): under a rate cap, unlimited NACK retransmissions filled the link and
-#: starved new frames; beyond the budget a lost packet stays lost and the receiver asks for a
-#: keyframe instead.
+#: Retransmissions may use at most this share of the peer's estimated rate, as a token bucket
+#: holding `RTX_BURST_S` of it (the encoder gets `adapt.MEDIA_SHARE` of the estimate). Under a
+#: rate cap, unlimited NACK retransmissions filled the link and starved new frames; beyond the
+#: budget a lost packet stays lost and the receiver asks for a keyframe instead.
 RTX_SHARE = 0.15
 RTX_BURST_S = 0.25
 #: The codecs we can send, best first: VP8 only for a browser that cannot take H.264.
