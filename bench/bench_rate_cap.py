@@ -160,10 +160,16 @@ WATCH = """() => {
     if (stamp) window.__seen.push(performance.timeOrigin + shownAt - stamp.emitMs);
   });
 }"""
-TAKE = "() => { const seen = window.__seen; window.__seen = []; return seen; }"
+TAKE = """() => {
+  const seen = window.__seen;
+  window.__seen = [];
+  const t = window.scopelink.transport;
+  const jitterBufferMs = t.connectionQuality().jitterBufferMs;
+  return { seen, jitterBufferMs, reattached: t.reattachments };
+}"""
 
 
-async def trace() -> None:
+async def trace(cap_kbit: int, cap_on_s: int, cap_off_s: int) -> None:
     rows: list[str] = []
     with tempfile.TemporaryDirectory() as tmp, BrowserNetns.create() as netns:
         wrapper = netns.chromium_wrapper(Path(tmp))
@@ -177,6 +183,8 @@ async def trace() -> None:
                 executable_path=str(wrapper), args=CHROMIUM_ARGS + EXTRA_ARGS
             )
             page = await browser.new_page()
+            if cap_on_s <= 0:  # capped from the page's first packet, as in the comparison
+                netns.rate_cap(cap_kbit)
             await page.goto(f"{app.base_url}/?transport=webrtc")
             await page.wait_for_function(
                 "() => window.scopelink?.transport?.kind === 'webrtc' && "
@@ -184,47 +192,58 @@ async def trace() -> None:
             )
             await page.evaluate(WATCH)
             for second in range(TRACE_S):
-                if second == CAP_ON_S:
-                    netns.rate_cap(TRACE_CAP)
-                elif second == CAP_OFF_S:
+                if second == cap_on_s:
+                    netns.rate_cap(cap_kbit)
+                elif second == cap_off_s:
                     netns.lift_rate_cap()
                 await asyncio.sleep(1.0)
-                seen = await page.evaluate(TAKE)
+                taken = await page.evaluate(TAKE)
+                seen, buffered = taken["seen"], taken["jitterBufferMs"]
                 peers = (await http.get("/api/telescopes/simulator/webrtc/peers")).json()
                 for p in peers["peers"]:
-                    cap = TRACE_CAP if CAP_ON_S <= second < CAP_OFF_S else "–"
+                    cap = cap_kbit if cap_on_s <= second < cap_off_s else "–"
                     row = (
                         f"| {second} | {cap} | {p['tier']} | {p['bitrate_bps'] // 1000} | "
                         f"{(p['remb_bps'] or 0) // 1000 or '–'} | "
                         f"{(p['estimate_bps'] or 0) // 1000} {p['estimate_reason'] or ''} | "
                         f"{round(p['rtt_ms'] or 0)} | {p['retransmitted_packets']} / "
                         f"{p['retransmissions_refused']} | {len(seen)} | "
-                        f"{round(max(seen)) if seen else '–'} |"
+                        f"{round(statistics.median(seen)) if seen else '–'} / "
+                        f"{round(max(seen)) if seen else '–'} | "
+                        f"{'–' if buffered is None else round(buffered)} | "
+                        f"{taken['reattached'] or ''} |"
                     )
                     print(row, flush=True)
                     rows.append(row)
             await browser.close()
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    defaults = (cap_kbit, cap_on_s, cap_off_s) == (TRACE_CAP, CAP_ON_S, CAP_OFF_S)
+    options = "" if defaults else f" --cap {cap_kbit} --cap-on {cap_on_s} --cap-off {cap_off_s}"
     write_section(
-        "rate-cap-trace",
+        "rate-cap-trace" if defaults else f"rate-cap-trace-{cap_kbit}",
         [
-            "## One WebRTC viewer while a rate cap comes and goes",
+            "## One WebRTC viewer while a rate cap comes and goes"
+            if defaults
+            else f"## One WebRTC viewer behind a {cap_kbit} kbit/s cap, seconds {cap_on_s}–"
+            f"{cap_off_s}",
             "",
-            "Reproduce (root): `.venv/bin/python bench/bench_rate_cap.py --trace`  ",
+            f"Reproduce (root): `.venv/bin/python bench/bench_rate_cap.py --trace{options}`  ",
             f"Run: {now} on {cpu_model()}, Python {platform.python_version()}, Debian Chromium "
             "(headless) in a network namespace, all on one 2-core machine.",
             "",
             f"The UI's WebRTC view, source 1080×1920 at {SOURCE_FPS:.0f} fps; `tbf` caps the "
-            f"server → browser direction at {TRACE_CAP} kbit/s from second {CAP_ON_S} to "
-            f"{CAP_OFF_S}. Each row is one second: the peer as `GET …/webrtc/peers` reports it "
+            f"server → browser direction at {cap_kbit} kbit/s from second {cap_on_s} to "
+            f"{cap_off_s}. Each row is one second: the peer as `GET …/webrtc/peers` reports it "
             "(tier, media sent, the browser's REMB, the adaptation's estimate and why, RTT, "
             "packets resent / refused so far) and the frames the page showed in that second "
-            "with the worst stamp → shown latency. A new session (the page reconnecting) "
-            "starts its counters again.",
+            "with their median and worst stamp → shown latency, the browser's jitter-buffer "
+            "delay (mean over its last second, `getStats()`) and how often the page has "
+            "re-attached the video so far (Chromium's held-frame state, docs/ui.md). A new "
+            "session (the page reconnecting) starts its counters again.",
             "",
             "| s | Cap | Tier | Sent kbit/s | REMB | Estimate | RTT ms | Resent / refused | "
-            "Frames shown | Worst latency ms |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "Frames shown | Latency median / worst ms | Jitter buffer ms | Re-attached |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
         ],
     )
@@ -233,7 +252,10 @@ async def trace() -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trace", action="store_true", help="one viewer, second by second")
+    parser.add_argument("--cap", type=int, default=TRACE_CAP, help="the trace's cap, kbit/s")
+    parser.add_argument("--cap-on", type=int, default=CAP_ON_S, help="the trace's cap from (s)")
+    parser.add_argument("--cap-off", type=int, default=CAP_OFF_S, help="and until (s)")
     args = parser.parse_args()
     started = time.monotonic()
-    asyncio.run(trace() if args.trace else main())
+    asyncio.run(trace(args.cap, args.cap_on, args.cap_off) if args.trace else main())
     print(f"done in {time.monotonic() - started:.0f} s")

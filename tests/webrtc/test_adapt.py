@@ -148,6 +148,57 @@ def test_a_queue_seen_twice_is_congestion_without_any_remb() -> None:
     assert rate.reason == "delay"
 
 
+def test_any_congestion_signal_marks_the_link_limited() -> None:
+    """A hold (a queue or moderate loss) shows the link's limit as much as a cut does: a 4 Mbit/s
+    cap that only ever queues keyframes gives no cut (measured), and those keyframes are what
+    the tight frame bound is for."""
+    rate = controller()
+    rate.update(Feedback(now=1.0, sent_bps=3 * M, rtt_ms=2.0))
+    assert not rate.limited
+    rate.update(Feedback(now=2.0, sent_bps=3 * M, rtt_ms=60.0))  # a queue, once: a hold
+    assert rate.reason == "hold" and rate.limited
+    lossy = controller()
+    lossy.update(Feedback(now=1.0, sent_bps=3 * M, fraction_lost=0.05))
+    assert lossy.reason == "hold" and lossy.limited
+
+
+def test_loss_the_receiver_nacked_counts_though_its_reports_show_none() -> None:
+    """Chromium counts a packet recovered by retransmission as received: behind a 1.5 Mbit/s cap
+    a full-tier start lost most of every keyframe while its receiver reports said ~0 %."""
+    rate = controller()
+    rate.update(Feedback(now=1.0, sent_bps=3 * M, fraction_lost=0.0, nack_loss=0.6))
+    assert rate.reason == "loss" and rate.estimate == 3 * M * 0.7
+    held = controller()
+    held.update(Feedback(now=1.0, sent_bps=3 * M, fraction_lost=0.0, nack_loss=0.05))
+    assert held.reason == "hold" and held.estimate == 4 * M
+
+
+def test_when_several_rules_call_for_a_cut_the_deepest_wins() -> None:
+    """Heavy loss alone cuts to 0.7 × sent; with the REMB at a fifth of what was sent and the RTT
+    at 340 ms the same second, the cut goes to the REMB (measured behind 750 kbit/s: cutting by
+    loss alone left the picture frozen for five seconds)."""
+    rate = controller()
+    rate.update(Feedback(now=1.0, sent_bps=3 * M, remb_bps=4 * M, remb_fresh=True, rtt_ms=2.0))
+    rate.update(
+        Feedback(
+            now=2.0,
+            sent_bps=3 * M,
+            remb_bps=600_000,
+            remb_fresh=True,
+            nack_loss=0.6,
+            rtt_ms=340.0,
+        )
+    )
+    assert rate.reason == "remb" and rate.estimate == 600_000
+
+
+def test_a_packet_nacked_again_counts_once_as_lost(source: Source) -> None:
+    session = PeerSession(TierEncoder(REDUCED, source.frames), telescope_id="t")
+    for seq in (7, 8, 7, 9, 8, 7):  # the receiver asks again until the packet comes
+        session._may_retransmit(seq, 1200)
+    assert session._nacked_new == 3
+
+
 def test_heavy_loss_cuts_moderate_loss_holds() -> None:
     rate = controller()
     assert rate.update(Feedback(1.0, sent_bps=2 * M, fraction_lost=0.2)) == 1_800_000
@@ -245,6 +296,10 @@ async def test_a_congested_peer_moves_down_alone_and_sets_its_new_tiers_bitrate(
         assert encoders["full"].bitrate >= FULL.min_bitrate  # not dragged down by the slow one
         assert slow.stats().estimate_reason == "remb"
         assert fast.stats().tier == "full"
+        # Behind a link that has shown its limit, frames are bounded to one frame interval;
+        # the full tier's viewer has shown none.
+        assert slow.stats().limited and not fast.stats().limited
+        assert encoders["reduced"].tight and not encoders["full"].tight
     finally:
         player.cancel()
         for client in clients:
@@ -276,10 +331,12 @@ async def test_a_client_that_comes_back_starts_at_its_last_estimate(source: Sour
         client, again = await connect("page-1")
         assert again.target_tier is REDUCED
         assert again.estimate_bps is not None and again.estimate_bps <= 800_000
+        assert again.limited  # its link's limit is remembered too
         await client.close()
         # Another client knows nothing of it.
         other_client, other = await connect("page-2")
         assert other.target_tier is FULL and other.estimate_bps == FULL.bitrate
+        assert not other.limited
         await other_client.close()
     finally:
         player.cancel()
@@ -307,9 +364,9 @@ def test_retransmissions_get_a_share_of_the_estimate_and_no_more(source: Source)
     # and the bucket holds a quarter second of it (4 687 bytes).
     session._rtx_tokens = 0.0
     session._rtx_at -= 1.0  # a second ago: the bucket has filled up to its depth
-    allowed = sum(session._may_retransmit(1200) for _ in range(20))
+    allowed = sum(session._may_retransmit(seq, 1200) for seq in range(20))
     assert allowed == 3  # 3 × 1 200 ≤ 4 687 < 4 × 1 200
-    assert not session._may_retransmit(None)  # no longer kept: nothing to resend
+    assert not session._may_retransmit(20, None)  # no longer kept: nothing to resend
     stats = session.stats()
     assert stats.retransmitted_packets == 3 and stats.retransmitted_bytes == 3600
     assert stats.retransmissions_refused == 18

@@ -282,6 +282,38 @@ async def test_a_lower_bitrate_set_in_place_lowers_what_the_tier_produces() -> N
     source.frames.close()
 
 
+async def test_a_tight_bound_keeps_every_frame_keyframes_included_to_one_frame_interval() -> None:
+    """Chromium holds every frame as long as the largest takes to arrive: behind a slow link,
+    quarter-second keyframes kept each frame ~200 ms late. Tight, no frame exceeds one frame
+    interval of the bitrate; the change re-opens the context (a keyframe) both ways."""
+    source = NoisySource(fps=10)
+    encoder = TierEncoder(REDUCED, source.frames)
+    encoder.set_bitrate(800_000)
+    encoder.acquire()
+    await asyncio.sleep(0)
+    budget = 800_000 / 10 / 8  # bytes: one frame interval of the bitrate
+    loose = [await encode(encoder, source) for _ in range(6)]
+    encoder.request_keyframe()
+    loose.append(await encode(encoder, source))
+    assert encoder.vbv_buffer_s == pytest.approx(0.25)
+    # Without the bound a keyframe takes up to a quarter second: the test can tell.
+    assert max(len(f.data) for f in loose if f.keyframe) > 1.5 * budget
+
+    encoder.set_tight(True)
+    tight = [await encode(encoder, source) for _ in range(6)]
+    encoder.request_keyframe()
+    tight.append(await encode(encoder, source))
+    assert tight[0].keyframe and tight[-1].keyframe  # the re-open, then the one asked for
+    assert encoder.vbv_buffer_s == pytest.approx(0.1)
+    assert max(len(f.data) for f in tight) <= 1.1 * budget, [len(f.data) for f in tight]
+
+    encoder.set_tight(False)
+    again = await encode(encoder, source)
+    encoder.release()
+    source.frames.close()
+    assert again.keyframe and encoder.vbv_buffer_s == pytest.approx(0.25)
+
+
 @pytest.mark.parametrize("fps", [2.0, 25.0])
 async def test_the_bitrate_holds_whatever_the_sources_frame_rate(fps: float) -> None:
     """x264 budgets a frame as bitrate / planned rate: planned at 10 fps, a 2 fps source got a

@@ -13,24 +13,25 @@ module does the sender's half itself, once a second per peer (`RateController.up
   without a REMB: the estimate drops to 0.85 × what we sent (or the REMB, if lower), and by
   0.6 more for every further interval the queue stays. An RTT over 300 ms is a queue with no
   baseline needed, acted on at once with 0.5 × what we sent.
-- **Loss-based, from receiver reports.** Above 10 % loss the estimate drops to
+- **Loss-based, from receiver reports and NACKs.** Above 10 % loss the estimate drops to
   send rate × (1 − loss / 2). Between 2 % and 10 % loss, or with a queue, it holds; otherwise it
-  may rise. (Chromium counts a packet recovered by retransmission as received, so loss shows
-  late.)
+  may rise. Loss is the larger of the receiver report's and the share of packets NACKed
+  (`Feedback.nack_loss`): Chromium counts a packet recovered by retransmission as received.
 - **Probing up.** With no congestion signal the estimate grows 8 % a second, up to the highest
-  tier's ceiling. After the first congestion cut it goes no higher than 1.15 × the newest REMB
-  (`REMB_HEADROOM`), if that REMB is plausible (at least half what we send); after 5 quiet
-  seconds that bound widens by 0.05 × REMB a second, up to 1.5 × REMB. The tiers' encoders
-  are shared, so there are no per-peer padding probes. Instead a peer tries the higher tier once
-  its probe (the estimate without that bound) has stayed above the tier's floor (with headroom)
-  for `up_hold_s`. If the link
+  tier's ceiling. After the first congestion signal (`limited`) it goes no higher than
+  1.15 × the newest REMB (`REMB_HEADROOM`), if that REMB is plausible (at least half what we
+  send); after 5 quiet seconds that bound widens by 0.05 × REMB a second, up to 1.5 × REMB.
+  The tiers' encoders are shared, so there are no per-peer padding probes. Instead a peer tries
+  the higher tier once its probe (the estimate without that bound) has stayed above the tier's
+  floor (with headroom) for `up_hold_s`. If the link
   cannot carry it, RTT, REMB or loss say so within a second or two, and the peer goes back down;
   the next try then waits twice as long (up to `max_hold_s`).
 
 Tier choice (`TierChooser.choose`) is per peer. A tier's encoder bitrate (`tier_bitrate`) is 85 %
 of the lowest estimate among the peers watching it (the rest is overhead and retransmissions),
 clamped to the tier's range: one encode serves them all, and the slowest peer of a tier sets its
-quality (it moves down a tier once below the floor).
+quality (it moves down a tier once below the floor). While any of them is `limited`, the tier's
+encoder bounds each frame to one frame interval of its bitrate (`TierEncoder.set_tight`).
 Design notes with measured REMB traces: docs/webrtc-adaptation.md.
 """
 
@@ -98,6 +99,11 @@ class Feedback:
     remb_fresh: bool = False
     #: Fraction lost from the newest receiver report (0–1).
     fraction_lost: float | None = None
+    #: The share of the interval's packets the receiver NACKed (0–1): loss before any
+    #: retransmission. Chromium counts a packet recovered by retransmission as received, so its
+    #: receiver reports showed ~0 loss while a full-tier start behind a 1.5 Mbit/s cap lost most
+    #: of every keyframe (measured: thousands of NACKs a second, no frame shown for 8 s).
+    nack_loss: float | None = None
     #: The newest round-trip time measured (unsmoothed), if one was measured in the interval.
     rtt_ms: float | None = None
 
@@ -124,8 +130,10 @@ class RateController:
     #: cannot raise the browser's REMB much, so only a move up a tier, with its own backoff
     #: (`TierChooser`), tests whether a link has room again.
     probe: float = field(init=False)
-    #: Whether congestion has cut the estimate in this session.
-    _limited: bool = field(default=False, init=False)
+    #: Whether a congestion signal (a cut or a hold) came in this session: the link has shown
+    #: its limit (the REMB bound applies, and the tier's encoder bounds each frame to one frame
+    #: interval).
+    limited: bool = False
     #: When the last congestion signal (a cut or a hold) came.
     _signal_at: float = field(default=0.0, init=False)
 
@@ -140,7 +148,7 @@ class RateController:
         self._recent_sent = [*self._recent_sent[-1:], fb.sent_bps]
         # REMB describes what arrived a little earlier: compare with the larger of two intervals.
         sent = max(self._recent_sent)
-        loss = fb.fraction_lost or 0.0
+        loss = max(fb.fraction_lost or 0.0, fb.nack_loss or 0.0)
         queueing = self._queueing(fb)
         # Not rising: equal counts, since a receiver behind a cap may report the same low value
         # again and again (its first report has nothing to compare with, and starts low anyway).
@@ -158,25 +166,36 @@ class RateController:
         delayed = queueing and (self._queueing_before or severe)
         self._queueing_before = queueing
         delay_cut_before, self._delay_cut_before = self._delay_cut_before, False
+        # Every congestion rule that applies proposes a cut; the deepest wins. (Loss first
+        # pre-empted the others: behind a 750 kbit/s cap heavy NACK loss cut only to 0.7 × sent
+        # each second, where the REMB said 593 kbit/s and the RTT 340 ms; the picture froze.)
+        cuts: list[tuple[float, str]] = []
         if loss > LOSS_HIGH and sent > 0:
-            self._cut(sent * (1.0 - loss / 2), "loss", fb.now)
-        elif (
+            cuts.append((sent * (1.0 - loss / 2), "loss"))
+        if (
             stalled
             and fb.remb_bps is not None
             and fb.remb_bps < OVERUSE_MARGIN * sent
             and (queueing or loss > LOSS_LOW)
         ):
-            self._cut(fb.remb_bps, "remb", fb.now)
-        elif delayed and sent > 0:
+            cuts.append((fb.remb_bps, "remb"))
+        if delayed and sent > 0:
             target = (SEVERE_BACKOFF if severe else DELAY_BACKOFF) * sent
             if fb.remb_bps is not None and fb.remb_bps < target:
                 target = fb.remb_bps
             if delay_cut_before:
                 target = min(target, self.estimate * PERSISTENT_BACKOFF)
-            self._cut(target, "delay", fb.now)
+            cuts.append((target, "delay"))
             self._delay_cut_before = True
+        if cuts:
+            value, reason = cuts[0]
+            for other, why in cuts[1:]:
+                if other < value:
+                    value, reason = other, why
+            self._cut(value, reason, fb.now)
         elif loss > LOSS_LOW or queueing:
             self._signal_at = fb.now
+            self.limited = True
             self.reason = "hold"
         else:
             step = RAMP_PER_S ** min(elapsed, 2.0)
@@ -198,7 +217,7 @@ class RateController:
         own start-up ramp. The headroom is `REMB_HEADROOM` after a congestion signal and widens
         to `MAX_REMB_HEADROOM` while the link stays quiet."""
         remb = self._last_remb
-        if not self._limited or remb is None or remb < PLAUSIBLE_REMB * sent:
+        if not self.limited or remb is None or remb < PLAUSIBLE_REMB * sent:
             return float("inf")
         quiet = max(now - self._signal_at - QUIET_S, 0.0)
         return min(REMB_HEADROOM + HEADROOM_GROWTH_PER_S * quiet, MAX_REMB_HEADROOM) * remb
@@ -214,7 +233,7 @@ class RateController:
         return fb.rtt_ms - lowest > QUEUE_MS or fb.rtt_ms > QUEUE_ABSOLUTE_MS
 
     def _cut(self, value: float, reason: str, now: float) -> None:
-        self._limited = True
+        self.limited = True
         self._signal_at = now
         self._set(min(self.estimate, value), reason)
         self.probe = self.estimate

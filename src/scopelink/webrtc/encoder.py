@@ -12,7 +12,8 @@ real-time settings in `scopelink.webrtc.vp8`) only for a browser that cannot.
 H.264 settings, all measured on the 2-vCPU box (docs/webrtc-media.md): Baseline profile (no
 B-frames), `tune=zerolatency` (no lookahead, sliced threads: one packet out per frame in), preset
 `ultrafast`, a keyframe every `keyframe_interval_s` plus one on `request_keyframe()`, and a VBV
-buffer of a quarter second so a keyframe cannot burst far above the bitrate. libavcodec's
+buffer of a quarter second so a keyframe cannot burst far above the bitrate (one frame interval
+while `set_tight`: a viewer's link has shown its limit). libavcodec's
 libx264 wrapper reconfigures the rate control when `bit_rate` changes, so `set_bitrate()` takes
 effect on the next frame without a new context or a keyframe, within the VBV ceiling the context
 was opened with (PyAV cannot move that one): above it, or far below it (`DEEP_CUT`), the context
@@ -57,6 +58,11 @@ PRESET = "ultrafast"
 #: VBV buffer in seconds of bitrate: bounds any frame's size, keyframes included, and so its
 #: burst on the wire (aiortc has no pacer). A quarter second lets a keyframe through a link
 #: at the bitrate with a quarter second of queueing at worst (docs/webrtc-adaptation.md).
+#: Behind a link that has shown its limit, the buffer is one frame interval (`tight`): Chromium
+#: holds every frame as long as its largest frame takes to arrive, and a quarter-second
+#: keyframe behind a 4 Mbit/s cap kept each frame ~200 ms late (measured; one frame: ~100 ms).
+#: A keyframe in one frame's budget is softer (stars ~4 dB worse for that frame), so the
+#: quarter second stays where the link is not the limit.
 VBV_BUFFER_S = 0.25
 #: The source's frame rate is measured (`FrameRate`); when it strays this far from the rate the
 #: open context plans for, the context re-opens at the measured rate. x264 budgets each frame
@@ -246,10 +252,12 @@ def open_codec(
     preset: str = PRESET,
     *,
     max_rate: int | None = None,
+    tight: bool = False,
 ) -> av.VideoCodecContext:
     """A libx264 context for `tier` at `size` with the settings in the module docstring.
 
-    `max_rate` is the VBV ceiling (default: the bitrate); it cannot change once open.
+    `max_rate` is the VBV ceiling (default: the bitrate); it cannot change once open. `tight`:
+    the VBV buffer is one frame interval (`vbv_buffer_s`).
     """
     max_rate = max(max_rate or bitrate, bitrate)
     codec = av.CodecContext.create("libx264", "w")
@@ -270,22 +278,30 @@ def open_codec(
         # The VBV ceiling is fixed at open (PyAV cannot change rc_max_rate later): a bitrate
         # raised above it needs a new context, and so a keyframe (see TierEncoder._encode).
         "maxrate": str(max_rate),
-        "bufsize": str(int(max_rate * vbv_buffer_s(tier.fps))),
+        "bufsize": str(int(max_rate * vbv_buffer_s(tier.fps, tight=tight))),
     }
     return codec
 
 
-def vbv_buffer_s(fps: float) -> float:
+def vbv_buffer_s(fps: float, *, tight: bool = False) -> float:
     """The VBV buffer for a source at `fps`: `VBV_BUFFER_S`, or one frame's interval if longer
-    (a smaller buffer would cap every frame below its share of the bitrate)."""
-    return max(VBV_BUFFER_S, 1.0 / fps)
+    (a smaller buffer would cap every frame below its share of the bitrate); `tight`: one frame's
+    interval."""
+    return 1.0 / fps if tight else max(VBV_BUFFER_S, 1.0 / fps)
 
 
 def open_tier_codec(
-    codec: Codec, tier: Tier, size: tuple[int, int], bitrate: int, *, max_rate: int | None = None
+    codec: Codec,
+    tier: Tier,
+    size: tuple[int, int],
+    bitrate: int,
+    *,
+    max_rate: int | None = None,
+    tight: bool = False,
 ) -> av.VideoCodecContext:
     """The context a `TierEncoder` in `codec` opens for `tier` at `size` and `bitrate`
-    (`max_rate`: x264's VBV ceiling; libvpx has none to set apart)."""
+    (`max_rate`: x264's VBV ceiling; libvpx has none to set apart; `tight`: a VBV buffer of one
+    frame interval)."""
     if codec is Codec.VP8:
         return open_vp8(
             size,
@@ -293,9 +309,9 @@ def open_tier_codec(
             framerate=fractions.Fraction(round(tier.fps * 1000), 1000),
             gop_frames=tier.gop_frames,
             time_base=VIDEO_TIME_BASE,
-            buffer_s=vbv_buffer_s(tier.fps),
+            buffer_s=vbv_buffer_s(tier.fps, tight=tight),
         )
-    return open_codec(tier, size, bitrate, max_rate=max_rate)
+    return open_codec(tier, size, bitrate, max_rate=max_rate, tight=tight)
 
 
 class TierEncoder:
@@ -321,6 +337,10 @@ class TierEncoder:
         #: The source's measured frame rate, and the rate the open context plans for.
         self._frame_rate = FrameRate()
         self._planned_fps = tier.fps
+        #: Whether frames are to be bounded to one frame interval of the bitrate (`set_tight`),
+        #: and whether the open context is.
+        self._tight = False
+        self._opened_tight = False
         self._task: asyncio.Task[None] | None = None
         self._force_keyframe = False
 
@@ -376,6 +396,22 @@ class TierEncoder:
         """
         self._bitrate = max(int(bitrate), 10_000)
 
+    @property
+    def tight(self) -> bool:
+        """Whether each frame, keyframes included, is bounded to one frame interval of the
+        bitrate (see `VBV_BUFFER_S`)."""
+        return self._tight
+
+    def set_tight(self, tight: bool) -> None:
+        """Bound each frame to one frame interval of the bitrate (True) or to `VBV_BUFFER_S`
+        (False) from the next frame on; a change re-opens the context (a keyframe)."""
+        self._tight = tight
+
+    @property
+    def vbv_buffer_s(self) -> float:
+        """The open context's VBV buffer, in seconds of the bitrate: no frame is larger."""
+        return vbv_buffer_s(self._planned_fps, tight=self._opened_tight)
+
     def worth_changing_to(self, bitrate: int) -> bool:
         """Whether moving to `bitrate` is worth it: x264 changes in place up to the rate it was
         opened at, so 5 % is enough; above it, and for VP8 always, the encoder re-opens with a
@@ -430,12 +466,14 @@ class TierEncoder:
             # the old ceiling would let frames burst far above the link the cut was made for.
             self._ceiling = self._bitrate
             self._planned_fps = self._frame_rate.fps or self._planned_fps
+            self._opened_tight = self._tight
             codec = open_tier_codec(
                 self.codec,
                 replace(self.tier, fps=self._planned_fps),
                 size,
                 self._bitrate,
                 max_rate=self._ceiling,
+                tight=self._tight,
             )
         force, self._force_keyframe = self._force_keyframe, False
         pts = round(display.received * VIDEO_CLOCK_HZ)
@@ -476,8 +514,10 @@ class TierEncoder:
         return self._planned_fps
 
     def _needs_new_context(self) -> bool:
-        """Whether the bitrate asked for, or the source's frame rate, needs a new context (and
-        so a keyframe)."""
+        """Whether the bitrate asked for, the source's frame rate or the frame bound needs a new
+        context (and so a keyframe)."""
+        if self._tight != self._opened_tight:
+            return True
         fps = self._frame_rate.fps
         if fps is not None and abs(fps - self._planned_fps) > FPS_TOLERANCE * self._planned_fps:
             return True

@@ -19,6 +19,7 @@ Imports nothing from the web layer: a telescope-side proxy can reuse it as it is
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import enum
@@ -126,6 +127,9 @@ class PeerStats:
     #: From RTCP receiver reports (RTT smoothed by aiortc).
     rtt_ms: float | None = None
     fraction_lost: float | None = None
+    #: Over the last sampling interval: the packets the receiver NACKed (each once) over the
+    #: packets sent, i.e. loss before retransmission, which receiver reports do not show.
+    nack_loss: float | None = None
     #: The receiver's estimated maximum bitrate (REMB).
     remb_bps: int | None = None
     keyframe_requests: int = 0
@@ -135,11 +139,14 @@ class PeerStats:
     retransmitted_packets: int = 0
     retransmitted_bytes: int = 0
     retransmissions_refused: int = 0
-    #: Adaptation: this peer's estimated available bitrate, why it last changed, and the
-    #: bitrate its tier's shared encoder runs at now.
+    #: Adaptation: this peer's estimated available bitrate, why it last changed, whether its
+    #: link has shown its limit, the bitrate its tier's shared encoder runs at now, and the
+    #: largest frame that encoder may send, in ms of that bitrate (its VBV buffer).
     estimate_bps: int | None = None
     estimate_reason: str | None = None
+    limited: bool = False
     tier_bitrate_bps: int | None = None
+    tier_vbv_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -150,14 +157,18 @@ class Adaptation:
     chooser: TierChooser
 
     @classmethod
-    def over(cls, tiers: Sequence[Tier], start: Tier, start_bps: int | None = None) -> Adaptation:
+    def over(
+        cls, tiers: Sequence[Tier], start: Tier, start_bps: int | None = None, limited: bool = False
+    ) -> Adaptation:
         """Adaptation across `tiers` (lowest first), starting at `start_bps` (default: the
-        starting bitrate of the tier `start`)."""
+        starting bitrate of the tier `start`); `limited`: the link is known to have a limit (a
+        returning client's last session was cut by congestion)."""
         return cls(
             RateController(
                 start_bps=start.bitrate if start_bps is None else start_bps,
                 min_bps=min(t.min_bitrate for t in tiers),
                 max_bps=max(t.max_bitrate for t in tiers),
+                limited=limited,
             ),
             TierChooser(tiers),
         )
@@ -269,6 +280,10 @@ class PeerSession:
         self._raw_rtt_ms: float | None = None
         self._rtx_tokens = 0.0
         self._rtx_at = time.monotonic()
+        #: Sequence numbers NACKed lately (each counts once, however often it is asked for),
+        #: and how many first came since the last sample.
+        self._nacked: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._nacked_new = 0
         self._on_close = on_close
         self._state = PeerState.NEW
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers or [])))
@@ -429,6 +444,7 @@ class PeerSession:
     async def _sample(self) -> None:
         """Once a second: rates for the stats, and one adaptation step."""
         last_frames, last_bytes, last_rtx, last_t = 0, 0, 0, time.monotonic()
+        last_packets = 0
         while True:
             await asyncio.sleep(SAMPLE_INTERVAL_S)
             now = time.monotonic()
@@ -444,6 +460,10 @@ class PeerSession:
                 rtx,
                 now,
             )
+            packets = self._packets_sent()
+            sent_packets, last_packets = packets - last_packets, packets
+            nacked, self._nacked_new = self._nacked_new, 0
+            self._stats.nack_loss = min(nacked / sent_packets, 1.0) if sent_packets else None
             feedback = Feedback(
                 now=now,
                 # What the link carried for this peer: media and retransmissions alike.
@@ -451,6 +471,7 @@ class PeerSession:
                 remb_bps=self._stats.remb_bps,
                 remb_fresh=self._remb_fresh,
                 fraction_lost=self._stats.fraction_lost,
+                nack_loss=self._stats.nack_loss,
                 rtt_ms=self._raw_rtt_ms,
             )
             self._remb_fresh = False
@@ -458,8 +479,18 @@ class PeerSession:
             if sent.frames_sent:
                 self.adapt(feedback)
 
-    def _may_retransmit(self, size: int | None) -> bool:
-        """Whether a NACKed packet of `size` bytes (None: no longer kept) may be resent now."""
+    def _packets_sent(self) -> int:
+        # aiortc counts RTP packets sent (not resends); not public but a plain int.
+        return getattr(self._sender, "_RTCRtpSender__packet_count", 0) if self._sender else 0
+
+    def _may_retransmit(self, sequence_number: int, size: int | None) -> bool:
+        """Whether the NACKed packet `sequence_number` of `size` bytes (None: no longer kept)
+        may be resent now."""
+        if sequence_number not in self._nacked:
+            self._nacked[sequence_number] = None
+            self._nacked_new += 1
+            if len(self._nacked) > NACK_HISTORY_PACKETS:
+                self._nacked.popitem(last=False)
         if size is None:
             self._stats.retransmissions_refused += 1
             return False
@@ -511,6 +542,12 @@ class PeerSession:
         return None if self._adaptation is None else round(self._adaptation.rate.estimate)
 
     @property
+    def limited(self) -> bool:
+        """Whether this peer's link has shown its limit (a congestion signal in the session, or
+        in its client's last one)."""
+        return self._adaptation is not None and self._adaptation.rate.limited
+
+    @property
     def target_tier(self) -> Tier:
         """The tier this peer should watch (the track moves there at the next keyframe)."""
         return self._target
@@ -521,12 +558,14 @@ class PeerSession:
         s = self._stats
         s.tier = self.track.encoder.tier.name
         s.tier_bitrate_bps = self.track.encoder.bitrate
+        s.tier_vbv_ms = round(self.track.encoder.vbv_buffer_s * 1000)
+        s.limited = self.limited
         s.frames_sent, s.keyframes_sent = sent.frames_sent, sent.keyframes_sent
         s.frames_skipped, s.tier_switches = sent.frames_skipped, sent.tier_switches
         if self._sender is not None:
             # aiortc counts RTP payload octets and packets; not public but plain ints.
             s.bytes_sent = getattr(self._sender, "_RTCRtpSender__octet_count", 0)
-            s.packets_sent = getattr(self._sender, "_RTCRtpSender__packet_count", 0)
+            s.packets_sent = self._packets_sent()
         return dataclasses.replace(s)
 
     # -- end --------------------------------------------------------------------------------------
@@ -570,8 +609,9 @@ def _observe_rtcp(sender: RTCRtpSender, observer: Callable[[object, RTCRtpSender
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
-def _limit_retransmissions(sender: RTCRtpSender, allow: Callable[[int | None], bool]) -> None:
-    """Ask `allow(size)` before aiortc resends a NACKed packet (size None: no longer kept).
+def _limit_retransmissions(sender: RTCRtpSender, allow: Callable[[int, int | None], bool]) -> None:
+    """Ask `allow(sequence_number, size)` before aiortc resends a NACKed packet (size None: no
+    longer kept).
 
     Like `_observe_rtcp`, an instance attribute shadows aiortc 1.16's `_retransmit(seq)`, which
     the sender awaits for every sequence number a NACK lists. The packet's size is read from the
@@ -583,7 +623,7 @@ def _limit_retransmissions(sender: RTCRtpSender, allow: Callable[[int | None], b
     async def retransmit(sequence_number: int) -> None:
         packet = history.get(sequence_number % rtcrtpsender.RTP_HISTORY_SIZE)
         kept = packet is not None and packet.sequence_number == sequence_number
-        if allow(len(packet.payload) + 12 if kept else None):
+        if allow(sequence_number, len(packet.payload) + 12 if kept else None):
             await original(sequence_number)
 
     sender._retransmit = retransmit  # type: ignore[method-assign]

@@ -112,7 +112,9 @@ class PeerSessionManager:
         self._watchdogs: dict[str, asyncio.Task[None]] = {}
         self._encoders: dict[tuple[str, str, Codec], TierEncoder] = {}
         #: client → (monotonic time, last estimate) of sessions that ended.
-        self._last_estimates: dict[str, tuple[float, int]] = {}
+        #: Per client: when its last session ended, its estimate, and whether its link had shown
+        #: its limit (`RateController.limited`).
+        self._last_estimates: dict[str, tuple[float, int, bool]] = {}
         #: Peers being set up count against the limit too.
         self._pending = 0
 
@@ -236,13 +238,13 @@ class PeerSessionManager:
         # metered link) is never moved above it; its bitrate still follows its link.
         allowed = self.tiers[: names.index(requested.name) + 1]
         now = time.monotonic()
-        for key, (when, _) in list(self._last_estimates.items()):
+        for key, (when, *_) in list(self._last_estimates.items()):
             if now - when > REMEMBER_ESTIMATE_S:
                 del self._last_estimates[key]
         remembered = self._last_estimates.get(client) if client else None
         if remembered is None:
             return Adaptation.over(allowed, requested), requested
-        estimate = remembered[1]
+        _, estimate, limited = remembered
         start = next((t for t in reversed(allowed) if t.min_bitrate <= estimate), self.tiers[0])
         log.info(
             "client %s: starting at %s, %d kbit/s (its last session's estimate)",
@@ -250,25 +252,38 @@ class PeerSessionManager:
             start.name,
             estimate // 1000,
         )
-        return Adaptation.over(allowed, start, min(estimate, start.max_bitrate)), start
+        return Adaptation.over(allowed, start, min(estimate, start.max_bitrate), limited), start
 
     def _rebalance(self, peer: PeerSession) -> None:
-        """Set each of the peer's telescope's encoders to the lowest estimate among its peers.
+        """Set each of the peer's telescope's encoders to the lowest estimate among its peers,
+        with frames bounded to one frame interval if any of them is behind a link that has shown
+        its limit (`TierEncoder.set_tight`).
 
         A peer counts for the tier it watches or is moving to, so a peer on its way down does
         not hold the tier it leaves back."""
-        estimates: dict[int, tuple[TierEncoder, list[int]]] = {}
+        estimates: dict[int, tuple[TierEncoder, list[int], list[bool]]] = {}
         for session in self.sessions(peer.telescope_id):
             estimate = session.estimate_bps
             if estimate is None or session.closed.is_set():
                 continue
             encoder = session.track.next_encoder
-            estimates.setdefault(id(encoder), (encoder, []))[1].append(estimate)
-        for encoder, values in estimates.values():
+            entry = estimates.setdefault(id(encoder), (encoder, [], []))
+            entry[1].append(estimate)
+            entry[2].append(session.limited)
+        for encoder, values, limited in estimates.values():
             bitrate = tier_bitrate(encoder.tier, values)
             if encoder.worth_changing_to(bitrate):
                 log.debug("tier %s: %d kbit/s", encoder.tier.name, bitrate // 1000)
                 encoder.set_bitrate(bitrate)
+            if any(limited) != encoder.tight:
+                log.info(
+                    "tier %s: frames bounded to %s",
+                    encoder.tier.name,
+                    "one frame interval (a viewer's link is the limit)"
+                    if any(limited)
+                    else "the usual VBV",
+                )
+                encoder.set_tight(any(limited))
 
     def _prune(self, telescope_id: str) -> None:
         """Close the telescope's tier encoders that no live peer watches or moves to."""
@@ -320,7 +335,7 @@ class PeerSessionManager:
             estimate = min(estimate, session.start_bps // 2)
         if estimate is not None and session.client and stats.frames_sent:
             self._last_estimates.pop(session.client, None)
-            self._last_estimates[session.client] = (time.monotonic(), estimate)
+            self._last_estimates[session.client] = (time.monotonic(), estimate, session.limited)
             while len(self._last_estimates) > REMEMBER_MAX:
                 del self._last_estimates[next(iter(self._last_estimates))]
         watchdog = self._watchdogs.pop(session.id, None)
