@@ -22,6 +22,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +42,19 @@ WARMUP_S = 2.0
 # -- frames -----------------------------------------------------------------------------------
 
 
-async def simulator_frames(count: int) -> list[Any]:
-    """`count` consecutive display frames from a real simulator through the frame pipeline."""
+async def simulator_frames(
+    count: int, prepare: Callable[[Any], Awaitable[None]] | None = None
+) -> list[Any]:
+    """`count` consecutive display frames from a real simulator through the frame pipeline
+    (`prepare(simulator)` first, if given: to point the mount, say)."""
     from scopelink.seestar.imaging import ImagingClient
     from scopelink.services.frame_pipeline import FramePipeline
     from scopelink.simulator.simulator import Simulator, SimulatorConfig
 
     sim = Simulator(SimulatorConfig.ephemeral(fps=FPS))
     await sim.start()
+    if prepare is not None:
+        await prepare(sim)
     imaging = ImagingClient(sim.host, sim.imaging.port)
     await imaging.connect(timeout=5)
     pipeline = FramePipeline(imaging)

@@ -10,6 +10,10 @@ over the windows that lie wholly inside the picture.
 `SceneMean` makes a second kind of reference: the per-pixel mean of many frames of a still scene,
 which keeps the scene and averages its per-frame noise away. `star_mask` picks the pixels of such a
 scene that are stars, so that PSNR can be taken on them alone.
+
+`noise_spectrum` and `rate_distortion_floor` bound what any codec must spend to reproduce a
+frame's noise: the rate-distortion function of a Gaussian field with the noise's power spectrum
+(reverse water-filling, Cover & Thomas ch. 10).
 """
 
 from __future__ import annotations
@@ -153,6 +157,49 @@ class SceneMean:
             whole = peak[axis] - size if peak[axis] > size // 2 else peak[axis]
             offsets.append(whole + fraction)
         return math.hypot(*offsets)
+
+
+def noise_spectrum(residuals: list[np.ndarray], sky: np.ndarray, block: int = 32) -> np.ndarray:
+    """The power spectrum of noise fields, per pixel (its mean is the noise's variance), from the
+    `block`×`block` squares that lie wholly where `sky` is True in every one of `residuals`
+    (same-sized float images of noise alone: a frame minus the scene)."""
+    height, width = sky.shape
+    squares = [
+        (y, x)
+        for y in range(0, height - block + 1, block)
+        for x in range(0, width - block + 1, block)
+        if sky[y : y + block, x : x + block].all()
+    ]
+    if not squares:
+        raise ValueError(f"no {block}×{block} square lies wholly in the sky")
+    total = np.zeros((block, block))
+    for residual in residuals:
+        _same_shape(residual, sky)
+        for y, x in squares:
+            total += np.abs(np.fft.fft2(residual[y : y + block, x : x + block])) ** 2
+    return total / (len(squares) * len(residuals) * block * block)
+
+
+def rate_distortion_floor(spectrum: np.ndarray, mse: float) -> float:
+    """Bits per pixel a Gaussian field of power `spectrum` (per pixel, as `noise_spectrum` gives)
+    needs at least to be reproduced with mean squared error `mse`: reverse water-filling, the
+    water level θ set so that the error, the mean of min(θ, S(f)), is `mse`; then the rate is the
+    mean of max(0, ½·log2(S(f)/θ)). Zero when `mse` is at least the variance (send nothing)."""
+    power = spectrum.ravel().astype(np.float64)
+    if mse <= 0:
+        raise ValueError("a lossless copy of a continuous field has no finite rate")
+    if mse >= power.mean():
+        return 0.0
+    low, high = 0.0, float(power.max())
+    for _ in range(100):
+        level = (low + high) / 2
+        if np.minimum(level, power).mean() < mse:
+            low = level
+        else:
+            high = level
+    level = (low + high) / 2
+    above = power > level
+    return float(np.sum(0.5 * np.log2(power[above] / level)) / power.size)
 
 
 def _same_shape(a: np.ndarray, b: np.ndarray) -> None:

@@ -7,7 +7,17 @@ import math
 import cv2
 import numpy as np
 import pytest
-from bench.picture_quality import SSIM_SIGMA, SSIM_WINDOW, SceneMean, luma, psnr, ssim, star_mask
+from bench.picture_quality import (
+    SSIM_SIGMA,
+    SSIM_WINDOW,
+    SceneMean,
+    luma,
+    noise_spectrum,
+    psnr,
+    rate_distortion_floor,
+    ssim,
+    star_mask,
+)
 
 C1 = (0.01 * 255) ** 2
 C2 = (0.03 * 255) ** 2
@@ -148,3 +158,38 @@ def test_star_mask_finds_the_stars_and_their_wings_but_not_the_sky() -> None:
     assert mask[20, 30] and mask[20, 31] and mask[20, 32]
     assert mask.sum() == 17  # the core grown by 2 px: OpenCV's 5×5 ellipse has 17 pixels
     assert not mask[40:, :].any()
+
+
+def test_white_gaussian_noise_needs_half_log2_of_variance_over_error_bits() -> None:
+    """The textbook case: σ² / D = 4 needs ½·log2(4) = 1 bit a pixel; at D ≥ σ², nothing."""
+    rng = np.random.default_rng(5)
+    residuals = [rng.normal(0, 8, (256, 256)) for _ in range(4)]
+    sky = np.ones((256, 256), dtype=bool)
+    spectrum = noise_spectrum(residuals, sky)
+    assert spectrum.mean() == pytest.approx(64, rel=0.02)  # its mean is the variance
+    assert rate_distortion_floor(spectrum, 16.0) == pytest.approx(1.0, abs=0.03)
+    assert rate_distortion_floor(spectrum, 64.0 * 1.05) == 0.0
+
+
+def test_correlated_noise_of_the_same_variance_needs_fewer_bits() -> None:
+    """White noise is the hardest Gaussian field of a given variance: a blurred one is partly
+    predictable from its neighbours."""
+    rng = np.random.default_rng(6)
+    white = [rng.normal(0, 8, (256, 256)) for _ in range(4)]
+    blurred = [cv2.GaussianBlur(w, (0, 0), 1.0) for w in white]
+    blurred = [b * 8 / b.std() for b in blurred]  # the same variance again
+    sky = np.ones((256, 256), dtype=bool)
+    white_bits = rate_distortion_floor(noise_spectrum(white, sky), 16.0)
+    blurred_bits = rate_distortion_floor(noise_spectrum(blurred, sky), 16.0)
+    assert blurred_bits < 0.8 * white_bits
+
+
+def test_the_spectrum_comes_from_sky_squares_only() -> None:
+    rng = np.random.default_rng(7)
+    residual = rng.normal(0, 8, (128, 128))
+    residual[:, 64:] *= 10  # a star-filled half, far louder
+    sky = np.zeros((128, 128), dtype=bool)
+    sky[:, :64] = True
+    assert noise_spectrum([residual], sky).mean() == pytest.approx(64, rel=0.1)
+    with pytest.raises(ValueError):
+        noise_spectrum([residual], np.zeros((128, 128), dtype=bool))
