@@ -40,8 +40,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_webrtc_encode.py
 	$(BIN)/python bench/bench_live_browser.py
 	$(BIN)/python bench/bench_quality.py
+	$(BIN)/python bench/bench_noise_floor.py
 	$(BIN)/python bench/bench_rate_cap.py
 	$(BIN)/python bench/bench_rate_cap.py --trace
+	$(BIN)/python bench/bench_rate_cap.py --trace --cap 4000 --cap-on 0 --cap-off 50
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
