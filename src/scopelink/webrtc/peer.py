@@ -162,7 +162,7 @@ class Adaptation:
     ) -> Adaptation:
         """Adaptation across `tiers` (lowest first), starting at `start_bps` (default: the
         starting bitrate of the tier `start`); `limited`: the link is known to have a limit (a
-        returning client's last session was cut by congestion)."""
+        returning client's last session had a congestion signal)."""
         return cls(
             RateController(
                 start_bps=start.bitrate if start_bps is None else start_bps,
