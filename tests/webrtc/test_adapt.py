@@ -199,6 +199,17 @@ def test_a_packet_nacked_again_counts_once_as_lost(source: Source) -> None:
     assert session._nacked_new == 3
 
 
+def test_a_link_that_spreads_frames_out_is_limited_without_any_congestion_signal() -> None:
+    """Behind 4 Mbit/s one session went 27 s without a cut or a hold while quarter-second
+    keyframes kept every frame ~200 ms late; its receiver reports' jitter was 48–84 ms from the
+    second report on (2–12 ms uncapped)."""
+    rate = controller()
+    rate.update(Feedback(now=1.0, sent_bps=3 * M, jitter_ms=12.0))
+    assert not rate.limited and rate.reason == "ramp"
+    rate.update(Feedback(now=2.0, sent_bps=3 * M, jitter_ms=48.0))
+    assert rate.limited and rate.reason == "ramp"  # no cut, no hold: only the frame bound
+
+
 def test_heavy_loss_cuts_moderate_loss_holds() -> None:
     rate = controller()
     assert rate.update(Feedback(1.0, sent_bps=2 * M, fraction_lost=0.2)) == 1_800_000

@@ -52,7 +52,7 @@ from aiortc.rtp import (
 from aiortc.sdp import candidate_from_sdp
 
 from scopelink.webrtc.adapt import Feedback, RateController, TierChooser
-from scopelink.webrtc.encoder import Codec, Tier, TierEncoder
+from scopelink.webrtc.encoder import VIDEO_CLOCK_HZ, Codec, Tier, TierEncoder
 from scopelink.webrtc.track import EncodedVideoTrack
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,8 @@ class PeerStats:
     #: From RTCP receiver reports (RTT smoothed by aiortc).
     rtt_ms: float | None = None
     fraction_lost: float | None = None
+    #: Interarrival jitter from the newest receiver report (RFC 3550), in ms.
+    jitter_ms: float | None = None
     #: Over the last sampling interval: the packets the receiver NACKed (each once) over the
     #: packets sent, i.e. loss before retransmission, which receiver reports do not show.
     nack_loss: float | None = None
@@ -422,6 +424,7 @@ class PeerSession:
             for report in packet.reports:
                 if report.ssrc == ssrc:
                     self._stats.fraction_lost = report.fraction_lost / 256
+                    self._stats.jitter_ms = report.jitter / (VIDEO_CLOCK_HZ / 1000)
                     rtt = getattr(sender, "_RTCRtpSender__rtt", None)
                     self._stats.rtt_ms = None if rtt is None else rtt * 1000.0
                     # aiortc smooths RTT heavily (0.85 per report); adaptation wants each one.
@@ -473,6 +476,7 @@ class PeerSession:
                 fraction_lost=self._stats.fraction_lost,
                 nack_loss=self._stats.nack_loss,
                 rtt_ms=self._raw_rtt_ms,
+                jitter_ms=self._stats.jitter_ms,
             )
             self._remb_fresh = False
             self._raw_rtt_ms = None
