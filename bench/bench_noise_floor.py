@@ -48,7 +48,7 @@ from bench.bench_quality import POINTING_ALT_AZ, point_still, stamp_band_rows
 from bench.bench_webrtc_encode import FPS, simulator_frames
 from bench.picture_quality import luma, noise_spectrum, rate_distortion_floor, star_mask
 from bench.report import cpu_model, write_section
-from scopelink.services.frame_pipeline import encode_jpeg
+from scopelink.services.frame_pipeline import encode_jpeg, scale_to_width
 from scopelink.simulator.simulator import Simulator
 
 COMMAND = ".venv/bin/python bench/bench_noise_floor.py"
@@ -58,19 +58,10 @@ WIDTHS = (1080, 540)
 TARGET_SHARE = 0.25
 
 
-def scaled(rgb: np.ndarray, width: int) -> np.ndarray:
-    """The frame at `width`, as `encode_jpeg` and the tier encoders scale it (INTER_AREA)."""
-    height, source_width = rgb.shape[:2]
-    if width >= source_width:
-        return rgb
-    return cv2.resize(
-        rgb, (width, round(height * width / source_width)), interpolation=cv2.INTER_AREA
-    )
-
-
 def measure(frames: list[np.ndarray], width: int) -> dict[str, float]:
     """MJPEG q80 against the pipeline's frames at `width`, and the floor at its error."""
-    shown = [scaled(f, width) for f in frames]
+    # As `encode_jpeg` (and, to the same size, the tier encoders) scale it.
+    shown = [scale_to_width(f, width) for f in frames]
     top = stamp_band_rows(width)
     references = [luma(s)[top:] for s in shown]
     bits, errors = [], []

@@ -299,14 +299,19 @@ def clamp_quality(quality: int) -> int:
     return min(max(int(quality), MIN_JPEG_QUALITY), MAX_JPEG_QUALITY)
 
 
+def scale_to_width(rgb8: np.ndarray, width: int) -> np.ndarray:
+    """`rgb8` at most `width` pixels wide (never upscaled), aspect ratio kept."""
+    height, source_width = rgb8.shape[:2]
+    if width >= source_width:
+        return rgb8
+    scaled_height = max(1, round(height * width / source_width))
+    # INTER_AREA averages the pixels it drops: no aliasing of stars and noise.
+    return cv2.resize(rgb8, (width, scaled_height), interpolation=cv2.INTER_AREA)
+
+
 def encode_jpeg(rgb8: np.ndarray, width: int, quality: int) -> bytes:
     """RGB uint8 as a JPEG `width` pixels wide (never upscaled), aspect ratio kept (blocking)."""
-    height, source_width = rgb8.shape[:2]
-    image = rgb8
-    if width < source_width:
-        scaled_height = max(1, round(height * width / source_width))
-        # INTER_AREA averages the pixels it drops: no aliasing of stars and noise.
-        image = cv2.resize(image, (width, scaled_height), interpolation=cv2.INTER_AREA)
+    image = scale_to_width(rgb8, width)
     ok, data = cv2.imencode(
         ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
     )
