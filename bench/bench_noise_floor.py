@@ -48,7 +48,8 @@ from bench.bench_quality import POINTING_ALT_AZ, point_still, stamp_band_rows
 from bench.bench_webrtc_encode import FPS, simulator_frames
 from bench.picture_quality import luma, noise_spectrum, rate_distortion_floor, star_mask
 from bench.report import cpu_model, write_section
-from scopelink.services.frame_pipeline import encode_jpeg, scale_to_width
+from scopelink.media.display import scale_to_width
+from scopelink.services.frame_pipeline import encode_jpeg
 from scopelink.simulator.simulator import Simulator
 
 COMMAND = ".venv/bin/python bench/bench_noise_floor.py"

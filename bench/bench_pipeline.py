@@ -54,14 +54,10 @@ def role_cost(args: argparse.Namespace) -> None:
         pin(args.core)
     import cv2
 
+    from scopelink.media.display import read_stamp
     from scopelink.seestar.frames import FrameKind, ImagingFrame
     from scopelink.seestar.imaging_protocol import FrameHeader
-    from scopelink.services.frame_pipeline import (
-        auto_stretch,
-        encode_jpeg,
-        read_stamp,
-        render_display,
-    )
+    from scopelink.services.frame_pipeline import auto_stretch, encode_jpeg, render_display
     from scopelink.simulator.scene import Scene
     from scopelink.simulator.starfield import StarField
 

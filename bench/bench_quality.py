@@ -72,10 +72,10 @@ from bench.picture_quality import (  # noqa: E402
 from bench.rate_quality import EqualQuality, RatePoint, equal_quality  # noqa: E402
 from bench.report import cpu_model, mark, percentile, write_section  # noqa: E402
 from scopelink import astro, framestamp  # noqa: E402
-from scopelink.seestar.latest import LatestValue, SlotClosedError  # noqa: E402
+from scopelink.media.display import DisplayFrame  # noqa: E402
+from scopelink.media.latest import LatestValue, SlotClosedError  # noqa: E402
 from scopelink.services.frame_pipeline import (  # noqa: E402
     MIN_JPEG_QUALITY,
-    DisplayFrame,
     FramePipeline,
     encode_jpeg,
 )

@@ -127,7 +127,7 @@ async def serve_peers(frames: list[Any], peers: int, seconds: float) -> dict[str
     """Fan one encoder out to `peers` aiortc peers in a child process; this process's CPU share."""
     from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
-    from scopelink.seestar.latest import LatestValue
+    from scopelink.media.latest import LatestValue
     from scopelink.webrtc.encoder import FULL, TierEncoder
     from scopelink.webrtc.track import EncodedVideoTrack
 

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from scopelink import framestamp
+from scopelink.media.latest import SlotClosedError
 from scopelink.seestar.errors import CallTimeoutError, ConnectionLostError, NotConnectedError
 from scopelink.seestar.frames import FrameKind, encode_bayer
 from scopelink.seestar.imaging import ImagingClient
 from scopelink.seestar.imaging_protocol import DataType, FrameHeader, ImageType
-from scopelink.seestar.latest import SlotClosedError
 from scopelink.seestar.messages import parse_request
 from scopelink.settings import Backoff
 from scopelink.simulator.faults import Faults

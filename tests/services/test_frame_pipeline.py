@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from scopelink import framestamp
+from scopelink.media.display import DisplayFrame, DisplayKind
+from scopelink.media.latest import SlotClosedError
 from scopelink.seestar.frames import FrameKind, ImagingFrame
 from scopelink.seestar.imaging import ImagingClient
 from scopelink.seestar.imaging_protocol import FrameHeader, ImageType
-from scopelink.seestar.latest import SlotClosedError
 from scopelink.services import frame_pipeline
 from scopelink.services.frame_pipeline import (
     TARGET_BACKGROUND,
     DisplayError,
-    DisplayFrame,
     FramePipeline,
     auto_stretch,
     measure_stretch,
@@ -152,7 +152,7 @@ def test_display_frames_are_read_only_rgb8_with_the_source_header_and_stamp() ->
     display = render_display(frame)
     assert display.rgb8.dtype == np.uint8 and display.rgb8.shape == (1920, 1080, 3)
     assert not display.rgb8.flags.writeable
-    assert display.image_id == 7 and display.frame_id == 21
+    assert display.image_id == 7
     assert display.stamp == framestamp.FrameStamp(1234, 1_700_000_000_000 + 1234)
     assert display.received == frame.received <= display.processed
     assert display.process_s > 0
@@ -185,7 +185,7 @@ async def test_live_frames_are_stretched_once_each_and_keep_their_stamps(
             display = await next_display(pipeline, seq)
             seq = pipeline.frames.seq
             stamps.append(display.stamp)
-    assert first.rgb8.shape == (1920, 1080, 3) and first.kind is FrameKind.PREVIEW
+    assert first.rgb8.shape == (1920, 1080, 3) and first.kind is DisplayKind.PREVIEW
     assert all(stamp is not None for stamp in stamps)
     numbers = [stamp.frame for stamp in stamps if stamp is not None]
     assert numbers == sorted(numbers) and len(set(numbers)) == 5
@@ -329,7 +329,7 @@ async def test_stacks_take_the_same_stretch_and_are_kept_as_the_latest_stack(
     # Concurrent requests share the telescope's answer, and so its processing.
     display, same = await asyncio.gather(offline.process_stack(stack), offline.process_stack(stack))
     assert same is display and offline.stats.stacks_processed == 1
-    assert display.kind is FrameKind.STACK and display.stretch is not None
+    assert display.kind is DisplayKind.STACK and display.stretch is not None
     assert display.rgb8.dtype == np.uint8 and display.image_id == 12
     assert offline.stack_frames.latest is not None
     assert offline.stack_frames.latest.value is display

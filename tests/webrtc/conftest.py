@@ -13,10 +13,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 
 from scopelink import framestamp
 from scopelink.framestamp import FrameStamp
-from scopelink.seestar.frames import FrameKind
-from scopelink.seestar.imaging_protocol import FrameHeader, ImageType
-from scopelink.seestar.latest import LatestValue
-from scopelink.services.frame_pipeline import DisplayFrame, read_stamp
+from scopelink.media.display import DisplayFrame, DisplayKind, read_stamp
+from scopelink.media.latest import LatestValue
 
 HEIGHT, WIDTH = 1920, 1080
 _BASE = np.random.default_rng(7).integers(10, 50, (HEIGHT, WIDTH, 3), dtype=np.uint8)
@@ -30,13 +28,9 @@ def display_frame(number: int, received: float | None = None) -> DisplayFrame:
     rgb[y : y + 6, 500:506] = 255
     framestamp.draw(rgb, FrameStamp(number, 1_700_000_000_000 + number))
     rgb.flags.writeable = False
-    header = FrameHeader(
-        length=rgb.nbytes, frame_id=21, width=WIDTH, height=HEIGHT,
-        image_type=ImageType.PREVIEW, image_id=number,
-    )  # fmt: skip
     now = time.monotonic() if received is None else received
     return DisplayFrame(
-        rgb8=rgb, kind=FrameKind.PREVIEW, header=header, stamp=FrameStamp(number, 0),
+        rgb8=rgb, kind=DisplayKind.PREVIEW, image_id=number, stamp=FrameStamp(number, 0),
         received=now, processed=now, process_s=0.0, stretch=None,
     )  # fmt: skip
 

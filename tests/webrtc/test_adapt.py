@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from aiortc import RTCPeerConnection, RTCSessionDescription, rtcrtpsender
 from aiortc.mediastreams import MediaStreamTrack
 
-from scopelink.seestar.latest import LatestValue
-from scopelink.services.frame_pipeline import DisplayFrame
+from scopelink.media.display import DisplayFrame
+from scopelink.media.latest import LatestValue
 from scopelink.webrtc.adapt import Feedback, RateController, TierChooser, tier_bitrate
 from scopelink.webrtc.encoder import FULL, REDUCED, TIERS, Codec, TierEncoder
 from scopelink.webrtc.peer import PeerSession

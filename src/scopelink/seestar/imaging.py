@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from scopelink.media.latest import LatestValue
 from scopelink.seestar.errors import (
     CallTimeoutError,
     ConnectionLostError,
@@ -24,7 +25,6 @@ from scopelink.seestar.errors import (
 )
 from scopelink.seestar.frames import FrameKind, ImagingFrame, decode_preview, decode_stack
 from scopelink.seestar.imaging_protocol import HEADER_SIZE, MAGIC, FrameHeader, FrameId, ImageType
-from scopelink.seestar.latest import LatestValue
 from scopelink.seestar.link import ReconnectingLink, SessionEnded
 from scopelink.seestar.messages import Request, encode_request
 from scopelink.settings import IMAGING_KEEPALIVE_S, IMAGING_PORT, MAX_FRAME_BYTES, Backoff
@@ -294,7 +294,7 @@ class ImagingClient(ReconnectingLink):
     def start(self) -> None:
         """Start connecting in the background; a client closed before gets a fresh `frames`."""
         if self.frames.closed:
-            self.frames = LatestValue()
+            self.frames = self.frames.renew()
         super().start()
 
     async def close(self) -> None:

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import math
 import os
 import statistics
 import time
@@ -34,12 +33,16 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from scopelink import framestamp
-from scopelink.framestamp import FrameStamp
+from scopelink.media.display import (
+    DisplayFrame,
+    DisplayKind,
+    StretchParams,
+    read_stamp,
+    scale_to_width,
+)
+from scopelink.media.latest import LatestValue, follow
 from scopelink.seestar.frames import FrameKind, ImagingFrame
 from scopelink.seestar.imaging import ImagingClient
-from scopelink.seestar.imaging_protocol import FrameHeader
-from scopelink.seestar.latest import LatestValue, SlotClosedError
 
 log = logging.getLogger(__name__)
 
@@ -59,65 +62,11 @@ MAD_TO_SIGMA = 1.4826
 SAMPLE_STEP = 4
 #: Process times kept for the mean and median shown by the API.
 _RECENT = 120
-#: How often to look for the imaging client's new frame slot after it closed its old one.
-_SLOT_POLL_S = 0.1
 _U16_MAX = 65535
 
 
 class DisplayError(ValueError):
     """A frame that cannot be made into a display image (no pixels, unsupported type)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StretchParams:
-    """One linked screen stretch, in input values normalised to 0..1."""
-
-    #: Median and MAD (scaled to sigma) of the subsample.
-    median: float
-    mad: float
-    #: Input at or below this becomes black.
-    black: float
-    #: Midtones balance of the transfer function (0.5 is linear).
-    midtone: float
-    #: ADU taken off each channel first so the sky background is neutral grey (R, G, B).
-    offsets: tuple[int, int, int] = (0, 0, 0)
-
-
-@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
-class DisplayFrame:
-    """One frame ready to show: 8-bit RGB plus where it came from and what it cost."""
-
-    #: (h, w, 3) uint8 RGB, read-only because every viewer shares it.
-    rgb8: np.ndarray
-    kind: FrameKind
-    #: The imaging header of the source frame (image id, frame id, size).
-    header: FrameHeader
-    #: The simulator's frame stamp, read from the source frame; None if it has none.
-    stamp: FrameStamp | None
-    #: `time.monotonic()` when the source frame's last byte arrived.
-    received: float
-    #: `time.monotonic()` when processing finished.
-    processed: float
-    #: Seconds spent in stretch + stamp read (in the worker thread).
-    process_s: float
-    #: The stretch applied; None when the source was already 8-bit (a JPEG stack).
-    stretch: StretchParams | None
-
-    @property
-    def image_id(self) -> int:
-        return self.header.image_id
-
-    @property
-    def frame_id(self) -> int:
-        return self.header.frame_id
-
-    @property
-    def width(self) -> int:
-        return int(self.rgb8.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.rgb8.shape[0])
 
 
 @dataclass(slots=True)
@@ -253,13 +202,6 @@ def auto_stretch(rgb16: np.ndarray) -> tuple[np.ndarray, StretchParams]:
     return rgb8, params
 
 
-def read_stamp(image: np.ndarray) -> FrameStamp | None:
-    """The frame stamp of an image, reading only the band at the top where it is drawn."""
-    width = image.shape[1]
-    rows = math.ceil(4 * width / framestamp.UNITS) + 1
-    return framestamp.read(image[:rows])
-
-
 def render_display(frame: ImagingFrame) -> DisplayFrame:
     """Stretch one imaging frame into a DisplayFrame (blocking: run it in a worker thread)."""
     started = time.perf_counter()
@@ -281,8 +223,8 @@ def render_display(frame: ImagingFrame) -> DisplayFrame:
     elapsed = time.perf_counter() - started
     return DisplayFrame(
         rgb8=rgb8,
-        kind=frame.kind,
-        header=frame.header,
+        kind=DisplayKind.STACK if frame.kind is FrameKind.STACK else DisplayKind.PREVIEW,
+        image_id=frame.header.image_id,
         stamp=stamp,
         received=frame.received,
         processed=time.monotonic(),
@@ -297,16 +239,6 @@ def clamp_width(width: int) -> int:
 
 def clamp_quality(quality: int) -> int:
     return min(max(int(quality), MIN_JPEG_QUALITY), MAX_JPEG_QUALITY)
-
-
-def scale_to_width(rgb8: np.ndarray, width: int) -> np.ndarray:
-    """`rgb8` at most `width` pixels wide (never upscaled), aspect ratio kept."""
-    height, source_width = rgb8.shape[:2]
-    if width >= source_width:
-        return rgb8
-    scaled_height = max(1, round(height * width / source_width))
-    # INTER_AREA averages the pixels it drops: no aliasing of stars and noise.
-    return cv2.resize(rgb8, (width, scaled_height), interpolation=cv2.INTER_AREA)
 
 
 def encode_jpeg(rgb8: np.ndarray, width: int, quality: int) -> bytes:
@@ -362,9 +294,9 @@ class FramePipeline:
         if self._running:
             return
         if self.frames.closed:
-            self.frames = LatestValue()
+            self.frames = self.frames.renew()
         if self.stack_frames.closed:
-            self.stack_frames = LatestValue()
+            self.stack_frames = self.stack_frames.renew()
         self._running = True
         self._task = asyncio.create_task(self._follow(), name="frame-pipeline")
 
@@ -423,21 +355,13 @@ class FramePipeline:
     # -- processing -------------------------------------------------------------------------------
 
     async def _follow(self) -> None:
-        while True:
-            slot = self.imaging.frames
-            seen = 0
-            try:
-                while True:
-                    item = await slot.next(seen)
-                    if seen:
-                        self.stats.frames_skipped += item.seq - seen - 1
-                    seen = item.seq
-                    await self._process_preview(item.value)
-            except SlotClosedError:
-                log.debug("%s: frame slot closed; waiting for a new one", self.imaging.name)
-            # The client replaces a closed slot only when started again, and says nothing.
-            while self.imaging.frames is slot:
-                await asyncio.sleep(_SLOT_POLL_S)
+        seen = 0
+        # Across the imaging client's slot renewals (it renews its slot when started again).
+        async for item in follow(self.imaging.frames):
+            if seen and item.seq > seen:
+                self.stats.frames_skipped += item.seq - seen - 1
+            seen = item.seq
+            await self._process_preview(item.value)
 
     async def _process_preview(self, frame: ImagingFrame) -> None:
         try:

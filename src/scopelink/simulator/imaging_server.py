@@ -28,6 +28,7 @@ from collections.abc import Callable
 import numpy as np
 
 from scopelink import framestamp
+from scopelink.media.latest import LatestValue
 from scopelink.seestar.errors import ProtocolError
 from scopelink.seestar.frames import encode_stack_jpeg, encode_stack_raw, encode_stack_zip
 from scopelink.seestar.framing import LineBuffer
@@ -37,7 +38,6 @@ from scopelink.seestar.imaging_protocol import (
     FrameId,
     ImageType,
 )
-from scopelink.seestar.latest import LatestValue
 from scopelink.seestar.messages import Request, encode_json_line, parse_request, response_dict
 from scopelink.simulator.faults import Faults, write_with_faults
 from scopelink.simulator.scene import Scene, StackSnapshot

@@ -24,15 +24,15 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from scopelink.framestamp import FrameStamp
+from scopelink.media.display import DisplayFrame
+from scopelink.media.latest import LatestValue, SlotClosedError
 from scopelink.seestar.errors import ProtocolError, SeestarError
-from scopelink.seestar.latest import LatestValue, SlotClosedError
 from scopelink.services.frame_pipeline import (
     MAX_JPEG_QUALITY,
     MAX_JPEG_WIDTH,
     MIN_JPEG_QUALITY,
     MIN_JPEG_WIDTH,
     DisplayError,
-    DisplayFrame,
     FramePipeline,
 )
 from scopelink.web.deps import Session

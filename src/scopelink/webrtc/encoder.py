@@ -33,7 +33,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 import av
 import cv2
@@ -41,11 +40,9 @@ import numpy as np
 from av.video.frame import PictureType
 
 from scopelink.framestamp import FrameStamp
-from scopelink.seestar.latest import LatestValue, Published, SlotClosedError
+from scopelink.media.display import DisplayFrame, scale
+from scopelink.media.latest import LatestValue, Published, SlotClosedError, follow
 from scopelink.webrtc.vp8 import open_vp8
-
-if TYPE_CHECKING:
-    from scopelink.services.frame_pipeline import DisplayFrame
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +68,6 @@ VBV_BUFFER_S = 0.25
 FPS_TOLERANCE = 0.3
 #: Encode times kept for the median shown in stats.
 _RECENT = 120
-#: How often to look for the source's new slot after it closed its old one.
-_SLOT_POLL_S = 0.1
 
 
 class Codec(enum.StrEnum):
@@ -238,10 +233,8 @@ class EncoderStats:
 
 
 def to_yuv420p(rgb8: np.ndarray, size: tuple[int, int]) -> av.VideoFrame:
-    """Scale (INTER_AREA) and convert RGB to an I420 frame; cv2 is ~10× cheaper than swscale."""
-    if (rgb8.shape[1], rgb8.shape[0]) != size:
-        rgb8 = cv2.resize(rgb8, size, interpolation=cv2.INTER_AREA)
-    i420 = cv2.cvtColor(rgb8, cv2.COLOR_RGB2YUV_I420)
+    """Scale and convert RGB to an I420 frame; cv2 is ~10× cheaper than swscale."""
+    i420 = cv2.cvtColor(scale(rgb8, size), cv2.COLOR_RGB2YUV_I420)
     return av.VideoFrame.from_ndarray(i420, format="yuv420p")
 
 
@@ -428,30 +421,22 @@ class TierEncoder:
 
     # -- the work ---------------------------------------------------------------------------------
 
-    def _slot(self) -> LatestValue[DisplayFrame]:
-        return self._source if isinstance(self._source, LatestValue) else self._source()
-
     async def run(self) -> None:
         """Encode the newest frame of the source, skipping any that came while busy."""
         # Local to this run: a restarted encoder gets a fresh context, which starts with an IDR.
         codec: av.VideoCodecContext | None = None
-        while True:
-            slot = self._slot()
-            # Only frames newer than now: an old frame would show the past to a new peer.
-            seen = slot.seq
-            try:
-                while True:
-                    item = await slot.next(seen)
-                    if seen:
-                        self.stats.frames_skipped += item.seq - seen - 1
-                    seen = item.seq
-                    codec = await self._encode(item.value, codec)
-            except SlotClosedError:
-                if isinstance(self._source, LatestValue):
-                    self.output.close()
-                    return
-            while self._slot() is slot:
-                await asyncio.sleep(_SLOT_POLL_S)
+        # Only frames newer than now: an old frame would show the past to a new peer.
+        if isinstance(self._source, LatestValue):
+            items = self._source.values(self._source.seq)  # ends when the slot closes
+        else:
+            items = follow(self._source(), fresh=True)  # goes on into the slots that renew it
+        seen = 0
+        async for item in items:
+            if seen and item.seq > seen:
+                self.stats.frames_skipped += item.seq - seen - 1
+            seen = item.seq
+            codec = await self._encode(item.value, codec)
+        self.output.close()
 
     async def _encode(
         self, display: DisplayFrame, codec: av.VideoCodecContext | None

@@ -22,18 +22,16 @@ import logging
 import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from aiortc import RTCIceServer
 
-from scopelink.seestar.latest import LatestValue
+from scopelink.media.display import DisplayFrame
+from scopelink.media.latest import LatestValue
 from scopelink.webrtc.adapt import tier_bitrate
 from scopelink.webrtc.encoder import FULL, TIERS, Codec, Tier, TierEncoder
 from scopelink.webrtc.ice import IceSettings
 from scopelink.webrtc.peer import Adaptation, PeerSession, PeerStats, check_offer
-
-if TYPE_CHECKING:
-    from scopelink.services.frame_pipeline import DisplayFrame
 
 log = logging.getLogger(__name__)
 

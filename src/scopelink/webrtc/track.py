@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from scopelink.seestar.latest import Published, SlotClosedError
+from scopelink.media.latest import Published, SlotClosedError
 from scopelink.webrtc.encoder import EncodedFrame, TierEncoder
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from scopelink.seestar.latest import LatestValue, SlotClosedError
+from scopelink.media.latest import LatestValue, SlotClosedError, follow
 
 
 async def test_consumer_gets_the_newest_value_not_a_backlog() -> None:
@@ -101,3 +101,38 @@ def test_latest_is_none_until_the_first_publish() -> None:
     assert slot.seq == 0
     slot.publish(b"x")
     assert slot.latest is not None and slot.latest.value == b"x"
+
+
+async def test_a_follower_moves_on_to_the_renewed_slot_at_once() -> None:
+    slot: LatestValue[int] = LatestValue()
+    seen: list[int] = []
+    got_two = asyncio.Event()
+
+    async def consume() -> None:
+        async for item in follow(slot):
+            seen.append(item.value)
+            if item.value == 2:
+                got_two.set()
+
+    task = asyncio.create_task(consume())
+    slot.publish(1)
+    await asyncio.sleep(0.01)
+    renewed = slot.renew()
+    assert slot.closed and not renewed.closed
+    assert slot.renew() is renewed  # renewing twice gives the same successor
+    renewed.publish(2)
+    # No polling interval: the follower sees the new slot's value within a loop turn or two.
+    await asyncio.wait_for(got_two.wait(), 0.05)
+    task.cancel()
+    assert seen == [1, 2]
+
+
+async def test_a_fresh_follower_skips_the_value_already_there() -> None:
+    slot: LatestValue[int] = LatestValue()
+    slot.publish(1)
+    items = follow(slot, fresh=True)
+    waiter = asyncio.ensure_future(anext(items))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    slot.publish(2)
+    assert (await asyncio.wait_for(waiter, 1)).value == 2

@@ -4,6 +4,10 @@ This is how frames move without queues: the imaging client publishes each decode
 into one slot, and every consumer (MJPEG, WebRTC, a benchmark) waits for a value newer than the
 one it last saw. A slow consumer skips values instead of falling behind; memory never grows.
 Use it from one event loop.
+
+A producer that stops closes its slot (its viewers' streams end); one that starts again
+`renew()`s it: the new slot is linked from the old one, so a long-lived follower (`follow()`:
+an encoder, the pipeline) moves on to it at once, without polling for the replacement.
 """
 
 from __future__ import annotations
@@ -12,12 +16,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Generic, NamedTuple, TypeVar
 
-from scopelink.seestar.errors import SeestarError
-
 T = TypeVar("T")
 
 
-class SlotClosedError(SeestarError):
+class SlotClosedError(Exception):
     """The slot was closed; no newer value will come."""
 
 
@@ -34,6 +36,8 @@ class LatestValue(Generic[T]):
     def __init__(self) -> None:
         self._latest: Published[T] | None = None
         self._closed = False
+        self._successor: LatestValue[T] | None = None
+        self._renewed = asyncio.Event()
         # Replaced on every publish, so a waiter wakes once per value it may have missed.
         self._changed = asyncio.Event()
 
@@ -65,6 +69,20 @@ class LatestValue(Generic[T]):
         self._closed = True
         self._changed.set()
 
+    def renew(self) -> LatestValue[T]:
+        """Close this slot (if open) and return a new one that followers move on to."""
+        self.close()
+        if self._successor is None:
+            self._successor = LatestValue()
+            self._renewed.set()
+        return self._successor
+
+    async def successor(self) -> LatestValue[T]:
+        """The slot that replaced this one, waiting until `renew()` makes it."""
+        await self._renewed.wait()
+        assert self._successor is not None
+        return self._successor
+
     async def next(self, after_seq: int = 0) -> Published[T]:
         """The newest value with a sequence number above `after_seq`, waiting for one if needed.
 
@@ -90,3 +108,20 @@ class LatestValue(Generic[T]):
 
     def __aiter__(self) -> AsyncIterator[Published[T]]:
         return self.values()
+
+
+async def follow(slot: LatestValue[T], *, fresh: bool = False) -> AsyncIterator[Published[T]]:
+    """The newest values of `slot` and of every slot that renews it, for as long as it lives.
+
+    `fresh`: start after the value published now (an old frame would show the past). Each slot
+    change starts afresh: its sequence numbers begin at 1 again.
+    """
+    seen = slot.seq if fresh else 0
+    while True:
+        try:
+            item = await slot.next(seen)
+        except SlotClosedError:
+            slot, seen = await slot.successor(), 0
+            continue
+        seen = item.seq
+        yield item
