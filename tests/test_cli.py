@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 import signal
 import sys
 
+import pytest
+
+from scopelink.cli import build_parser
 from scopelink.seestar.commands import SeestarCommands
 from scopelink.seestar.control import ControlClient
 from scopelink.seestar.discovery import scan
@@ -125,3 +129,16 @@ async def test_serve_stops_promptly_with_viewers_connected() -> None:
             proc.kill()
     assert proc.stderr is not None
     assert b"Traceback" not in await proc.stderr.read()
+
+
+def test_every_flag_says_what_it_does_and_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            assert action.help, f"scopelink {name} {action.option_strings} has no help"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--port PORT HTTP port of the web app and its API (default: 8000)" in shown
+    assert "(default: 5.0)" in shown  # --simulator-fps

@@ -18,24 +18,56 @@ from scopelink.settings import CONTROL_PORT, DISCOVERY_PORT, IMAGING_PORT
 from scopelink.simulator.firmware import DEFAULT_PROFILE, PROFILES
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's help ends with its default, unless it has none worth saying (off, empty)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = action.default
+        if (
+            default is None
+            or default is False
+            or default == []
+            or "%(default)" in (action.help or "")
+        ):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("simulate", help="run a simulated Seestar on the real ports")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--control-port", type=int, default=CONTROL_PORT)
-    p.add_argument("--imaging-port", type=int, default=IMAGING_PORT)
-    p.add_argument("--discovery-port", type=int, default=DISCOVERY_PORT)
+    p = sub.add_parser(
+        "simulate", help="run a simulated Seestar on the real ports", formatter_class=_HelpFormatter
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind")
+    p.add_argument(
+        "--control-port",
+        type=int,
+        default=CONTROL_PORT,
+        help="control port (JSON lines); 0: any free port",
+    )
+    p.add_argument(
+        "--imaging-port",
+        type=int,
+        default=IMAGING_PORT,
+        help="imaging port (preview frames); 0: any free port",
+    )
+    p.add_argument(
+        "--discovery-port",
+        type=int,
+        default=DISCOVERY_PORT,
+        help="UDP port answering discovery probes",
+    )
     p.add_argument("--no-discovery", action="store_true", help="do not answer discovery probes")
     p.add_argument(
         "--firmware",
         choices=sorted(PROFILES),
         default=DEFAULT_PROFILE,
-        help="firmware profile (default %(default)s)",
+        help="firmware profile",
     )
     p.add_argument("--fps", type=float, default=2.0, help="preview frame rate, 0.5..30")
     p.add_argument("--seed", type=int, default=0, help="star field and noise seed")
     p.add_argument("--lat", type=float, default=52.0, help="site latitude, degrees north")
     p.add_argument("--lon", type=float, default=4.9, help="site longitude, degrees east")
-    p.add_argument("--serial", default="4ddb0535")
+    p.add_argument("--serial", default="4ddb0535", help="serial number it reports (and its SSID)")
     p.add_argument("--charging", action="store_true", help="on external power: battery charges")
     p.add_argument("--key", type=Path, help="PEM private key of the login key pair")
     p.add_argument(
@@ -51,9 +83,11 @@ def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run the web app")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
+    p = sub.add_parser("serve", help="run the web app", formatter_class=_HelpFormatter)
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind; 0.0.0.0 serves the LAN (with a token)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="HTTP port of the web app and its API")
     p.add_argument(
         "--telescope",
         action="append",
@@ -63,7 +97,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument("--discover", action="store_true", help="find telescopes on the network")
     p.add_argument("--key", type=Path, help="PEM private key for the firmware login (7.18+)")
-    p.add_argument("--simulator-fps", type=float, default=5.0)
+    p.add_argument(
+        "--simulator-fps",
+        type=float,
+        default=5.0,
+        help="preview frame rate of the built-in simulator (0.5..30; no --telescope only)",
+    )
     p.add_argument(
         "--allowed-host",
         action="append",
@@ -97,7 +136,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="append",
         default=[],
         metavar="URL",
-        help="a STUN server for WebRTC, e.g. stun:stun.example.org:3478 (repeatable; none default)",
+        help="a STUN server for WebRTC, e.g. stun:stun.example.org:3478 (repeatable; default none)",
     )
     p.add_argument(
         "--turn",
@@ -172,11 +211,17 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _discover_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("discover", help="find Seestars on the local network")
-    p.add_argument(
-        "--address", default="255.255.255.255", help="where to send the probe (default: broadcast)"
+    p = sub.add_parser(
+        "discover", help="find Seestars on the local network", formatter_class=_HelpFormatter
     )
-    p.add_argument("--port", type=int, default=DISCOVERY_PORT)
+    p.add_argument(
+        "--address",
+        default="255.255.255.255",
+        help="where to send the probe (255.255.255.255: broadcast)",
+    )
+    p.add_argument(
+        "--port", type=int, default=DISCOVERY_PORT, help="the telescopes' discovery port"
+    )
     p.add_argument("--timeout", type=float, default=3.0, help="seconds to listen for replies")
 
 
@@ -238,14 +283,19 @@ async def _simulate(args: argparse.Namespace) -> None:
         await simulator.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: `serve`, `simulate` and `discover`."""
     parser = argparse.ArgumentParser(prog="scopelink", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _simulate_parser(sub)
     _discover_parser(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -10,7 +10,7 @@ edges rounded down to even pixels so a Bayer mosaic debayers to a flat grey. A c
 (full scale) for a 1 bit and black (zero) for a 0 bit. Bits, most significant first:
 
     8 bits sync 0xB1 | 32 bits frame number | 48 bits emit time, ms since the Unix epoch |
-    8 bits CRC-8 (poly 0x07) of the 10 bytes before it
+    8 bits CRC-8 (poly 0x07, init 0) of the 11 bytes before it, sync byte included
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class FrameStamp:
 
 
 def crc8(data: bytes) -> int:
+    """CRC-8/SMBUS: polynomial 0x07, initial 0, not reflected, no final XOR."""
     crc = 0
     for byte in data:
         crc ^= byte
