@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
+import aiortc
 import pytest
-from aiortc import RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_fci
 
 from scopelink import framestamp
 from scopelink.webrtc.encoder import REDUCED, Codec, TierEncoder
 from scopelink.webrtc.peer import (
+    AIORTC_MODULE_PRIVATES,
+    AIORTC_SENDER_PRIVATES,
     IceRestartUnsupported,
     OfferRejected,
     PeerSession,
@@ -120,3 +123,17 @@ async def test_h264_is_chosen_whenever_offered_and_vp8_only_without_it() -> None
     assert check_offer(offer.replace("H264/90000", "H265/90000")) is Codec.VP8
     with pytest.raises(OfferRejected, match=r"no codec this server sends \(H264\)"):
         check_offer(offer.replace("H264/90000", "H265/90000"), (Codec.H264,))
+
+
+async def test_every_aiortc_internal_we_rely_on_is_still_there() -> None:
+    # peer.py reads several of them with getattr defaults: without this, an aiortc upgrade that
+    # renamed one would silently zero the RTT, the byte counts or the retransmission budget.
+    pc = RTCPeerConnection()
+    try:
+        sender = pc.addTransceiver("video", direction="sendonly").sender
+        missing = [name for name in AIORTC_SENDER_PRIVATES if not hasattr(sender, name)]
+        missing += [name for module, name in AIORTC_MODULE_PRIVATES if not hasattr(module, name)]
+        assert not missing, f"aiortc {aiortc.__version__} lacks {missing}: see peer.py"
+        assert callable(sender._handle_rtcp_packet) and callable(sender._retransmit)
+    finally:
+        await pc.close()

@@ -57,6 +57,25 @@ from scopelink.webrtc.track import EncodedVideoTrack
 
 log = logging.getLogger(__name__)
 
+#: aiortc's private parts this module reads, wraps or sets, all of `RTCRtpSender` but the module
+#: global. They were written against the aiortc pinned in pyproject.toml; several are read with
+#: `getattr` defaults that would hide their loss, so tests/webrtc/test_peer.py checks each one
+#: on a real sender and fails loudly when an aiortc upgrade removes or renames it.
+AIORTC_SENDER_PRIVATES = (
+    "_ssrc",  # our RTCP observer matches reports to the sender
+    "_handle_rtcp_packet",  # wrapped: PLI/FIR/REMB reach us (_observe_rtcp)
+    "_retransmit",  # wrapped: retransmission budget (_limit_retransmissions)
+    "_RTCRtpSender__rtp_history",  # the packets kept for NACKs, for their sizes
+    "_RTCRtpSender__rtt",  # aiortc's smoothed RTT
+    "_RTCRtpSender__lsr",  # last sender report sent, for an unsmoothed RTT
+    "_RTCRtpSender__lsr_time",
+    "_RTCRtpSender__packet_count",  # packets and bytes sent
+    "_RTCRtpSender__octet_count",
+)
+AIORTC_MODULE_PRIVATES = (
+    (rtcrtpsender, "RTP_HISTORY_SIZE"),  # set: the NACK history length
+)
+
 #: How often per-peer rates are sampled and adaptation takes a step.
 SAMPLE_INTERVAL_S = 1.0
 #: Packets aiortc keeps for retransmission on NACK. Its default, 128, is less than one full-tier
