@@ -1,0 +1,579 @@
+"""The RTSP source (4554/tcp, 4555 for the S30's wide camera): the live H.264 video of the view
+modes that stream it (Moon, Sun, planets, scenery), as compressed access units.
+
+Owns the connection to the telescope's RTSP server: FFmpeg's demuxer (through PyAV) does RTSP,
+RTP and the reassembly of NAL units in a worker thread; this module turns its packets into
+self-sufficient Annex-B access units on one 90 kHz timeline, publishes them into `units` (a
+`LatestValue`, never a queue), reports what the stream is (`StreamFacts`) and whether a browser
+can take it unchanged (`passthrough_ok`), and reconnects with capped backoff until closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from fractions import Fraction
+
+import av
+
+from scopelink.media.latest import LatestValue
+from scopelink.seestar.h264 import AccessUnitAssembler
+from scopelink.seestar.link import DEAD_PEER_S, TRANSITIONS, ConnectionState, StateListener
+from scopelink.settings import Backoff
+
+log = logging.getLogger(__name__)
+
+#: The telescope's RTSP port; the S30's wide camera is on the next one (4554 + camera id).
+RTSP_PORT = 4554
+#: RTP's clock rate for video (RFC 3551): every `AccessUnit.pts` counts in these.
+CLOCK_RATE = 90_000
+#: Units whose pts deltas measure the frame rate.
+_RATE_WINDOW = 60
+
+
+class Transport(StrEnum):
+    """How RTP travels: interleaved in the RTSP connection, or as UDP datagrams."""
+
+    TCP = "tcp"
+    UDP = "udp"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessUnit:
+    """One compressed picture, ready to forward or decode."""
+
+    #: Annex-B with start codes; every IDR unit carries its SPS and PPS in front.
+    data: bytes
+    #: Holds an IDR: a decoder can start here on its own.
+    keyframe: bool
+    #: Presentation time on the 90 kHz clock, one timeline across reconnects (a new connection
+    #: continues from the last unit plus the wall time in between). Increases unless the stream
+    #: reorders (B-frames), which `passthrough_ok` refuses.
+    pts: int
+    #: `time.monotonic()` when the demuxer handed the unit over whole.
+    received: float
+    #: Counts units since the source started (1 for the first); a gap means units were skipped.
+    number: int
+    #: Counts connections (1 for the first): a unit of a new session needs a keyframe first.
+    session: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFacts:
+    """What the stream is, from the SDP, the SPS/PPS and what was measured so far."""
+
+    codec: str
+    transport: Transport
+    #: From the SPS (H.264 only, else None): name ("Constrained Baseline"), profile_idc and the
+    #: constraint-flags byte, level_idc and the level as written ("3.1").
+    profile: str | None = None
+    profile_idc: int | None = None
+    constraints: int | None = None
+    level_idc: int | None = None
+    level: str | None = None
+    width: int | None = None
+    height: int | None = None
+    #: Measured from the pts of the units seen; until then what the stream declares.
+    frame_rate: float | None = None
+    #: Seconds and units between the last two keyframes; None until two were seen.
+    keyframe_interval_s: float | None = None
+    keyframe_interval_units: int | None = None
+    #: The stream may output pictures in another order than it sends them (B-frames): said by
+    #: the SPS, or seen in the pts.
+    reorders: bool = False
+    #: From the SPS's VUI when present.
+    max_num_reorder_frames: int | None = None
+    pic_order_cnt_type: int | None = None
+    #: From the PPS: flexible macroblock ordering and redundant pictures, which browsers'
+    #: decoders do not implement; CABAC (not in Baseline).
+    slice_groups: int | None = None
+    redundant_pictures: bool | None = None
+    cabac: bool | None = None
+
+    @property
+    def profile_level_id(self) -> str | None:
+        """The six hex digits an SDP offer would use for this stream (RFC 6184)."""
+        if self.profile_idc is None or self.constraints is None or self.level_idc is None:
+            return None
+        return f"{self.profile_idc:02x}{self.constraints:02x}{self.level_idc:02x}"
+
+
+def passthrough_ok(facts: StreamFacts) -> str | None:
+    """None if browsers can be sent this stream unchanged over WebRTC, else the reason why not.
+
+    Browsers must decode every H.264 stream they negotiate in (Constrained) Baseline; whether
+    they take Main or High depends on the browser and its hardware, so those are re-encoded.
+    Reordered pictures (B-frames) are refused because WebRTC's H.264 path sends pictures in
+    the order they are shown and decoders there run without a reorder delay.
+    """
+    if facts.codec != "h264":
+        return f"the stream is {facts.codec}, not H.264"
+    if facts.profile is None:
+        return "no SPS seen yet: the profile is unknown"
+    if facts.profile not in ("Baseline", "Constrained Baseline"):
+        return f"profile {facts.profile} is not (Constrained) Baseline"
+    if facts.slice_groups is not None and facts.slice_groups > 1:
+        return "the stream uses flexible macroblock ordering, which browsers do not decode"
+    if facts.redundant_pictures:
+        return "the stream uses redundant pictures, which browsers do not decode"
+    if facts.reorders:
+        return "the stream reorders pictures (B-frames)"
+    return None
+
+
+@dataclass(slots=True)
+class RtspStats:
+    """Counters since the source was created."""
+
+    units: int = 0
+    keyframes: int = 0
+    bytes: int = 0
+    #: Connections made after the first (a refused attempt is not one).
+    reconnects: int = 0
+    #: Connection attempts that failed before the stream started.
+    failed_attempts: int = 0
+    #: Sessions that ended because nothing arrived for `stall_timeout` seconds.
+    stalls: int = 0
+
+
+class RtspSource:
+    """Receives the telescope's RTSP video; subscribe to `units` for its access units."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int = RTSP_PORT,
+        *,
+        path: str = "/stream",
+        transport: Transport | str = Transport.TCP,
+        backoff: Backoff | None = None,
+        connect_timeout: float = 5.0,
+        stall_timeout: float = DEAD_PEER_S,
+        name: str = "rtsp",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.url = f"rtsp://{host}:{port}{path}"
+        self.transport = Transport(transport)
+        self.name = name
+        self.connect_timeout = connect_timeout
+        #: Seconds without a packet after which the connection counts as dead (a stall, or a
+        #: telescope that vanished without a FIN).
+        self.stall_timeout = stall_timeout
+        self._backoff = backoff or Backoff()
+        self._rng = random.Random()
+        self._state = ConnectionState.CLOSED
+        self._listeners: list[StateListener] = []
+        #: The newest access unit; consumers `await units.next(seq)` and handle gaps.
+        self.units: LatestValue[AccessUnit] = LatestValue()
+        #: What the stream is; None until the first connection.
+        self.facts: StreamFacts | None = None
+        #: Why the last attempt or connection ended, for the UI.
+        self.last_error: str | None = None
+        self.stats = RtspStats()
+        self._task: asyncio.Task[None] | None = None
+        self._session: _Session | None = None
+        self._sessions = 0
+        self._timeline = _Timeline()
+        self._meter = _Meter()
+        self._retry_now = asyncio.Event()
+        self._connected = asyncio.Event()
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        return self._state is ConnectionState.CONNECTED
+
+    def add_state_listener(self, listener: StateListener) -> Callable[[], None]:
+        """Call `listener(state)` on every change; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _set_state(self, new: ConnectionState) -> None:
+        if new is self._state:
+            return
+        if new not in TRANSITIONS[self._state]:
+            raise RuntimeError(f"{self.name}: illegal transition {self._state} -> {new}")
+        log.info("%s %s %s -> %s", self.name, self.url, self._state, new)
+        self._state = new
+        if new is ConnectionState.CONNECTED:
+            self._connected.set()
+        else:
+            self._connected.clear()
+        for listener in list(self._listeners):
+            try:
+                listener(new)
+            except Exception:
+                log.exception("%s: state listener failed", self.name)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start receiving in the background; returns at once. A closed source starts afresh."""
+        if self._task is not None and not self._task.done():
+            return
+        if self.units.closed:
+            self.units = self.units.renew()
+        self._set_state(ConnectionState.CONNECTING)
+        self._task = asyncio.create_task(self._run(), name=f"{self.name}-source")
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Wait until the stream plays; TimeoutError after `timeout`."""
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    def retry_now(self) -> None:
+        """Skip the current backoff wait, e.g. when the telescope says the stream is back."""
+        self._retry_now.set()
+
+    async def close(self) -> None:
+        """Stop for good; returns at once even if the worker is blocked in a read.
+
+        A blocked worker ends by itself within `stall_timeout` (or `connect_timeout` while
+        connecting) and publishes nothing after this returns.
+        """
+        if self._state is ConnectionState.CLOSED:
+            return
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._end_session()
+        self.units.close()
+        self._set_state(ConnectionState.CLOSED)
+
+    async def __aenter__(self) -> RtspSource:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        quiet_reason: str | None = None
+        while True:
+            loop = asyncio.get_running_loop()
+            self._sessions += 1
+            session = _Session(self, loop, self._sessions)
+            self._session = session
+            session.start()
+            try:
+                reason = await session.done
+            finally:
+                self._end_session()
+            if session.units:
+                attempt = 0
+            self._set_state(ConnectionState.RECONNECTING)
+            self.last_error = reason
+            delay = self._backoff.delay(attempt, self._rng.random())
+            attempt += 1
+            # A telescope out of its streaming modes refuses every attempt: say so once.
+            level = logging.DEBUG if reason == quiet_reason else logging.INFO
+            log.log(level, "%s: %s; retrying in %.2f s", self.name, reason, delay)
+            quiet_reason = reason
+            self._retry_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._retry_now.wait(), delay)
+
+    def _end_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.stop()
+
+    # -- called on the loop by the worker -------------------------------------------------------
+
+    def _on_playing(self, session: _Session, facts: StreamFacts) -> None:
+        if session is not self._session:
+            return
+        if self._sessions > 1 and self.stats.units:
+            self.stats.reconnects += 1
+        self._timeline.new_session()
+        self._meter = _Meter()
+        self.facts = facts
+        self.last_error = None
+        self._set_state(ConnectionState.CONNECTED)
+
+    def _on_unit(self, session: _Session, raw: _RawUnit) -> None:
+        if session is not self._session or self.units.closed:
+            return
+        pts = self._timeline.map(raw.pts, raw.received)
+        unit = AccessUnit(
+            data=raw.data, keyframe=raw.keyframe, pts=pts, received=raw.received,
+            number=self.stats.units + 1, session=session.number,
+        )  # fmt: skip
+        self.stats.units += 1
+        self.stats.keyframes += raw.keyframe
+        self.stats.bytes += len(raw.data)
+        facts = raw.facts or self.facts
+        if facts is not None:
+            facts = self._meter.measure(unit, facts)
+            if facts != self.facts:
+                self.facts = facts
+        self.units.publish(unit)
+
+    def _on_failed_attempt(self, session: _Session) -> None:
+        if session is self._session:
+            self.stats.failed_attempts += 1
+
+    def _on_stall(self, session: _Session) -> None:
+        if session is self._session:
+            self.stats.stalls += 1
+
+
+@dataclass(frozen=True, slots=True)
+class _RawUnit:
+    """What the worker hands to the loop: a unit before it gets its place on the timeline."""
+
+    data: bytes
+    keyframe: bool
+    #: 90 kHz, straight from the demuxer; None if it gave none.
+    pts: int | None
+    received: float
+    #: New facts when the parameter sets changed with this unit.
+    facts: StreamFacts | None
+
+
+class _Session:
+    """One connection: opens the stream and demuxes it in a worker thread until told to stop."""
+
+    def __init__(self, source: RtspSource, loop: asyncio.AbstractEventLoop, number: int) -> None:
+        self.number = number
+        self.units = 0
+        self.done: asyncio.Future[str] = loop.create_future()
+        self._source = source
+        self._loop = loop
+        self._stopped = threading.Event()
+        self._url = source.url
+        self._transport = source.transport
+        self._timeouts = (source.connect_timeout, source.stall_timeout)
+        self._thread = threading.Thread(
+            target=self._work, name=f"{source.name}-{number}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _call(self, fn: Callable[..., object], *args: object) -> None:
+        """Run `fn` on the loop, unless the session was stopped or the loop is gone."""
+        if self._stopped.is_set():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed while we were blocked
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _finish(self, reason: str) -> None:
+        def resolve() -> None:
+            if not self.done.done():
+                self.done.set_result(reason)
+
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(resolve)
+
+    # -- the worker thread ----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            reason = self._demux()
+        except Exception as exc:  # a bug must not leave the loop waiting forever
+            log.exception("%s: worker failed", self._thread.name)
+            reason = f"worker failed: {exc!r}"
+        self._finish(reason)
+
+    def _demux(self) -> str:
+        source = self._source
+        started = time.monotonic()
+        try:
+            container = av.open(
+                self._url, options=_demuxer_options(self._transport, self._timeouts[1]),
+                timeout=self._timeouts,
+            )  # fmt: skip
+        except (av.FFmpegError, OSError) as exc:
+            self._call(source._on_failed_attempt, self)
+            # FFmpeg reports an interrupted RTSP handshake as invalid data: tell it by the clock.
+            if isinstance(exc, av.ExitError) or time.monotonic() - started >= self._timeouts[0]:
+                return f"connect failed: no answer within {self._timeouts[0]:g} s"
+            return f"connect failed: {_describe(exc)}"
+        try:
+            if not container.streams.video:
+                return "connect failed: the stream has no video"
+            return self._read(container, container.streams.video[0])
+        finally:
+            with contextlib.suppress(av.FFmpegError, OSError):
+                container.close()
+
+    def _read(self, container: av.container.InputContainer, stream: av.VideoStream) -> str:
+        source = self._source
+        codec = stream.codec_context
+        h264 = codec.name == "h264"
+        assembler = AccessUnitAssembler(codec.extradata) if h264 else None
+        facts = _facts(codec.name, self._transport, assembler, stream)
+        self._call(source._on_playing, self, facts)
+        to_90k = Fraction(stream.time_base or Fraction(1, CLOCK_RATE)) * CLOCK_RATE
+        try:
+            for packet in container.demux(stream):
+                if self._stopped.is_set():
+                    return "closed"
+                if packet.size == 0:
+                    continue  # the demuxer's flush packet at the end of the stream
+                received = time.monotonic()
+                data = bytes(packet)
+                changed = None
+                if assembler is not None:
+                    unit = assembler.assemble(data)
+                    data, keyframe = unit.data, unit.idr
+                    if unit.parameters_changed:
+                        changed = _facts(codec.name, self._transport, assembler, stream)
+                else:
+                    keyframe = packet.is_keyframe
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                pts = None if stamp is None else round(stamp * to_90k)
+                self.units += 1
+                self._call(source._on_unit, self, _RawUnit(data, keyframe, pts, received, changed))
+        except av.ExitError:
+            self._call(source._on_stall, self)
+            return f"stalled: nothing received for {self._timeouts[1]:g} s"
+        except (av.FFmpegError, OSError) as exc:
+            return f"connection lost: {_describe(exc)}"
+        return "the stream ended"
+
+
+def _demuxer_options(transport: Transport, stall_timeout: float) -> dict[str, str]:
+    """FFmpeg's rtsp demuxer tuned for latency: nothing buffered, probed or reordered."""
+    return {
+        "rtsp_transport": transport.value,
+        "fflags": "nobuffer",
+        "flags": "low_delay",
+        # The SDP's sprop-parameter-sets already say what the stream is: probe little.
+        "probesize": "32768",
+        "analyzeduration": "500000",
+        # UDP: hand packets on as they come instead of holding them to restore RTP order.
+        "max_delay": "0",
+        "reorder_queue_size": "0",
+        # Socket I/O timeout (µs); PyAV's read timeout also covers UDP, this the TCP socket.
+        "timeout": str(round(stall_timeout * 1_000_000)),
+    }
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, av.FFmpegError) and exc.strerror:
+        return str(exc.strerror)
+    return str(exc) or type(exc).__name__
+
+
+def _facts(
+    codec: str,
+    transport: Transport,
+    assembler: AccessUnitAssembler | None,
+    stream: av.VideoStream,
+) -> StreamFacts:
+    """Facts from the parameter sets where known, else from what FFmpeg probed."""
+    rate = stream.average_rate or stream.guessed_rate
+    facts = StreamFacts(
+        codec=codec,
+        transport=transport,
+        width=stream.codec_context.width or None,
+        height=stream.codec_context.height or None,
+        frame_rate=float(rate) if rate else None,
+    )
+    sps = assembler.sequence if assembler is not None else None
+    if sps is None:
+        return facts
+    pictures = assembler.pictures if assembler is not None else []
+    return replace(
+        facts,
+        profile=sps.profile, profile_idc=sps.profile_idc, constraints=sps.constraints,
+        level_idc=sps.level_idc, level=sps.level, width=sps.width, height=sps.height,
+        frame_rate=sps.frame_rate or facts.frame_rate, reorders=sps.may_reorder,
+        max_num_reorder_frames=sps.max_num_reorder_frames,
+        pic_order_cnt_type=sps.pic_order_cnt_type,
+        slice_groups=max((p.slice_groups for p in pictures), default=None),
+        redundant_pictures=any(p.redundant_pictures for p in pictures) if pictures else None,
+        cabac=any(p.cabac for p in pictures) if pictures else None,
+    )  # fmt: skip
+
+
+class _Timeline:
+    """Maps each connection's timestamps onto one increasing 90 kHz timeline."""
+
+    def __init__(self) -> None:
+        self._offset: int | None = None
+        self._last_raw: int | None = None
+        self._last: int | None = None
+        self._last_received = 0.0
+        self._step = CLOCK_RATE // 30
+
+    def new_session(self) -> None:
+        self._offset = None
+        self._last_raw = None
+
+    def map(self, raw: int | None, received: float) -> int:
+        if raw is None:
+            # No timestamp from the demuxer: one typical step after the last unit.
+            raw = (self._last_raw if self._last_raw is not None else 0) + self._step
+        elif self._last_raw is not None and raw < self._last_raw - (1 << 31):
+            raw += 1 << 32  # RTP timestamps are 32 bits; FFmpeg unwraps them, others may not
+        if self._offset is None:
+            # Continue the timeline by the wall time since the last unit of the last session.
+            start = 0
+            if self._last is not None:
+                gap = max(1, round((received - self._last_received) * CLOCK_RATE))
+                start = self._last + gap
+            self._offset = start - raw
+        elif self._last_raw is not None and 0 < raw - self._last_raw < CLOCK_RATE:
+            self._step = raw - self._last_raw
+        self._last_raw = raw
+        self._last = raw + self._offset
+        self._last_received = received
+        return self._last
+
+
+class _Meter:
+    """Measures frame rate, keyframe interval and reordering from the units of one session."""
+
+    def __init__(self) -> None:
+        self._pts: deque[int] = deque(maxlen=_RATE_WINDOW)
+        self._last_key: AccessUnit | None = None
+        self._reordered = False
+
+    def measure(self, unit: AccessUnit, facts: StreamFacts) -> StreamFacts:
+        if self._pts and unit.pts < self._pts[-1]:
+            self._reordered = True
+        self._pts.append(unit.pts)
+        changes: dict[str, object] = {}
+        if self._reordered and not facts.reorders:
+            changes["reorders"] = True
+        if unit.keyframe:
+            if self._last_key is not None:
+                changes["keyframe_interval_s"] = (unit.pts - self._last_key.pts) / CLOCK_RATE
+                changes["keyframe_interval_units"] = unit.number - self._last_key.number
+            self._last_key = unit
+        if len(self._pts) >= 3 and (unit.keyframe or len(self._pts) % 15 == 0):
+            # The median step ignores the odd late or lost unit.
+            step = statistics.median(b - a for a, b in itertools.pairwise(self._pts))
+            if step > 0 and not self._reordered:
+                changes["frame_rate"] = round(CLOCK_RATE / step, 2)
+        return replace(facts, **changes) if changes else facts  # type: ignore[arg-type]
