@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 CONTROL_PORT = 4700
 IMAGING_PORT = 4800
 DISCOVERY_PORT = 4720
+#: Live video (RTSP, path /stream) in the RTSP view stages: the main camera.
+RTSP_PORT = 4554
+#: The S30's wide-angle camera: its RTSP video and its imaging port (same framing as 4800).
+WIDE_RTSP_PORT = 4555
+WIDE_IMAGING_PORT = 4804
 
 #: The firmware drops a control socket after ~15.5 s without traffic (measured on 8.89).
 FIRMWARE_IDLE_CUT_S = 15.5
@@ -45,6 +50,8 @@ class TelescopeTarget:
     host: str
     control_port: int = CONTROL_PORT
     imaging_port: int = IMAGING_PORT
+    #: Its live video in the RTSP view stages (Moon, Sun, planets, scenery).
+    rtsp_port: int = RTSP_PORT
     name: str | None = None
     #: PEM private key for the firmware login handshake (7.18+), if the user has one.
     key_pem: bytes | None = None

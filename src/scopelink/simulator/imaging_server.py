@@ -3,6 +3,7 @@
 One server, many clients. Preview frames are rendered once per tick (at `fps`) and shared by every
 streaming client; each client has one sender that always writes the newest frame and waits for the
 socket to drain, so a slow client skips frames instead of queueing them or slowing the others.
+While `preview_on()` is False (the RTSP view stages) no preview frames are rendered or sent.
 
 Frame stamps: the frame number counts every rendered frame (stream ticks and `get_current_img`
 alike, starting at 1). `emit_ms` is the wall clock, `int(time.time() * 1000)`, read after the
@@ -39,6 +40,7 @@ from scopelink.seestar.imaging_protocol import (
     ImageType,
 )
 from scopelink.seestar.messages import Request, encode_json_line, parse_request, response_dict
+from scopelink.settings import SENSOR_HEIGHT, SENSOR_WIDTH
 from scopelink.simulator.faults import Faults, write_with_faults
 from scopelink.simulator.scene import Scene, StackSnapshot
 from scopelink.simulator.starfield import StarField
@@ -129,6 +131,8 @@ class ImagingServer:
         fps: float = 2.0,
         seed: int = 0,
         firmware: int = 2732,
+        preview_on: Callable[[], bool] = lambda: True,
+        sensor: tuple[int, int] = (SENSOR_WIDTH, SENSOR_HEIGHT),
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -138,7 +142,9 @@ class ImagingServer:
         self.firmware = firmware
         self.stats = ImagingServerStats()
         self.fps = fps
-        self._field = StarField(seed)
+        self._field = StarField(seed, *sensor)
+        # False in the RTSP view stages: the camera's picture goes out as video, not here.
+        self._preview_on = preview_on
         # StarField caches are not thread-safe; renders run in worker threads one at a time.
         self._render_lock = threading.Lock()
         self._frame_number = 0
@@ -232,6 +238,11 @@ class ImagingServer:
                 await self._streaming_changed.wait()
                 next_at = loop.time()
             await self.faults.wait_if_stalled()
+            if not self._preview_on():
+                # Streaming clients stay connected and get nothing until a star view is back.
+                await asyncio.sleep(_DROP_POLL_S)
+                next_at = loop.time()
+                continue
             try:
                 number, mosaic = await asyncio.to_thread(self._render_preview, self._scene())
             except Exception:

@@ -14,6 +14,7 @@ from typing import Any
 
 from scopelink.seestar import verify
 from scopelink.seestar.messages import finite
+from scopelink.seestar.models import CameraFacts
 from scopelink.simulator.firmware import (
     BAD_PARAM,
     FAIL,
@@ -101,26 +102,30 @@ class FirmwareMethods:
                 "is_verified": conn.verified or not self.profile.login_available,
                 "sn": self.serial,
                 "cpuId": "sim-" + self.serial,
-                "product_model": "Seestar S50",
-                "user_product_model": "Seestar S50",
-                "focal_len": 250.0,
-                "fnumber": 5.0,
+                "product_model": self.model.product_model,
+                "user_product_model": self.model.product_model,
+                "focal_len": self.model.main.focal_length_mm,
+                "fnumber": self.model.f_number,
                 "can_star_mode_sel_cam": False,
             },
             "setting": {**self.settings, "focal_pos": self.focuser},
             "location_lon_lat": list(self.location),
-            "camera": {
-                "chip_size": [1080, 1920],
-                "pixel_size_um": 2.9,
-                "debayer_pattern": "GR",
-                "hpc_num": 0,
-            },
+            "camera": self._camera_fields(self.model.main),
+            **(
+                {"second_camera": self._camera_fields(self.model.wide)}
+                if self.model.wide is not None
+                else {}
+            ),
             "focuser": {
                 "state": self.focuser_state,
                 "max_step": FOCUSER_MAX_STEP,
                 "step": self.focuser,
             },
-            "ap": {"ssid": f"S50_{self.serial}", "passwd": "12345678", "is_5g": True},
+            "ap": {
+                "ssid": f"{self.model.ssid_prefix}_{self.serial}",
+                "passwd": "12345678",
+                "is_5g": True,
+            },
             "station": {
                 "server": True,
                 "freq": 5180,
@@ -158,6 +163,15 @@ class FirmwareMethods:
             },
         }
 
+    @staticmethod
+    def _camera_fields(camera: CameraFacts) -> dict[str, Any]:
+        return {
+            "chip_size": camera.chip_size,
+            "pixel_size_um": camera.pixel_size_um,
+            "debayer_pattern": camera.debayer_pattern,
+            "hpc_num": 0,
+        }
+
     def _volume(self) -> dict[str, Any]:
         total, free = round(self.disk_total_mb), round(self.disk_free_mb)
         return {
@@ -191,6 +205,10 @@ class FirmwareMethods:
                 "stacked_frame": s.stacked,
                 "dropped_frame": s.dropped,
             }
+        if v.stage == "RTSP":
+            view["RTSP"] = self.rtsp_fields()
+            if self.record is not None:
+                view["AviRecord"] = self.record.fields()
         if "AutoFocus" in self.operations:
             view["AutoFocus"] = {
                 "state": "working",
@@ -361,10 +379,27 @@ class FirmwareMethods:
             for key in ("stack_l", "continuous"):
                 if key in exp and not 1 <= finite(exp[key]) <= 600_000:
                     raise ValueError("exposure out of range")
+        roi = params.get("rtsp_roi_index")
+        if roi is not None and (isinstance(roi, bool) or roi not in (0, 1, 2)):
+            raise ValueError("rtsp_roi_index is 0, 1 or 2")
         _merge(self.settings, params)
         if "heater_enable" in params:
             self.settings["heater_enable"] = bool(params["heater_enable"])
         self.emit("Setting", **params)
+        if roi is not None and self.view.stage == "RTSP":
+            self.emit("RTSP", **self.rtsp_fields(), route=["View"])
+        return 0
+
+    # RTSP stage recording
+
+    def _m_start_record_avi(self, params: Any, conn: ConnectionInfo) -> Any:
+        self._start_record()
+        return 0
+
+    def _m_stop_record_avi(self, params: Any, conn: ConnectionInfo) -> Any:
+        if self.record is None or self.record.stopped is not None:
+            raise FirmwareError(207, "fail to operate: not recording")
+        self._stop_record()
         return 0
 
     def _m_get_stack_setting(self, params: Any, conn: ConnectionInfo) -> Any:
@@ -457,9 +492,9 @@ class FirmwareMethods:
 
     def _m_get_camera_info(self, params: Any, conn: ConnectionInfo) -> Any:
         return {
-            "chip_size": [1080, 1920],
+            "chip_size": self.model.main.chip_size,
             "bins": [1, 2],
-            "pixel_size_um": 2.9,
+            "pixel_size_um": self.model.main.pixel_size_um,
             "unity_gain": 80,
             "has_cooler": False,
             "is_color": True,

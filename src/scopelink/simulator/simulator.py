@@ -9,12 +9,24 @@ from pathlib import Path
 from typing import Any
 
 from scopelink.seestar import verify
-from scopelink.settings import CONTROL_PORT, DISCOVERY_PORT, FIRMWARE_IDLE_CUT_S, IMAGING_PORT
+from scopelink.seestar.models import DEFAULT_MODEL, MODELS, CameraFacts
+from scopelink.settings import (
+    CONTROL_PORT,
+    DISCOVERY_PORT,
+    FIRMWARE_IDLE_CUT_S,
+    IMAGING_PORT,
+    RTSP_PORT,
+    WIDE_IMAGING_PORT,
+    WIDE_RTSP_PORT,
+)
 from scopelink.simulator.control_server import ControlServer
 from scopelink.simulator.discovery_server import DiscoveryResponder
 from scopelink.simulator.faults import Faults
 from scopelink.simulator.firmware import DEFAULT_PROFILE, PROFILES
+from scopelink.simulator.h264 import H264Settings
 from scopelink.simulator.imaging_server import ImagingServer
+from scopelink.simulator.live_video import LiveVideo
+from scopelink.simulator.rtsp_server import RtspServer
 from scopelink.simulator.telescope import SimulatedTelescope
 
 log = logging.getLogger(__name__)
@@ -41,21 +53,58 @@ class SimulatorConfig:
     #: The login key pair as a PEM private key; generated when the firmware has a login.
     key_pem: bytes | None = None
     faults: list[str] = field(default_factory=list)
+    #: "S50", "S30" or "S30 Pro" (`scopelink.seestar.models.MODELS`).
+    model: str = DEFAULT_MODEL
+    #: RTSP video of the main camera in the RTSP view stages.
+    rtsp_port: int = RTSP_PORT
+    #: The wide-angle camera's RTSP video and imaging port (S30 models only).
+    wide_rtsp_port: int = WIDE_RTSP_PORT
+    wide_imaging_port: int = WIDE_IMAGING_PORT
+    video_fps: float = 30.0
+    video_bitrate: int = 6_000_000
+    #: x264 profile: "baseline" (Constrained Baseline, what browsers take as is), "main", "high".
+    video_profile: str = "baseline"
+    #: B-frames between references; > 0 gives a stream a browser cannot take without re-encoding.
+    video_b_frames: int = 0
+    video_gop_s: float = 1.0
 
     @classmethod
     def ephemeral(cls, **overrides: Any) -> SimulatorConfig:
         """Free ports everywhere and no discovery: for tests and embedding."""
-        return cls(**{"control_port": 0, "imaging_port": 0, "discovery_port": None, **overrides})
+        free = {
+            "control_port": 0,
+            "imaging_port": 0,
+            "discovery_port": None,
+            "rtsp_port": 0,
+            "wide_rtsp_port": 0,
+            "wide_imaging_port": 0,
+        }
+        return cls(**{**free, **overrides})
+
+    def video_settings(self) -> H264Settings:
+        return H264Settings(
+            fps=self.video_fps,
+            bitrate=self.video_bitrate,
+            profile=self.video_profile,
+            b_frames=self.video_b_frames,
+            gop_s=self.video_gop_s,
+        )
 
 
 class Simulator:
-    """Runs a SimulatedTelescope on its three ports."""
+    """Runs a SimulatedTelescope on its ports: control, imaging, RTSP, discovery (and the
+    wide camera's imaging and RTSP ports on the S30 models)."""
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config = config or SimulatorConfig()
         if config.profile not in PROFILES:
             raise ValueError(f"unknown firmware profile {config.profile!r}: {', '.join(PROFILES)}")
+        if config.model not in MODELS:
+            raise ValueError(f"unknown model {config.model!r}: {', '.join(MODELS)}")
+        if not 1.0 <= config.video_fps <= 60.0:
+            raise ValueError(f"video fps must be within 1..60, got {config.video_fps}")
         self.profile = PROFILES[config.profile]
+        self.model = model = MODELS[config.model]
         self.faults = Faults()
         for spec in config.faults:
             self.faults.parse(spec)
@@ -73,6 +122,8 @@ class Simulator:
             public_key_pem=config.key_pem,
             slew_rate_deg_s=config.slew_rate_deg_s,
             charging=config.charging,
+            model=model,
+            video_fps=config.video_fps,
         )
         self.control = ControlServer(
             self.telescope,
@@ -90,7 +141,30 @@ class Simulator:
             fps=config.fps,
             seed=config.seed,
             firmware=self.profile.version_int,
+            preview_on=self._preview_on,
+            sensor=(model.main.width, model.main.height),
         )
+        telescope = self.telescope
+        self.video = LiveVideo(
+            config.video_settings(),
+            mode=lambda: telescope.rtsp_mode,
+            roi_index=lambda: telescope.roi_index,
+            seed=config.seed,
+        )
+        self.rtsp = RtspServer(
+            config.host,
+            config.rtsp_port,
+            self.video,
+            faults=self.faults,
+            available=lambda: telescope.rtsp_mode is not None,
+            mode=lambda: telescope.rtsp_mode,
+        )
+        #: The wide-angle camera (S30 models): its own video and imaging port.
+        self.wide_video: LiveVideo | None = None
+        self.wide_rtsp: RtspServer | None = None
+        self.wide_imaging: ImagingServer | None = None
+        if model.wide is not None:
+            self._build_wide_camera(model.wide)
         self._drops: asyncio.Task[None] | None = None
         self.discovery: DiscoveryResponder | None = None
         if config.discovery_port is not None:
@@ -98,9 +172,46 @@ class Simulator:
                 config.host,
                 config.discovery_port,
                 serial=config.serial,
+                model=model.product_model,
                 clients=lambda: self.control.client_count,
                 uptime=self.telescope.uptime,
             )
+
+    def _build_wide_camera(self, wide: CameraFacts) -> None:
+        config, telescope = self.config, self.telescope
+        # Its RTSP video runs with the main camera's RTSP stage (the simulator does not model
+        # the wide camera's own view, `SecondView`); its imaging port shows the star field with
+        # the main camera's framing (its wider plate scale is not modelled either).
+        self.wide_video = LiveVideo(
+            config.video_settings(),
+            mode=lambda: telescope.rtsp_mode,
+            roi_index=lambda: telescope.roi_index,
+            wide=True,
+            seed=config.seed,
+        )
+        self.wide_rtsp = RtspServer(
+            config.host,
+            config.wide_rtsp_port,
+            self.wide_video,
+            faults=self.faults,
+            available=lambda: telescope.rtsp_mode is not None,
+            mode=lambda: telescope.rtsp_mode,
+        )
+        self.wide_imaging = ImagingServer(
+            config.host,
+            config.wide_imaging_port,
+            scene=telescope.scene,
+            stack=lambda: None,
+            faults=self.faults,
+            fps=config.fps,
+            seed=config.seed + 1,
+            firmware=self.profile.version_int,
+            preview_on=self._preview_on,
+            sensor=(wide.width, wide.height),
+        )
+
+    def _preview_on(self) -> bool:
+        return self.telescope.rtsp_mode is None
 
     def _emit(self, message: dict[str, object]) -> None:
         self.control.broadcast(message)
@@ -114,14 +225,24 @@ class Simulator:
         await self.telescope.start()
         await self.control.start()
         await self.imaging.start()
+        for video, rtsp in ((self.video, self.rtsp), (self.wide_video, self.wide_rtsp)):
+            if video is not None and rtsp is not None:
+                await video.start()
+                await rtsp.start()
+        self.telescope.rtsp_port = self.rtsp.port
+        if self.wide_imaging is not None:
+            await self.wide_imaging.start()
         if self.discovery is not None:
             await self.discovery.start()
         log.info(
-            "simulated Seestar (firmware %s) on %s: control %d, imaging %d, discovery %s",
+            "simulated Seestar %s (firmware %s) on %s: control %d, imaging %d, rtsp %d, "
+            "discovery %s",
+            self.model.name,
             self.profile.version,
             self.config.host,
             self.control.port,
             self.imaging.port,
+            self.rtsp.port,
             self.discovery.port if self.discovery else "off",
         )
 
@@ -130,6 +251,12 @@ class Simulator:
             self._drops.cancel()
         if self.discovery is not None:
             await self.discovery.stop()
+        if self.wide_imaging is not None:
+            await self.wide_imaging.stop()
+        for video, rtsp in ((self.video, self.rtsp), (self.wide_video, self.wide_rtsp)):
+            if video is not None and rtsp is not None:
+                await rtsp.stop()
+                await video.stop()
         await self.imaging.stop()
         await self.control.stop()
         await self.telescope.stop()

@@ -19,6 +19,8 @@ from typing import Any
 
 from scopelink.seestar import verify
 from scopelink.seestar.messages import event_dict
+from scopelink.seestar.models import MODELS, ModelFacts
+from scopelink.settings import RTSP_PORT
 from scopelink.simulator.firmware import (
     BAD_PARAM,
     FAIL,
@@ -33,6 +35,7 @@ from scopelink.simulator.firmware import (
 from scopelink.simulator.methods import FirmwareMethods
 from scopelink.simulator.mount import BelowHorizon, MotionKind, Mount, MountBusy
 from scopelink.simulator.scene import Scene, StackSnapshot
+from scopelink.simulator.video import RTSP_MODES
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +114,36 @@ class ViewState:
 
 
 @dataclass(slots=True)
+class AviRecordState:
+    """The RTSP stage's recording ("mp4 record"); it stays in the view state once done."""
+
+    started: float
+    fps: float
+    state: str = "working"
+    stopped: float | None = None
+
+    @property
+    def lapse_ms(self) -> int:
+        end = self.stopped if self.stopped is not None else time.monotonic()
+        return int((end - self.started) * 1000)
+
+    @property
+    def saved_frames(self) -> int:
+        return int(self.lapse_ms / 1000 * self.fps)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "lapse_ms": self.lapse_ms,
+            "timelapse": {"enable": False},
+            "note": "mp4 record",
+            "saved_frames": self.saved_frames,
+            "raw": False,
+            "file_saved": self.stopped is not None,
+        }
+
+
+@dataclass(slots=True)
 class StackState:
     stacked: int = 0
     dropped: int = 0
@@ -120,7 +153,7 @@ class StackState:
 
 
 class SimulatedTelescope(FirmwareMethods):
-    """A Seestar S50 in software."""
+    """A Seestar (S50 by default; `model`) in software."""
 
     def __init__(
         self,
@@ -135,8 +168,15 @@ class SimulatedTelescope(FirmwareMethods):
         public_key_pem: bytes | None = None,
         slew_rate_deg_s: float = 4.0,
         charging: bool = False,
+        model: ModelFacts = MODELS["S50"],
+        video_fps: float = 30.0,
     ) -> None:
         self.profile = profile
+        self.model = model
+        #: The RTSP port the view state reports (the simulator sets the bound one).
+        self.rtsp_port = RTSP_PORT
+        self.video_fps = video_fps
+        self.record: AviRecordState | None = None
         self.serial = serial
         self._emit_line = emit
         self._clock = clock
@@ -350,6 +390,7 @@ class SimulatedTelescope(FirmwareMethods):
     def _auto_goto(self, ra: float, dec: float, name: str, mode: str, lp: bool) -> None:
         self._point_mount(ra, dec)
         self._stop_stacking("cancel")
+        self._leave_rtsp()
         self.view = ViewState(
             mode=mode,
             stage="AutoGoto",
@@ -414,8 +455,65 @@ class SimulatedTelescope(FirmwareMethods):
         )
         self.emit("PlateSolve", state="complete", lapse_ms=duration, route=route)
 
+    @property
+    def rtsp_mode(self) -> str | None:
+        """The view mode while the stage is RTSP (the camera serves video), else None."""
+        return self.view.mode if self.view.stage == "RTSP" else None
+
+    @property
+    def roi_index(self) -> int:
+        value = self.settings.get("rtsp_roi_index", 0)
+        return value if value in (0, 1, 2) else 0
+
+    def rtsp_fields(self) -> dict[str, Any]:
+        lapse = int((time.monotonic() - self.view.started) * 1000) if self.view.started else 0
+        return {
+            "state": "working",
+            "lapse_ms": lapse,
+            "roi_index": self.roi_index,
+            "port": self.rtsp_port,
+        }
+
+    def _enter_rtsp(self) -> None:
+        """Solar-system and scenery modes: live video on the RTSP port, nothing on 4800."""
+        self.view.stage = "RTSP"
+        self.view.state = "working"
+        self.record = None
+        self.emit(
+            "View",
+            state="working",
+            mode=self.view.mode,
+            stage="RTSP",
+            target_name=self.view.target_name,
+            lp_filter=self.view.lp_filter,
+            cam_id=0,
+            route=[],
+        )
+        self.emit("RTSP", **self.rtsp_fields(), route=["View"])
+
+    def _start_record(self) -> None:
+        # 207 like every other "not in this view" refusal (a stack outside a star view).
+        if self.view.stage != "RTSP":
+            raise FirmwareError(207, "fail to operate: record needs a solar system or scenery view")
+        if self.record is not None and self.record.stopped is None:
+            raise FirmwareError(207, "fail to operate: already recording")
+        self.record = AviRecordState(started=time.monotonic(), fps=self.video_fps)
+        self.emit("AviRecord", **{**self.record.fields(), "state": "start"}, route=["View"])
+        self.emit("AviRecord", **self.record.fields(), route=["View"])
+
+    def _stop_record(self, state: str = "complete") -> None:
+        record = self.record
+        if record is None or record.stopped is not None:
+            return
+        record.stopped = time.monotonic()
+        record.state = state
+        self.emit("AviRecord", **record.fields(), route=["View"])
+
     def _enter_preview(self) -> None:
         mode = self.view.mode or "star"
+        if mode in RTSP_MODES:
+            self._enter_rtsp()
+            return
         self.view.stage = "ContinuousExposure"
         self.view.state = "working"
         self.emit(
@@ -625,18 +723,30 @@ class SimulatedTelescope(FirmwareMethods):
         if stage == "Stack":
             self._stop_stacking("cancel")
             return
-        if stage is not None:
+        if stage == "AviRecord":
+            self._stop_record()
+            return
+        if stage not in (None, "RTSP"):
             return
         for name in ("AutoGoto", "ScopeGoto", "AutoFocus", "Stack"):
             self._cancel_operation(name)
         self.mount.stop()
         self.stack_state.active = False
+        self._leave_rtsp()
         mode = self.view.mode
         self.view = ViewState()
         self.emit("View", state="cancel", mode=mode, stage=None, route=[])
 
+    def _leave_rtsp(self) -> None:
+        """The RTSP stage ends: a recording is saved, the stream stops."""
+        if self.view.stage != "RTSP":
+            return
+        self._stop_record()
+        self.emit("RTSP", **{**self.rtsp_fields(), "state": "cancel"}, route=["View"])
+
     def _start_view(self, mode: str, lp: bool) -> None:
         self._stop_stacking("cancel")
+        self._leave_rtsp()
         self.view = ViewState(mode=mode, state="working", lp_filter=lp, started=time.monotonic())
         self._enter_preview()
 
