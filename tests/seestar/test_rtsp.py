@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator
 
+import av
 import pytest
 
+from scopelink import framestamp
+from scopelink.seestar.control import ControlClient
 from scopelink.seestar.link import ConnectionState
-from scopelink.seestar.rtsp import RtspSource, StreamFacts, Transport, passthrough_ok
+from scopelink.seestar.rtsp import (
+    AccessUnit,
+    RtspSource,
+    StreamFacts,
+    Transport,
+    passthrough_ok,
+)
 from scopelink.settings import Backoff
+from scopelink.simulator.simulator import Simulator, SimulatorConfig
+from tests.conftest import make_client
 
 FAST_BACKOFF = Backoff(initial_s=0.05, maximum_s=0.3)
 
@@ -128,3 +141,268 @@ async def test_a_server_that_never_answers_times_out_and_close_does_not_wait_for
     assert source.state is ConnectionState.CLOSED and source.units.closed
     await until(lambda: not workers(source), 2.0)
     assert source.stats.units == 0
+
+
+# -- against the simulator's RTSP camera -----------------------------------------------------------
+
+
+class Camera:
+    """A simulator with a control client to switch its view mode."""
+
+    def __init__(self, sim: Simulator, client: ControlClient) -> None:
+        self.sim = sim
+        self.client = client
+
+    async def view(self, mode: str) -> None:
+        await self.client.call("iscope_start_view", {"mode": mode})
+
+    def source(self, transport: Transport = Transport.TCP, **kwargs: object) -> RtspSource:
+        kwargs.setdefault("backoff", FAST_BACKOFF)
+        kwargs.setdefault("connect_timeout", 1.0)
+        kwargs.setdefault("stall_timeout", 1.0)
+        return RtspSource(
+            self.sim.host,
+            self.sim.rtsp.port,
+            transport=transport,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+async def open_camera(**config: object) -> Camera:
+    sim = Simulator(SimulatorConfig.ephemeral(**config))
+    await sim.start()
+    client = make_client(sim)
+    await client.connect(timeout=5)
+    camera = Camera(sim, client)
+    await camera.view("moon")
+    return camera
+
+
+@pytest.fixture
+async def camera() -> AsyncIterator[Camera]:
+    """The simulator in Moon mode: its camera serves H.264 over RTSP."""
+    cam = await open_camera()
+    try:
+        yield cam
+    finally:
+        await cam.client.close()
+        await cam.sim.stop()
+
+
+class Collector:
+    """Every unit a consumer sees (it may skip some, as any latest-wins consumer may)."""
+
+    def __init__(self, source: RtspSource) -> None:
+        self.units: list[AccessUnit] = []
+        self._source = source
+        self._task = asyncio.create_task(self._collect())
+
+    async def _collect(self) -> None:
+        seen = 0
+        async for item in self._source.units.values():
+            seen = item.seq
+            self.units.append(item.value)
+        del seen
+
+    def since(self, number: int) -> list[AccessUnit]:
+        return [u for u in self.units if u.number > number]
+
+    async def keyframes(self, count: int, timeout: float, after: int = 0) -> list[AccessUnit]:
+        await until(lambda: sum(u.keyframe for u in self.since(after)) >= count, timeout)
+        return [u for u in self.since(after) if u.keyframe]
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+def stamp_of(unit: AccessUnit) -> framestamp.FrameStamp | None:
+    """Decode a keyframe with a fresh decoder (it must need nothing else) and read its stamp."""
+    decoder = av.CodecContext.create("h264", "r")
+    frames = decoder.decode(av.Packet(unit.data)) + decoder.decode(None)
+    assert len(frames) == 1
+    return framestamp.read(frames[0].to_ndarray(format="gray"))
+
+
+@pytest.mark.parametrize("transport", [Transport.TCP, Transport.UDP])
+async def test_units_arrive_with_advancing_pts_and_keyframes_that_decode_alone(
+    camera: Camera, transport: Transport
+) -> None:
+    source = camera.source(transport)
+    collector = Collector(source)
+    source.start()
+    try:
+        await source.wait_connected(5)
+        keyframes = await collector.keyframes(2, timeout=5)
+        units = list(collector.units)
+        assert units[0].keyframe and units[0].number == 1  # the server starts with an IDR
+        assert all(b.number > a.number for a, b in itertools.pairwise(units))
+        assert all(b.pts > a.pts for a, b in itertools.pairwise(units))
+        assert all(u.session == 1 and u.data.startswith(b"\x00\x00") for u in units)
+        stamps = [stamp_of(k) for k in keyframes]
+        assert all(s is not None for s in stamps)
+        frames = [s.frame for s in stamps if s is not None]
+        assert frames == sorted(frames) and frames[-1] - frames[0] >= 25
+        # The pts advance as the telescope's frames do: 3000 ticks a frame at 30 fps.
+        span = keyframes[-1].pts - keyframes[0].pts
+        assert span == pytest.approx((frames[-1] - frames[0]) * 3000, rel=0.05)
+        assert source.stats.units >= len(units) and source.stats.keyframes >= 2
+        assert source.stats.bytes >= sum(len(u.data) for u in units)
+        assert source.state is ConnectionState.CONNECTED and source.last_error is None
+    finally:
+        await collector.stop()
+        await source.close()
+
+
+async def test_facts_match_what_the_simulator_serves(camera: Camera) -> None:
+    source = camera.source()
+    collector = Collector(source)
+    source.start()
+    try:
+        await collector.keyframes(2, timeout=5)
+        facts = source.facts
+        assert facts is not None
+        assert (facts.codec, facts.transport) == ("h264", Transport.TCP)
+        assert (facts.profile, facts.profile_idc) == ("Constrained Baseline", 66)
+        assert facts.constraints is not None and facts.constraints & 0x40
+        assert (facts.width, facts.height) == (1920, 1080)
+        assert facts.profile_level_id == camera.sim.video.parameter_sets.profile_level_id  # type: ignore[union-attr]
+        assert facts.frame_rate == pytest.approx(30.0, abs=1.5)
+        assert facts.keyframe_interval_s == pytest.approx(1.0, abs=0.1)
+        assert facts.keyframe_interval_units == 30
+        assert facts.reorders is False and facts.cabac is False
+        assert passthrough_ok(facts) is None
+    finally:
+        await collector.stop()
+        await source.close()
+
+
+async def test_a_stream_with_b_frames_is_not_passed_through() -> None:
+    camera = await open_camera(video_profile="high", video_b_frames=2)
+    source = camera.source()
+    collector = Collector(source)
+    source.start()
+    try:
+        keyframes = await collector.keyframes(1, timeout=5)
+        facts = source.facts
+        assert facts is not None
+        # x264 names the least profile its tools need: High, or Main with a fast preset.
+        assert (facts.profile, facts.profile_idc) in (("High", 100), ("Main", 77))
+        assert facts.reorders and facts.max_num_reorder_frames == 2
+        refusal = passthrough_ok(facts)
+        assert refusal == f"profile {facts.profile} is not (Constrained) Baseline"
+        assert passthrough_ok(StreamFacts(**{**_fields(facts), "profile": "Constrained Baseline"}))
+        assert stamp_of(keyframes[0]) is not None  # still decodable for MJPEG viewers
+    finally:
+        await collector.stop()
+        await source.close()
+        await camera.client.close()
+        await camera.sim.stop()
+
+
+def _fields(facts: StreamFacts) -> dict[str, object]:
+    return {name: getattr(facts, name) for name in StreamFacts.__dataclass_fields__}
+
+
+async def test_reconnects_after_the_telescope_stalls(camera: Camera) -> None:
+    source = camera.source()
+    collector = Collector(source)
+    source.start()
+    try:
+        await collector.keyframes(1, timeout=5)
+        before = source.stats.units
+        camera.sim.faults.stall(2.0)
+        await until(lambda: source.state is ConnectionState.RECONNECTING, 3)
+        assert source.last_error == "stalled: nothing received for 1 s"
+        assert source.stats.stalls == 1
+        await until(lambda: source.state is ConnectionState.CONNECTED, 5)
+        resumed = await collector.keyframes(1, timeout=5, after=before)
+        assert resumed[0].session >= 2 and stamp_of(resumed[0]) is not None
+        assert source.stats.reconnects >= 1
+        # One timeline: the new session continues after the old one.
+        old = [u for u in collector.units if u.session == 1]
+        assert resumed[0].pts > old[-1].pts
+    finally:
+        await collector.stop()
+        await source.close()
+
+
+async def test_reconnects_after_the_connection_drops(camera: Camera) -> None:
+    source = camera.source()
+    collector = Collector(source)
+    source.start()
+    try:
+        await collector.keyframes(1, timeout=5)
+        before = source.stats.units
+        camera.sim.faults.drop()
+        resumed = await collector.keyframes(1, timeout=5, after=before)
+        assert resumed[0].session == 2
+        assert source.stats.reconnects == 1 and source.stats.stalls == 0
+        assert source.state is ConnectionState.CONNECTED
+    finally:
+        await collector.stop()
+        await source.close()
+
+
+async def test_mode_switches_end_the_stream_and_bring_it_back(
+    camera: Camera, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="scopelink.seestar.rtsp")
+    source = camera.source()
+    collector = Collector(source)
+    source.start()
+    try:
+        await collector.keyframes(1, timeout=5)
+        await camera.view("star")
+        await until(lambda: source.state is ConnectionState.RECONNECTING, 3)
+        assert source.last_error in ("the stream ended", "connection lost: End of file")
+        # Out of the video modes every attempt is refused; the source keeps trying, quietly.
+        failed = source.stats.failed_attempts
+        await until(lambda: source.stats.failed_attempts >= failed + 4, 5)
+        assert source.state is ConnectionState.RECONNECTING
+        assert source.last_error == "connect failed: Server returned 5XX Server Error reply"
+        retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+        assert sum(r.levelno >= logging.INFO for r in retries) <= 2
+        stopped_at = source.stats.units
+        await asyncio.sleep(0.3)
+        assert source.stats.units == stopped_at
+        await camera.view("moon")
+        await until(lambda: source.state is ConnectionState.CONNECTED, 5)
+        resumed = await collector.keyframes(1, timeout=5, after=stopped_at)
+        assert resumed[0].session >= 2 and stamp_of(resumed[0]) is not None
+    finally:
+        await collector.stop()
+        await source.close()
+
+
+async def test_close_while_reading_returns_at_once_and_publishes_nothing_after(
+    camera: Camera,
+) -> None:
+    source = camera.source(stall_timeout=2.0)
+    collector = Collector(source)
+    source.start()
+    await collector.keyframes(1, timeout=5)
+    camera.sim.faults.stall(3.0)  # the worker now blocks in a read
+    await asyncio.sleep(0.3)
+    assert workers(source)
+    published = source.units.seq
+    started = time.monotonic()
+    await source.close()
+    assert time.monotonic() - started < 0.2
+    assert source.state is ConnectionState.CLOSED and source.units.closed
+    await until(lambda: not workers(source), 3)
+    assert source.units.seq == published
+    await collector.stop()
+
+
+async def test_a_wrong_path_is_reported(camera: Camera) -> None:
+    source = RtspSource(
+        camera.sim.host, camera.sim.rtsp.port, path="/nothing", backoff=FAST_BACKOFF,
+        name="rtsp-path",
+    )  # fmt: skip
+    source.start()
+    try:
+        await until(lambda: source.stats.failed_attempts >= 1, 3)
+        assert source.last_error is not None and "404" in source.last_error
+    finally:
+        await source.close()

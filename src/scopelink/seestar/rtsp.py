@@ -29,16 +29,16 @@ import av
 from scopelink.media.latest import LatestValue
 from scopelink.seestar.h264 import AccessUnitAssembler
 from scopelink.seestar.link import DEAD_PEER_S, TRANSITIONS, ConnectionState, StateListener
-from scopelink.settings import Backoff
+from scopelink.settings import RTSP_PORT, Backoff
 
 log = logging.getLogger(__name__)
 
-#: The telescope's RTSP port; the S30's wide camera is on the next one (4554 + camera id).
-RTSP_PORT = 4554
 #: RTP's clock rate for video (RFC 3551): every `AccessUnit.pts` counts in these.
 CLOCK_RATE = 90_000
 #: Units whose pts deltas measure the frame rate.
 _RATE_WINDOW = 60
+#: Most units waiting to be published one loop iteration apart; beyond it the oldest go.
+_MAX_HANDOVER = 8
 
 
 class Transport(StrEnum):
@@ -144,6 +144,8 @@ class RtspStats:
     failed_attempts: int = 0
     #: Sessions that ended because nothing arrived for `stall_timeout` seconds.
     stalls: int = 0
+    #: Units dropped unpublished because more than a few arrived in one loop iteration.
+    dropped: int = 0
 
 
 class RtspSource:
@@ -188,6 +190,9 @@ class RtspSource:
         self._meter = _Meter()
         self._retry_now = asyncio.Event()
         self._connected = asyncio.Event()
+        # Units that arrived together, published one loop iteration apart (see `_hand_over`).
+        self._handover: deque[AccessUnit] = deque()
+        self._handing_over = False
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -327,7 +332,27 @@ class RtspSource:
             facts = self._meter.measure(unit, facts)
             if facts != self.facts:
                 self.facts = facts
-        self.units.publish(unit)
+        if len(self._handover) >= _MAX_HANDOVER:
+            self._handover.popleft()
+            self.stats.dropped += 1
+        self._handover.append(unit)
+        if not self._handing_over:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Publish the oldest waiting unit; the next one waits for the next loop iteration.
+
+        Units can arrive together: the demuxer hands over the IDR it read while probing with
+        the unit after it. Published in one go, a waiting consumer would see only the last and
+        miss the IDR; one iteration apart, it sees each (it wakes before the next is out).
+        """
+        if not self._handover or self.units.closed:
+            self._handover.clear()
+            self._handing_over = False
+            return
+        self.units.publish(self._handover.popleft())
+        self._handing_over = True
+        asyncio.get_running_loop().call_soon(self._hand_over)
 
     def _on_failed_attempt(self, session: _Session) -> None:
         if session is self._session:
@@ -462,14 +487,19 @@ class _Session:
 
 
 def _demuxer_options(transport: Transport, stall_timeout: float) -> dict[str, str]:
-    """FFmpeg's rtsp demuxer tuned for latency: nothing buffered, probed or reordered."""
+    """FFmpeg's rtsp demuxer tuned for latency: little probing, no reordering wait.
+
+    No `fflags=nobuffer`: it throws away the packets read while probing, and with them the IDR
+    the server starts with, so a viewer would wait a whole GOP for the next one.
+    """
     return {
         "rtsp_transport": transport.value,
-        "fflags": "nobuffer",
-        "flags": "low_delay",
         # The SDP's sprop-parameter-sets already say what the stream is: probe little.
         "probesize": "32768",
-        "analyzeduration": "500000",
+        "analyzeduration": "1",
+        # No frame rate estimate from the first frames (we measure it): probing ends with the
+        # first picture, so the IDR comes out at once rather than in a burst of held frames.
+        "fpsprobesize": "0",
         # UDP: hand packets on as they come instead of holding them to restore RTP order.
         "max_delay": "0",
         "reorder_queue_size": "0",
@@ -520,35 +550,45 @@ class _Timeline:
     """Maps each connection's timestamps onto one increasing 90 kHz timeline."""
 
     def __init__(self) -> None:
+        #: Timeline minus stream clock, for the current connection; None until it has a pts.
         self._offset: int | None = None
         self._last_raw: int | None = None
+        self._wraps = 0
         self._last: int | None = None
         self._last_received = 0.0
+        #: One frame on the 90 kHz clock, as measured (30 fps until then).
         self._step = CLOCK_RATE // 30
 
     def new_session(self) -> None:
         self._offset = None
         self._last_raw = None
+        self._wraps = 0
 
     def map(self, raw: int | None, received: float) -> int:
-        if raw is None:
-            # No timestamp from the demuxer: one typical step after the last unit.
-            raw = (self._last_raw if self._last_raw is not None else 0) + self._step
-        elif self._last_raw is not None and raw < self._last_raw - (1 << 31):
-            raw += 1 << 32  # RTP timestamps are 32 bits; FFmpeg unwraps them, others may not
-        if self._offset is None:
-            # Continue the timeline by the wall time since the last unit of the last session.
-            start = 0
+        if raw is not None:
+            raw += self._wraps << 32
+            if self._last_raw is not None and raw < self._last_raw - (1 << 31):
+                # RTP timestamps are 32 bits; FFmpeg unwraps them, but do not rely on it.
+                self._wraps += 1
+                raw += 1 << 32
+        if raw is None or self._offset is None:
+            # Nothing on the stream's clock to go by (a new connection, or FFmpeg gave no pts,
+            # as it may for the first unit): continue by wall time, and at least one frame.
+            out = 0
             if self._last is not None:
-                gap = max(1, round((received - self._last_received) * CLOCK_RATE))
-                start = self._last + gap
-            self._offset = start - raw
-        elif self._last_raw is not None and 0 < raw - self._last_raw < CLOCK_RATE:
-            self._step = raw - self._last_raw
-        self._last_raw = raw
-        self._last = raw + self._offset
+                wall = round((received - self._last_received) * CLOCK_RATE)
+                out = self._last + max(self._step, wall)
+            if raw is not None:
+                self._offset = out - raw
+        else:
+            if self._last_raw is not None and 0 < raw - self._last_raw < CLOCK_RATE:
+                self._step = raw - self._last_raw
+            out = raw + self._offset
+        if raw is not None:
+            self._last_raw = raw
+        self._last = out
         self._last_received = received
-        return self._last
+        return out
 
 
 class _Meter:
