@@ -136,3 +136,16 @@ async def test_a_fresh_follower_skips_the_value_already_there() -> None:
     assert not waiter.done()
     slot.publish(2)
     assert (await asyncio.wait_for(waiter, 1)).value == 2
+
+
+async def test_a_tap_sees_every_value_even_in_a_burst_and_follows_renewals() -> None:
+    slot: LatestValue[int] = LatestValue()
+    seen: list[int] = []
+    untap = slot.tap(lambda item: seen.append(item.value))
+    for value in (1, 2, 3):  # one burst: a follower would see only 3
+        slot.publish(value)
+    renewed = slot.renew()
+    renewed.publish(4)
+    untap()
+    renewed.publish(5)
+    assert seen == [1, 2, 3, 4]

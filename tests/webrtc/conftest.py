@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import av
 import numpy as np
@@ -60,6 +62,32 @@ class Source:
         for _ in range(count):
             self.publish()
             await asyncio.sleep(1 / fps)
+
+
+class Telescope:
+    """A frame source as the peer manager sees it; `passthrough`: its own stream, if set."""
+
+    def __init__(self, source: Source, passthrough: Any = None) -> None:
+        self.source = source
+        self.passthrough = passthrough
+        #: How many hold pixel demand now (an encoder is running).
+        self.pixel_holders = 0
+
+    @property
+    def frames(self) -> LatestValue[DisplayFrame]:
+        return self.source.frames
+
+    @contextlib.asynccontextmanager
+    async def viewer(self, *, pixels: bool = True) -> AsyncIterator[None]:
+        yield
+
+    @contextlib.asynccontextmanager
+    async def pixels(self) -> AsyncIterator[None]:
+        self.pixel_holders += 1
+        try:
+            yield
+        finally:
+            self.pixel_holders -= 1
 
 
 @pytest.fixture

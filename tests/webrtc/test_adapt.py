@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 from aiortc import RTCPeerConnection, RTCSessionDescription, rtcrtpsender
 from aiortc.mediastreams import MediaStreamTrack
 
-from scopelink.media.display import DisplayFrame
-from scopelink.media.latest import LatestValue
 from scopelink.webrtc.adapt import Feedback, RateController, TierChooser, tier_bitrate
 from scopelink.webrtc.encoder import FULL, REDUCED, TIERS, Codec, TierEncoder
 from scopelink.webrtc.peer import PeerSession
 from scopelink.webrtc.sessions import PeerSessionManager
-from tests.webrtc.conftest import Source, viewer_offer, wait_until
+from tests.webrtc.conftest import Source, Telescope, viewer_offer, wait_until
 
 M = 1_000_000
 
@@ -254,21 +250,6 @@ def test_a_shared_tier_runs_at_its_slowest_peers_estimate_within_its_range() -> 
     assert tier_bitrate(FULL, [500_000]) == FULL.min_bitrate
     assert tier_bitrate(REDUCED, [9 * M]) == REDUCED.max_bitrate
     assert tier_bitrate(REDUCED, []) == REDUCED.bitrate
-
-
-class Telescope:
-    """A frame source as the peer manager sees it."""
-
-    def __init__(self, source: Source) -> None:
-        self.source = source
-
-    @property
-    def frames(self) -> LatestValue[DisplayFrame]:
-        return self.source.frames
-
-    @contextlib.asynccontextmanager
-    async def viewer(self) -> AsyncIterator[None]:
-        yield
 
 
 async def test_a_congested_peer_moves_down_alone_and_sets_its_new_tiers_bitrate(

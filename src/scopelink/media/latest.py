@@ -8,12 +8,16 @@ Use it from one event loop.
 A producer that stops closes its slot (its viewers' streams end); one that starts again
 `renew()`s it: the new slot is linked from the old one, so a long-lived follower (`follow()`:
 an encoder, the pipeline) moves on to it at once, without polling for the replacement.
+
+Skipping is right for pictures and wrong for a compressed stream, where a skipped frame makes
+the next ones undecodable. A consumer that must see every value `tap()`s the slot instead: its
+callback runs inside `publish()`, for every value, and carries over to a renewed slot.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
@@ -38,6 +42,7 @@ class LatestValue(Generic[T]):
         self._closed = False
         self._successor: LatestValue[T] | None = None
         self._renewed = asyncio.Event()
+        self._taps: list[Callable[[Published[T]], None]] = []
         # Replaced on every publish, so a waiter wakes once per value it may have missed.
         self._changed = asyncio.Event()
 
@@ -59,10 +64,27 @@ class LatestValue(Generic[T]):
         """Replace the value and wake the waiters; returns the new sequence number."""
         if self._closed:
             raise SlotClosedError("publish on a closed slot")
-        self._latest = Published(self.seq + 1, value)
+        self._latest = latest = Published(self.seq + 1, value)
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
-        return self._latest.seq
+        for tap in list(self._taps):
+            tap(latest)
+        return latest.seq
+
+    def tap(self, callback: Callable[[Published[T]], None]) -> Callable[[], None]:
+        """Call `callback(item)` for every value published from now on, inside `publish()`
+        (keep it short; it must not raise), here and in the slots that renew this one. Returns
+        the function that removes the tap."""
+        self._taps.append(callback)
+
+        def untap() -> None:
+            slot: LatestValue[T] | None = self
+            while slot is not None:
+                if callback in slot._taps:
+                    slot._taps.remove(callback)
+                slot = slot._successor
+
+        return untap
 
     def close(self) -> None:
         """Wake every waiter: `next()` raises SlotClosedError, iteration ends."""
@@ -74,6 +96,7 @@ class LatestValue(Generic[T]):
         self.close()
         if self._successor is None:
             self._successor = LatestValue()
+            self._successor._taps = self._taps
             self._renewed.set()
         return self._successor
 

@@ -12,12 +12,19 @@ Owns three things for one telescope:
   viewer asking for the same variant of the same frame shares that one encode.
 - **Viewer demand.** `viewer()` counts viewers: the first starts the telescope's preview stream,
   and the stream stops a short linger after the last leaves, so a page reload does not bounce it.
+- **One live source, whatever the mode.** In the telescope's RTSP stages (Moon, Sun, planets,
+  scenery: `set_stage("RTSP")`, told by telemetry) the imaging port is silent and the live
+  picture is the telescope's own H.264 (`services/video.py`). Viewers then hold that stream
+  instead of the preview stream; `frames` carries its decoded pictures while anyone needs pixels
+  (`viewer()`, `pixels()`); and `passthrough` offers the stream itself to WebRTC where a browser
+  can take it unchanged. Listeners (`add_source_listener`) hear when that changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import itertools
 import logging
 import os
@@ -25,7 +32,7 @@ import statistics
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -43,6 +50,7 @@ from scopelink.media.display import (
 from scopelink.media.latest import LatestValue, follow
 from scopelink.seestar.frames import FrameKind, ImagingFrame
 from scopelink.seestar.imaging import ImagingClient
+from scopelink.services.video import TelescopeVideo
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +71,19 @@ SAMPLE_STEP = 4
 #: Process times kept for the mean and median shown by the API.
 _RECENT = 120
 _U16_MAX = 65535
+
+
+class LiveMode(enum.StrEnum):
+    """Where the live picture comes from."""
+
+    #: The imaging port's preview stream (star views), stretched here.
+    PREVIEW = "preview"
+    #: The telescope's own H.264 over RTSP (view stage RTSP).
+    VIDEO = "video"
+
+
+#: The view stage in which a Seestar serves live video over RTSP.
+RTSP_STAGE = "RTSP"
 
 
 class DisplayError(ValueError):
@@ -258,9 +279,28 @@ def encode_jpeg(rgb8: np.ndarray, width: int, quality: int) -> bytes:
 class FramePipeline:
     """Turns one telescope's preview frames into display frames and JPEGs, once for all viewers."""
 
-    def __init__(self, imaging: ImagingClient, *, linger_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        imaging: ImagingClient,
+        *,
+        video_port: int | None = None,
+        linger_s: float = 2.0,
+    ) -> None:
+        """`video_port`: the telescope's RTSP port (None: the telescope has no video stages)."""
         self.imaging = imaging
         self.linger_s = linger_s
+        self.mode = LiveMode.PREVIEW
+        self.video: TelescopeVideo | None = None
+        if video_port is not None:
+            self.video = TelescopeVideo(
+                imaging.host, video_port, publish=self._publish_video, name=f"{imaging.name}-video"
+            )
+            self.video.add_listener(self._source_changed)
+        self._pixel_viewers = 0
+        # While the mode is VIDEO, one hold on the stream for all viewers, one on its pixels.
+        self._video_holds: dict[str, contextlib.AsyncExitStack] = {}
+        self._mode_lock = asyncio.Lock()
+        self._source_listeners: list[Callable[[], None]] = []
         #: The newest processed preview frame; viewers `await frames.next(seq)`.
         self.frames: LatestValue[DisplayFrame] = LatestValue()
         #: The newest processed stacked image.
@@ -282,6 +322,83 @@ class FramePipeline:
     def viewers(self) -> int:
         """How many viewers (`viewer()` contexts) are open."""
         return self._viewers
+
+    @property
+    def passthrough(self) -> TelescopeVideo | None:
+        """The telescope's own stream, if the live picture is one a browser takes unchanged."""
+        video = self.video
+        if self.mode is LiveMode.VIDEO and video is not None and video.passthrough_refusal is None:
+            return video
+        return None
+
+    def add_source_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener()` when the live source changes (mode, or passthrough); returns the
+        unsubscriber."""
+        self._source_listeners.append(listener)
+        return lambda: (
+            self._source_listeners.remove(listener) if listener in self._source_listeners else None
+        )
+
+    def _source_changed(self) -> None:
+        for listener in list(self._source_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("%s: source listener failed", self.imaging.name)
+
+    async def set_stage(self, stage: str | None) -> None:
+        """The telescope's view stage (from telemetry): RTSP means live video, else previews."""
+        mode = (
+            LiveMode.VIDEO if stage == RTSP_STAGE and self.video is not None else LiveMode.PREVIEW
+        )
+        async with self._mode_lock:
+            if mode is self.mode:
+                return
+            log.info("%s: live source %s -> %s", self.imaging.name, self.mode, mode)
+            self.mode = mode
+            if mode is LiveMode.VIDEO:
+                if self.imaging.streaming:
+                    # The telescope sends no previews now; ask again when the stage returns.
+                    await self.imaging.stop_streaming()
+            else:
+                if self.video is not None:
+                    await self._release_video("packets")
+                    await self._release_video("pixels")
+                    await self.video.stop()
+                if self._viewers and not self.imaging.streaming:
+                    await self.imaging.begin_streaming()
+            await self._sync_video_holds()
+        self._source_changed()
+
+    async def _sync_video_holds(self) -> None:
+        """Hold the video stream (and its pixels) for the viewers while the mode is VIDEO."""
+        video = self.video
+        if video is None:
+            return
+        wanted = {
+            "packets": self.mode is LiveMode.VIDEO and self._viewers > 0,
+            "pixels": self.mode is LiveMode.VIDEO and self._pixel_viewers > 0,
+        }
+        for kind, want in wanted.items():
+            if want and kind not in self._video_holds:
+                stack = contextlib.AsyncExitStack()
+                await stack.enter_async_context(
+                    video.packets() if kind == "packets" else video.pixels()
+                )
+                self._video_holds[kind] = stack
+            elif not want:
+                await self._release_video(kind)
+
+    async def _release_video(self, kind: str) -> None:
+        stack = self._video_holds.pop(kind, None)
+        if stack is not None:
+            await stack.aclose()
+
+    def _publish_video(self, display: DisplayFrame) -> None:
+        if self.mode is LiveMode.VIDEO and not self.frames.closed:
+            self.stats.frames_processed += 1
+            self.stats.recent_process_s.append(display.process_s)
+            self.frames.publish(display)
 
     @property
     def running(self) -> bool:
@@ -317,33 +434,69 @@ class FramePipeline:
         if lingering:
             # The linger was about to stop the stream; do it now instead of leaving it on.
             await self.imaging.stop_streaming()
+        for kind in list(self._video_holds):
+            await self._release_video(kind)
+        if self.video is not None:
+            await self.video.stop()
         self.frames.close()
         self.stack_frames.close()
 
     # -- viewers ----------------------------------------------------------------------------------
 
-    def viewer(self) -> AbstractAsyncContextManager[None]:
-        """`async with pipeline.viewer():` while someone watches; streaming follows demand."""
-        return self._viewer()
+    def viewer(self, *, pixels: bool = True) -> AbstractAsyncContextManager[None]:
+        """`async with pipeline.viewer():` while someone watches; streaming follows demand.
+
+        `pixels=False`: the viewer reads encoded video only (a WebRTC peer, whose encoders hold
+        `pixels()` themselves), so in the video mode nothing is decoded for it."""
+        return self._viewer(pixels)
+
+    def pixels(self) -> AbstractAsyncContextManager[None]:
+        """Held while someone needs `frames` beside a viewer (a tier encoder): in the video mode
+        the telescope's stream is decoded meanwhile."""
+        return self._pixels()
 
     @contextlib.asynccontextmanager
-    async def _viewer(self) -> AsyncIterator[None]:
+    async def _pixels(self) -> AsyncIterator[None]:
+        self._pixel_viewers += 1
+        try:
+            if self.mode is LiveMode.VIDEO:
+                async with self._mode_lock:
+                    await self._sync_video_holds()
+            yield
+        finally:
+            self._pixel_viewers -= 1
+            if self._pixel_viewers == 0 and self.mode is LiveMode.VIDEO:
+                async with self._mode_lock:
+                    await self._sync_video_holds()
+
+    @contextlib.asynccontextmanager
+    async def _viewer(self, pixels: bool) -> AsyncIterator[None]:
         self._viewers += 1
         try:
             if self._linger is not None:
                 self._linger.cancel()
                 self._linger = None
-            if not self.imaging.streaming:
+            if self.mode is LiveMode.PREVIEW and not self.imaging.streaming:
                 await self.imaging.begin_streaming()
-            yield
+            if self.mode is LiveMode.VIDEO:
+                async with self._mode_lock:
+                    await self._sync_video_holds()
+            if pixels:
+                async with self.pixels():
+                    yield
+            else:
+                yield
         finally:
             self._viewers -= 1
+            if self._viewers == 0 and self.mode is LiveMode.VIDEO:
+                async with self._mode_lock:
+                    await self._sync_video_holds()
             if self._viewers == 0 and self._running:
                 self._linger = asyncio.create_task(self._stop_after_linger(), name="frame-linger")
 
     async def _stop_after_linger(self) -> None:
         await asyncio.sleep(self.linger_s)
-        if self._viewers == 0:
+        if self._viewers == 0 and self.imaging.streaming:
             # Shielded: a viewer arriving mid-request must not cut the request in half.
             await asyncio.shield(self.imaging.stop_streaming())
             log.info(

@@ -70,6 +70,7 @@ class TelescopeRegistry:
             host=self.simulator.host,
             control_port=self.simulator.control.port,
             imaging_port=self.simulator.imaging.port,
+            rtsp_port=self.simulator.rtsp.port,
             name="Simulator",
             key_pem=self.simulator.key_pem,
         )

@@ -80,6 +80,7 @@ class TelemetryChannel:
         self._poller: asyncio.Task[None] | None = None
         self._unsubscribe: list[Any] = []
         self._closed = False
+        self._stage_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -124,6 +125,11 @@ class TelemetryChannel:
                     delta.setdefault(section, {})[name] = value
         if delta:
             self._append("delta", delta)
+        if "stage" in delta.get("view", {}):
+            # The live picture's source follows the view stage (RTSP: the telescope's video).
+            self._stage_task = asyncio.get_running_loop().create_task(
+                self.session.pipeline.set_stage(self.state.view.stage)
+            )
         return delta
 
     def snapshot(self) -> TelemetryMessage:

@@ -37,7 +37,7 @@ class TelescopeSession:
         )
         self.imaging = ImagingClient(target.host, target.imaging_port)
         self.commands = SeestarCommands(self.control)
-        self.pipeline = FramePipeline(self.imaging)
+        self.pipeline = FramePipeline(self.imaging, video_port=target.rtsp_port)
         self.operations = OperationTracker(telescope_id)
         self.control.add_state_listener(self._on_control_state)
 

@@ -55,7 +55,12 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         app.state.commands = CommandService(
             registry, app.state.catalogue, rate=settings.command_rate
         )
-        app.state.peers = whep.PeerSessionManager.from_settings(app.state.webrtc_settings)
+        peers = whep.PeerSessionManager.from_settings(app.state.webrtc_settings)
+        app.state.peers = peers
+        # A telescope's live source changes with its view mode: its peers move with it.
+        registry.on_added(
+            lambda s: s.pipeline.add_source_listener(lambda: peers.source_changed(s.id, s.pipeline))
+        )
         await registry.start()
         try:
             yield

@@ -32,6 +32,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 
 import av
@@ -39,16 +40,13 @@ import cv2
 import numpy as np
 from av.video.frame import PictureType
 
-from scopelink.framestamp import FrameStamp
 from scopelink.media.display import DisplayFrame, scale
-from scopelink.media.latest import LatestValue, Published, SlotClosedError, follow
+from scopelink.media.encoded import VIDEO_CLOCK_HZ, VIDEO_TIME_BASE, EncodedFanout, EncodedFrame
+from scopelink.media.latest import LatestValue, SlotClosedError, follow
 from scopelink.webrtc.vp8 import open_vp8
 
 log = logging.getLogger(__name__)
 
-#: RTP's video clock; pts of every encoded frame count in it.
-VIDEO_CLOCK_HZ = 90_000
-VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_HZ)
 #: x264 preset: `ultrafast` encodes a 1080×1920 frame in ~6.5 ms p50 here (scaling and colour
 #: included); `superfast` costs ~35 % more at the same bitrate (bench/bench_webrtc_encode.py).
 PRESET = "ultrafast"
@@ -168,52 +166,6 @@ class FrameRate:
         return 1.0 / self._interval
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedFrame:
-    """One encoded frame and where it came from: an H.264 access unit (Annex-B, SPS/PPS before
-    every IDR) or a VP8 frame, by the encoder's codec."""
-
-    data: bytes
-    keyframe: bool
-    #: Presentation time on the 90 kHz clock, from the source frame's arrival (`received`).
-    #: Every tier uses the same clock, so a track can switch tiers without a jump.
-    pts: int
-    width: int
-    height: int
-    stamp: FrameStamp | None
-    #: `time.monotonic()` when the source frame arrived from the telescope.
-    received: float
-    #: Seconds spent scaling, converting and encoding (in the worker thread).
-    encode_s: float
-
-    def packet(self) -> av.Packet:
-        """A fresh `av.Packet` for aiortc's sender, which then only packetises it."""
-        packet = av.Packet(self.data)
-        packet.pts = packet.dts = self.pts
-        packet.time_base = VIDEO_TIME_BASE
-        packet.is_keyframe = self.keyframe
-        return packet
-
-
-class EncodedFanout(LatestValue[EncodedFrame]):
-    """The newest encoded frame of a tier, plus the newest keyframe, for cursors to read."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._keyframe: Published[EncodedFrame] | None = None
-
-    @property
-    def last_keyframe(self) -> Published[EncodedFrame] | None:
-        """The newest keyframe published (a track joins or recovers from here)."""
-        return self._keyframe
-
-    def publish(self, value: EncodedFrame) -> int:
-        seq = super().publish(value)
-        if value.keyframe:
-            self._keyframe = Published(seq, value)
-        return seq
-
-
 @dataclass(slots=True)
 class EncoderStats:
     """Counters since the encoder was created."""
@@ -310,17 +262,24 @@ def open_tier_codec(
 class TierEncoder:
     """Encodes the newest display frame for one tier while any track holds it; once for all."""
 
+    #: A keyframe comes on request (`request_keyframe`), so a joining track waits for a fresh one.
+    makes_keyframes = True
+
     def __init__(
         self,
         tier: Tier,
         frames: LatestValue[DisplayFrame] | Callable[[], LatestValue[DisplayFrame]],
         codec: Codec = Codec.H264,
+        *,
+        demand: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         """`frames` is the slot to follow, or a callable returning the current one (for a
-        pipeline that replaces its slot when restarted; the encoder then follows the new one)."""
+        pipeline that renews its slot when restarted; the encoder then follows the new one).
+        `demand` is held while the encoder runs (the source makes pixels meanwhile)."""
         self.tier = tier
         self.codec = codec
         self._source = frames
+        self._demand = demand
         self.output = EncodedFanout()
         self.stats = EncoderStats()
         self._bitrate = tier.bitrate
@@ -431,11 +390,12 @@ class TierEncoder:
         else:
             items = follow(self._source(), fresh=True)  # goes on into the slots that renew it
         seen = 0
-        async for item in items:
-            if seen and item.seq > seen:
-                self.stats.frames_skipped += item.seq - seen - 1
-            seen = item.seq
-            codec = await self._encode(item.value, codec)
+        async with self._demand() if self._demand is not None else contextlib.nullcontext():
+            async for item in items:
+                if seen and item.seq > seen:
+                    self.stats.frames_skipped += item.seq - seen - 1
+                seen = item.seq
+                codec = await self._encode(item.value, codec)
         self.output.close()
 
     async def _encode(

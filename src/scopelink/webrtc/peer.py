@@ -51,8 +51,10 @@ from aiortc.rtp import (
 )
 from aiortc.sdp import candidate_from_sdp
 
+from scopelink.media.encoded import VIDEO_CLOCK_HZ
 from scopelink.webrtc.adapt import Feedback, RateController, TierChooser
-from scopelink.webrtc.encoder import VIDEO_CLOCK_HZ, Codec, Tier, TierEncoder
+from scopelink.webrtc.encoder import Codec, Tier
+from scopelink.webrtc.passthrough import VideoTier
 from scopelink.webrtc.track import EncodedVideoTrack
 
 log = logging.getLogger(__name__)
@@ -270,12 +272,12 @@ class PeerSession:
 
     def __init__(
         self,
-        encoder: TierEncoder,
+        encoder: VideoTier,
         *,
         telescope_id: str,
         client: str = "",
         ice_servers: list[RTCIceServer] | None = None,
-        encoder_for: Callable[[Tier], TierEncoder] | None = None,
+        encoder_for: Callable[[Tier], VideoTier] | None = None,
         adaptation: Adaptation | None = None,
         on_feedback: Callable[[PeerSession], None] | None = None,
         on_close: Callable[[PeerSession], Awaitable[None]] | None = None,
@@ -553,6 +555,29 @@ class PeerSession:
             self.track.switch_to(encoder_for(target))
         if self._on_feedback is not None:
             self._on_feedback(self)
+
+    def retarget(self, tiers: Sequence[Tier], encoder_for: Callable[[Tier], VideoTier]) -> None:
+        """The telescope's source changed (its own stream came or went): adapt across `tiers`
+        from now on and move to the one standing where this peer's tier stood (the top stays the
+        top), at its next keyframe."""
+        old = self._adaptation.chooser.tiers if self._adaptation is not None else (self._target,)
+        names = [t.name for t in tiers]
+        if self._target.name in names:
+            target = tiers[names.index(self._target.name)]
+        elif self._target.name == old[-1].name:
+            target = tiers[-1]
+        else:
+            target = tiers[0]
+        self._encoder_for = encoder_for
+        if self._adaptation is not None:
+            self._adaptation.chooser = TierChooser(tiers)
+            self._adaptation.rate.min_bps = min(t.min_bitrate for t in tiers)
+            self._adaptation.rate.max_bps = max(t.max_bitrate for t in tiers)
+        log.info(
+            "peer %s: source changed; tier %s -> %s", self.log_id, self._target.name, target.name
+        )
+        self._target = target
+        self.track.switch_to(encoder_for(target))
 
     @property
     def start_bps(self) -> int | None:

@@ -10,8 +10,14 @@ context while it lives, so the telescope's stream starts with the first viewer o
 A peer's codec comes from its offer (`check_offer`: H.264 whenever it is accepted, else VP8) and
 stays when the peer changes tier, so H.264 and VP8 peers each share one encoder per tier.
 
-The telescope is seen through `FrameSource` (its frame slot and its viewer demand), so this
-module imports no service and no web code.
+When the telescope sends its own H.264 that a browser can take (`FrameSource.passthrough`), the
+top of an H.264 peer's tier ladder is that stream itself (`PassthroughTier`, never encoded here)
+instead of the full-tier encoder; below it the reduced tier is encoded from decoded frames for a
+viewer whose link cannot carry the telescope's bitrate. `source_changed()` moves every peer of a
+telescope onto its new ladder when the source changes (a view mode switch), at a keyframe.
+
+The telescope is seen through `FrameSource` (its frame slot, its passthrough feed and its demand),
+so this module imports no service and no web code.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ from typing import Protocol
 from aiortc import RTCIceServer
 
 from scopelink.media.display import DisplayFrame
+from scopelink.media.encoded import EncodedFanout
 from scopelink.media.latest import LatestValue
 from scopelink.webrtc.adapt import tier_bitrate
 from scopelink.webrtc.encoder import FULL, TIERS, Codec, Tier, TierEncoder
 from scopelink.webrtc.ice import IceSettings
+from scopelink.webrtc.passthrough import SOURCE_TIER, PassthroughTier, VideoTier, source_tier
 from scopelink.webrtc.peer import Adaptation, PeerSession, PeerStats, check_offer
 
 log = logging.getLogger(__name__)
@@ -58,16 +66,48 @@ class WebRtcSettings:
     adaptive: bool = True
 
 
+class PassthroughFeed(Protocol):
+    """The telescope's own encoded stream, when a browser can take it unchanged."""
+
+    @property
+    def units(self) -> EncodedFanout:
+        """Its access units as they arrive, every one (gaps only before a keyframe), in one
+        fan-out for as long as the telescope lives."""
+        ...
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def bitrate(self) -> int | None:
+        """Measured bits per second (None until measured)."""
+        ...
+
+    def packets(self) -> AbstractAsyncContextManager[None]:
+        """Held while someone reads `units`: the stream runs while any holder does."""
+        ...
+
+
 class FrameSource(Protocol):
     """A telescope as the peers need it (`FramePipeline` is one)."""
 
     @property
     def frames(self) -> LatestValue[DisplayFrame]:
-        """The newest display frame (the slot may be replaced when the source restarts)."""
+        """The newest display frame (the slot may be renewed when the source restarts)."""
         ...
 
-    def viewer(self) -> AbstractAsyncContextManager[None]:
-        """Held while someone watches: the first starts the stream, the last stops it."""
+    @property
+    def passthrough(self) -> PassthroughFeed | None:
+        """The telescope's own stream if a browser can take it unchanged; None otherwise."""
+        ...
+
+    def viewer(self, *, pixels: bool = True) -> AbstractAsyncContextManager[None]:
+        """Held while someone watches: the first starts the stream, the last stops it.
+        `pixels=False`: the watcher needs no decoded frames of its own."""
+        ...
+
+    def pixels(self) -> AbstractAsyncContextManager[None]:
+        """Held while someone needs `frames` (an encoder): decoded pixels are made meanwhile."""
         ...
 
 
@@ -108,7 +148,7 @@ class PeerSessionManager:
         self._sessions: dict[str, PeerSession] = {}
         self._viewing: dict[str, AbstractAsyncContextManager[None]] = {}
         self._watchdogs: dict[str, asyncio.Task[None]] = {}
-        self._encoders: dict[tuple[str, str, Codec], TierEncoder] = {}
+        self._encoders: dict[tuple[str, str, Codec], VideoTier] = {}
         #: client → (monotonic time, last estimate) of sessions that ended.
         #: Per client: when its last session ended, its estimate, and whether its link had shown
         #: its limit (`RateController.limited`).
@@ -143,8 +183,10 @@ class PeerSessionManager:
             raise TooManyPeers(self.max_peers)
         codec = check_offer(offer_sdp)
         self._pending += 1
-        viewing = source.viewer()
-        adaptation, tier = self._adaptation(tier, client)
+        # Pixels are the encoders' business (they hold `pixels()` while they run): a viewer of
+        # the telescope's own stream costs no decoding.
+        viewing = source.viewer(pixels=False)
+        adaptation, tier = self._adaptation(self.ladder(source, codec), tier, client)
         try:
             await viewing.__aenter__()
             session = PeerSession(
@@ -193,8 +235,9 @@ class PeerSessionManager:
         """Per-peer stats, of one telescope or of all."""
         return [s.stats() for s in self.sessions(telescope_id)]
 
-    def encoders(self, telescope_id: str, codec: Codec = Codec.H264) -> dict[str, TierEncoder]:
-        """The tier encoders in `codec` that exist for a telescope now, by tier name."""
+    def encoders(self, telescope_id: str, codec: Codec = Codec.H264) -> dict[str, VideoTier]:
+        """The tiers in `codec` that exist for a telescope now, by tier name (`source`: the
+        telescope's own stream, passed through)."""
         return {
             tier: e
             for (tid, tier, c), e in self._encoders.items()
@@ -213,28 +256,66 @@ class PeerSessionManager:
 
     # -- internals --------------------------------------------------------------------------------
 
+    def ladder(self, source: FrameSource, codec: Codec) -> tuple[Tier, ...]:
+        """The tiers an H.264 or VP8 peer of `source` chooses from, lowest first: the encoded
+        tiers, with the top one replaced by the telescope's own stream where it can pass."""
+        feed = source.passthrough
+        if feed is None or codec is not Codec.H264:
+            return self.tiers
+        return (*self.tiers[:-1], source_tier(feed.width, feed.bitrate))
+
+    def source_changed(self, telescope_id: str, source: FrameSource) -> None:
+        """The telescope's source changed (a view mode switch, its own stream came or went):
+        every peer of it moves onto its new ladder, each at its next keyframe."""
+        for session in self.sessions(telescope_id):
+            if session.closed.is_set():
+                continue
+            codec = session.codec
+            session.retarget(
+                self.ladder(source, codec),
+                lambda t, c=codec: self._encoder(telescope_id, source, t, c),  # type: ignore[misc]
+            )
+        self._prune(telescope_id)
+
     def _encoder(
         self, telescope_id: str, source: FrameSource, tier: Tier, codec: Codec
-    ) -> TierEncoder:
+    ) -> VideoTier:
         key = (telescope_id, tier.name, codec)
         encoder = self._encoders.get(key)
+        if encoder is not None and encoder.tier != tier and encoder.holders == 0:
+            # The telescope's stream restarted with other facts: a new tier for it.
+            del self._encoders[key]
+            asyncio.get_running_loop().create_task(encoder.close())
+            encoder = None
         if encoder is None:
-            # A callable: the encoder follows the pipeline's new slot after a restart.
-            encoder = TierEncoder(tier, lambda: source.frames, codec)
+            feed = source.passthrough if tier.name == SOURCE_TIER else None
+            if feed is not None:
+                encoder = PassthroughTier(tier, feed.units, feed.packets)
+            else:
+                # A callable: the encoder follows the pipeline's renewed slot after a restart.
+                encoder = TierEncoder(tier, lambda: source.frames, codec, demand=source.pixels)
             self._encoders[key] = encoder
             log.info("telescope %s: tier %s (%s) created", telescope_id, tier.name, codec)
         return encoder
 
-    def _adaptation(self, requested: Tier, client: str) -> tuple[Adaptation | None, Tier]:
+    def _adaptation(
+        self, ladder: tuple[Tier, ...], requested: Tier, client: str
+    ) -> tuple[Adaptation | None, Tier]:
         """A new peer's adaptation and starting tier: the requested tier at its starting
         bitrate, or, for a client whose last session ended recently, that session's estimate
-        (and the highest tier up to the requested one whose floor it meets)."""
+        (and the highest tier up to the requested one whose floor it meets).
+
+        The top of the encoded tiers stands for the top of `ladder` (the telescope's own stream
+        where it passes)."""
         names = [t.name for t in self.tiers]
+        if requested.name == names[-1]:
+            requested = ladder[-1]
+        names = [t.name for t in ladder]
         if not self.adaptive or requested.name not in names:
             return None, requested
         # The tier asked for is the ceiling: a viewer that chose the reduced tier (a phone, a
         # metered link) is never moved above it; its bitrate still follows its link.
-        allowed = self.tiers[: names.index(requested.name) + 1]
+        allowed = ladder[: names.index(requested.name) + 1]
         now = time.monotonic()
         for key, (when, *_) in list(self._last_estimates.items()):
             if now - when > REMEMBER_ESTIMATE_S:
@@ -243,7 +324,7 @@ class PeerSessionManager:
         if remembered is None:
             return Adaptation.over(allowed, requested), requested
         _, estimate, limited = remembered
-        start = next((t for t in reversed(allowed) if t.min_bitrate <= estimate), self.tiers[0])
+        start = next((t for t in reversed(allowed) if t.min_bitrate <= estimate), ladder[0])
         log.info(
             "client %s: starting at %s, %d kbit/s (its last session's estimate)",
             client,
@@ -259,7 +340,7 @@ class PeerSessionManager:
 
         A peer counts for the tier it watches or is moving to, so a peer on its way down does
         not hold the tier it leaves back."""
-        estimates: dict[int, tuple[TierEncoder, list[int], list[bool]]] = {}
+        estimates: dict[int, tuple[VideoTier, list[int], list[bool]]] = {}
         for session in self.sessions(peer.telescope_id):
             estimate = session.estimate_bps
             if estimate is None or session.closed.is_set():

@@ -9,6 +9,11 @@ encoder for one) and resumes there, so a slow peer skips ahead and never builds 
 aiortc drops PLI/FIR for packet tracks (`_send_keyframe` only flags its own encode path), so a
 decoder that lost packets recovers at the next periodic or requested keyframe; the peer layer
 can call `request_keyframe()` on RTCP feedback.
+
+A tier that cannot make a keyframe on request (the telescope's own stream, `PassthroughTier`)
+would leave a joining viewer black for up to a GOP. There the track starts with the tier's last
+keyframe, stamped as its newest frame so the picture's clock is current, and then waits, gated,
+for the next keyframe: the frames after the cached one would not decode against it.
 """
 
 from __future__ import annotations
@@ -20,10 +25,16 @@ from dataclasses import dataclass, replace
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from scopelink.media.encoded import EncodedFrame
 from scopelink.media.latest import Published, SlotClosedError
-from scopelink.webrtc.encoder import EncodedFrame, TierEncoder
+from scopelink.webrtc.passthrough import VideoTier
 
 log = logging.getLogger(__name__)
+
+#: A track may send a frame this many behind the newest: a source that publishes two frames in
+#: one go (a network burst from the telescope) must not cost a keyframe wait. Further behind,
+#: the track skips to a keyframe, so no delay builds up.
+MAX_BEHIND = 1
 
 
 @dataclass(slots=True)
@@ -37,6 +48,8 @@ class TrackStats:
     frames_skipped: int = 0
     #: Times the track fell behind (or joined) and had to wait for a keyframe.
     keyframe_waits: int = 0
+    #: Joins answered at once with the tier's cached keyframe (a tier that cannot make one).
+    cached_starts: int = 0
     tier_switches: int = 0
 
 
@@ -45,11 +58,11 @@ class EncodedVideoTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, encoder: TierEncoder) -> None:
+    def __init__(self, encoder: VideoTier) -> None:
         super().__init__()
         self.stats = TrackStats()
         self._encoder = encoder
-        self._pending: TierEncoder | None = None
+        self._pending: VideoTier | None = None
         #: Sequence number of the pending tier's newest frame already looked at.
         self._pending_seen = 0
         #: Sequence number (in the current tier's fan-out) of the last frame sent.
@@ -60,12 +73,12 @@ class EncodedVideoTrack(MediaStreamTrack):
         self._last: EncodedFrame | None = None
 
     @property
-    def encoder(self) -> TierEncoder:
+    def encoder(self) -> VideoTier:
         """The tier this track sends now."""
         return self._encoder
 
     @property
-    def next_encoder(self) -> TierEncoder:
+    def next_encoder(self) -> VideoTier:
         """The tier this track is moving to, or the one it sends if it is not moving."""
         return self._pending or self._encoder
 
@@ -73,7 +86,7 @@ class EncodedVideoTrack(MediaStreamTrack):
     def last_sent(self) -> EncodedFrame | None:
         return self._last
 
-    def switch_to(self, encoder: TierEncoder) -> None:
+    def switch_to(self, encoder: VideoTier) -> None:
         """Move to another tier at its next keyframe; until then the current tier keeps going."""
         if encoder is self._encoder:
             self._drop_pending()
@@ -105,6 +118,9 @@ class EncodedVideoTrack(MediaStreamTrack):
             raise MediaStreamError
         if not self._attached:
             self._attach()
+            cached = self._cached_start()
+            if cached is not None:
+                return cached
         try:
             while True:
                 if self._pending is not None:
@@ -115,8 +131,11 @@ class EncodedVideoTrack(MediaStreamTrack):
                     if self._encoder.output.seq <= self._cursor:
                         continue  # the pending tier moved; look at it again
                 item = await self._encoder.output.next(self._cursor)
-                if not self._gated and item.seq == self._cursor + 1:
-                    return self._send(item)
+                if not self._gated and item.seq - (self._cursor + 1) <= MAX_BEHIND:
+                    # In sequence (or one behind the newest, after a burst): no gap.
+                    following = self._encoder.output.after(self._cursor)
+                    if following is not None:
+                        return self._send(following)
                 if not self._gated:
                     # Frames in between are gone; a P-frame after a gap would not decode.
                     self._gate()
@@ -124,6 +143,13 @@ class EncodedVideoTrack(MediaStreamTrack):
                 if item.value.keyframe:
                     self.stats.frames_skipped += skipped
                     return self._send(item)
+                keyframe = self._encoder.output.last_keyframe
+                if keyframe is not None and self._cursor < keyframe.seq >= item.seq - MAX_BEHIND:
+                    # A keyframe came in the same burst: start there, the rest follows in order.
+                    self.stats.frames_skipped += (
+                        keyframe.seq - self._cursor - 1 if self._cursor else 0
+                    )
+                    return self._send(keyframe)
                 self.stats.frames_skipped += skipped + 1
                 self._cursor = item.seq
         except SlotClosedError:
@@ -139,6 +165,23 @@ class EncodedVideoTrack(MediaStreamTrack):
             self._pending.acquire()
         self._cursor = self._encoder.output.seq
         self._gate()
+
+    def _cached_start(self) -> av.Packet | None:
+        """A joining viewer of a tier that cannot make keyframes gets its last one at once."""
+        output = self._encoder.output
+        cached, latest = output.last_keyframe, output.latest
+        if self._encoder.makes_keyframes or cached is None or latest is None:
+            return None
+        if cached.value is latest.value:
+            return self._send(latest)  # the newest frame is a keyframe: live from here
+        self.stats.cached_starts += 1
+        self.stats.frames_sent += 1
+        self.stats.keyframes_sent += 1
+        self.stats.bytes_sent += len(cached.value.data)
+        # Stamped as the newest frame; the track stays gated at the newest frame's cursor.
+        self._last = replace(cached.value, pts=latest.value.pts)
+        self._cursor = latest.seq
+        return self._last.packet()
 
     def _gate(self) -> None:
         self._gated = True

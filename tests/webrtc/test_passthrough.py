@@ -1,0 +1,197 @@
+"""The telescope's own H.264 sent to viewers unchanged: never encoded here, joined at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import time
+from collections.abc import AsyncIterator
+
+import av
+import numpy as np
+from aiortc import RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from scopelink import framestamp
+from scopelink.framestamp import FrameStamp
+from scopelink.media.encoded import VIDEO_CLOCK_HZ, EncodedFanout, EncodedFrame
+from scopelink.webrtc.encoder import FULL, TierEncoder
+from scopelink.webrtc.passthrough import SOURCE_TIER, PassthroughTier, source_tier
+from scopelink.webrtc.sessions import PeerSessionManager
+from scopelink.webrtc.track import EncodedVideoTrack
+from tests.webrtc.conftest import Source, Telescope, display_frame, viewer_offer, wait_until
+
+WIDTH, HEIGHT, GOP = 640, 360, 15
+
+
+class CameraFeed:
+    """What a telescope's RTSP stream becomes: Baseline H.264 access units, stamped, in a
+    fan-out; `packets()` counts who holds the stream."""
+
+    def __init__(self, fps: float = 30.0) -> None:
+        self.units = EncodedFanout()
+        self.fps = fps
+        self.width = WIDTH
+        self.bitrate: int | None = 1_000_000
+        self.holders = 0
+        self.number = 0
+        self._codec = av.CodecContext.create("libx264", "w")
+        self._codec.width, self._codec.height = WIDTH, HEIGHT
+        self._codec.pix_fmt = "yuv420p"
+        self._codec.time_base = fractions.Fraction(1, VIDEO_CLOCK_HZ)
+        self._codec.gop_size = GOP
+        self._codec.max_b_frames = 0
+        self._codec.profile = "Baseline"
+        self._codec.options = {"preset": "ultrafast", "tune": "zerolatency"}
+
+    @contextlib.asynccontextmanager
+    async def packets(self) -> AsyncIterator[None]:
+        self.holders += 1
+        try:
+            yield
+        finally:
+            self.holders -= 1
+
+    def publish(self) -> EncodedFrame:
+        self.number += 1
+        rgb = np.full((HEIGHT, WIDTH, 3), 40, dtype=np.uint8)
+        rgb[100:140, (self.number * 9) % 600 : (self.number * 9) % 600 + 40] = 220
+        framestamp.draw(rgb, FrameStamp(self.number, 0))
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        frame.pts = round(self.number * VIDEO_CLOCK_HZ / self.fps)
+        packets = self._codec.encode(frame)
+        now = time.monotonic()
+        unit = EncodedFrame(
+            data=b"".join(bytes(p) for p in packets),
+            keyframe=any(p.is_keyframe for p in packets),
+            pts=round(now * VIDEO_CLOCK_HZ),  # the clock every tier's frames count on
+            width=WIDTH,
+            height=HEIGHT,
+            stamp=None,
+            received=now,
+            encode_s=0.0,
+        )
+        self.units.publish(unit)
+        return unit
+
+    async def play(self, count: int) -> None:
+        for _ in range(count):
+            self.publish()
+            await asyncio.sleep(1 / self.fps)
+
+
+async def test_a_joining_track_starts_from_the_cached_keyframe_then_waits_for_the_next() -> None:
+    feed = CameraFeed()
+    tier = PassthroughTier(source_tier(WIDTH, feed.bitrate), feed.units, feed.packets)
+    first = EncodedVideoTrack(tier)
+    reader = asyncio.ensure_future(first.recv())  # starts the passthrough
+    await wait_until(lambda: feed.holders == 1)
+    for _ in range(4):  # an IDR and three P-frames: the newest frame is not a keyframe
+        feed.publish()
+        await asyncio.sleep(0.005)
+    assert (await asyncio.wait_for(reader, 2)).is_keyframe
+
+    late = EncodedVideoTrack(tier)
+    start = await asyncio.wait_for(late.recv(), 1)  # at once, not a GOP later
+    assert start.is_keyframe and late.stats.cached_starts == 1
+    assert start.pts == tier.output.latest.value.pts  # stamped as the newest frame
+    waiter = asyncio.ensure_future(late.recv())
+    for _ in range(GOP - 4):
+        feed.publish()  # P-frames after the cached keyframe would not decode: held back
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    feed.publish()  # the next IDR
+    following = await asyncio.wait_for(waiter, 1)
+    assert following.is_keyframe and following.pts > start.pts
+    assert tier.stats.keyframes_requested >= 1  # asked, and answered by the telescope's GOP
+    first.stop()
+    late.stop()
+    await wait_until(lambda: feed.holders == 0)
+
+
+async def test_viewers_of_the_telescopes_own_stream_cost_no_encode_and_no_decode(
+    source: Source,
+) -> None:
+    """Two aiortc viewers through the peer manager: both decode advancing stamps from the
+    telescope's H.264, and no tier encoder ran nor was any pixel decoding asked for."""
+    feed = CameraFeed()
+    telescope = Telescope(source, passthrough=feed)
+    manager = PeerSessionManager(max_peers=4)
+    player = asyncio.create_task(feed.play(600))
+    clients = []
+    try:
+        remotes = []
+        for _ in range(2):
+            client, offer = await viewer_offer()
+            got: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+            client.on("track", got.set_result)
+            session, answer = await manager.create("t", telescope, offer, tier=FULL)
+            assert session.target_tier.name == SOURCE_TIER
+            await client.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            clients.append(client)
+            remotes.append(await asyncio.wait_for(got, 5))
+        for remote in remotes:
+            stamps: list[int] = []
+            while len(stamps) < 8:
+                frame = await asyncio.wait_for(remote.recv(), 5)
+                stamp = framestamp.read(frame.to_ndarray(format="rgb24"))
+                if stamp is not None:
+                    stamps.append(stamp.frame)
+            assert stamps == sorted(stamps) and len(set(stamps)) == 8
+        tiers = manager.encoders("t")
+        assert set(tiers) == {SOURCE_TIER}
+        assert not any(isinstance(t, TierEncoder) for t in tiers.values())
+        assert telescope.pixel_holders == 0 and feed.holders == 1
+        assert all(s.stats().tier == SOURCE_TIER for s in manager.sessions("t"))
+    finally:
+        player.cancel()
+        for client in clients:
+            await client.close()
+        await manager.close_all()
+    await wait_until(lambda: feed.holders == 0)
+
+
+async def test_peers_move_to_the_telescopes_stream_when_it_appears_and_back_when_it_goes(
+    source: Source,
+) -> None:
+    feed = CameraFeed()
+    telescope = Telescope(source)  # star mode: previews, encoded here
+    manager = PeerSessionManager(max_peers=4)
+
+    async def play_previews() -> None:
+        # Received now, not on the source's synthetic clock: both sources' frames count on
+        # the same clock, as a telescope's do, or a switch back would look like going back.
+        for number in range(1, 2000):
+            source.frames.publish(display_frame(number, time.monotonic()))
+            await asyncio.sleep(0.05)
+
+    previews = asyncio.create_task(play_previews())
+    video = asyncio.create_task(feed.play(2000))
+    client, offer = await viewer_offer()
+    try:
+        got: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+        client.on("track", got.set_result)
+        session, answer = await manager.create("t", telescope, offer, tier=FULL)
+        await client.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        await asyncio.wait_for(got, 5)
+        await wait_until(lambda: session.stats().frames_sent > 3, timeout=5)
+        assert session.stats().tier == FULL.name and telescope.pixel_holders == 1
+
+        telescope.passthrough = feed  # the view went to the Moon; its stream can pass
+        manager.source_changed("t", telescope)
+        await wait_until(lambda: session.stats().tier == SOURCE_TIER, timeout=3)
+        await wait_until(lambda: telescope.pixel_holders == 0, timeout=3)  # encoder let go
+        full = manager.encoders("t").get(FULL.name)
+        assert full is None or not full.running
+
+        telescope.passthrough = None  # back to the stars
+        manager.source_changed("t", telescope)
+        await wait_until(lambda: session.stats().tier == FULL.name, timeout=3)
+        await wait_until(lambda: feed.holders == 0, timeout=3)  # the stream is let go
+        assert not manager.encoders("t")[SOURCE_TIER].running
+    finally:
+        previews.cancel()
+        video.cancel()
+        await client.close()
+        await manager.close_all()
