@@ -304,8 +304,9 @@ def _fields(facts: StreamFacts) -> dict[str, object]:
     return {name: getattr(facts, name) for name in StreamFacts.__dataclass_fields__}
 
 
-async def test_reconnects_after_the_telescope_stalls(camera: Camera) -> None:
-    source = camera.source()
+@pytest.mark.parametrize("transport", [Transport.TCP, Transport.UDP])
+async def test_reconnects_after_the_telescope_stalls(camera: Camera, transport: Transport) -> None:
+    source = camera.source(transport)
     collector = Collector(source)
     source.start()
     try:
@@ -327,8 +328,9 @@ async def test_reconnects_after_the_telescope_stalls(camera: Camera) -> None:
         await source.close()
 
 
-async def test_reconnects_after_the_connection_drops(camera: Camera) -> None:
-    source = camera.source()
+@pytest.mark.parametrize("transport", [Transport.TCP, Transport.UDP])
+async def test_reconnects_after_the_connection_drops(camera: Camera, transport: Transport) -> None:
+    source = camera.source(transport)
     collector = Collector(source)
     source.start()
     try:

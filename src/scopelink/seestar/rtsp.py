@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import logging
 import random
@@ -478,10 +479,12 @@ class _Session:
                 pts = None if stamp is None else round(stamp * to_90k)
                 self.units += 1
                 self._call(source._on_unit, self, _RawUnit(data, keyframe, pts, received, changed))
-        except av.ExitError:
-            self._call(source._on_stall, self)
-            return f"stalled: nothing received for {self._timeouts[1]:g} s"
         except (av.FFmpegError, OSError) as exc:
+            # PyAV's read timeout interrupts (ExitError); FFmpeg's socket timeout (ETIMEDOUT)
+            # may come first, on UDP always: both mean nothing arrived for `stall_timeout`.
+            if isinstance(exc, av.ExitError) or exc.errno == errno.ETIMEDOUT:
+                self._call(source._on_stall, self)
+                return f"stalled: nothing received for {self._timeouts[1]:g} s"
             return f"connection lost: {_describe(exc)}"
         return "the stream ended"
 
