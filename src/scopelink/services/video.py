@@ -4,11 +4,11 @@ In its Moon, Sun, planet and scenery modes a Seestar sends no preview frames on 
 it serves H.264 over RTSP. `TelescopeVideo` holds that stream for one telescope:
 
 - **Packets.** While anyone holds `packets()` (WebRTC peers on the passthrough tier, and the
-  decoder below), one `RtspSource` receives the stream. Each access unit is republished unchanged
-  into `units`, an `EncodedFanout` on the same 90 kHz clock the tier encoders use, so a WebRTC
-  track can move between the passthrough and an encoded tier without a jump. A unit that follows
-  a gap (a reconnect, a unit the forwarder missed) is held back until the next keyframe: the
-  frames after a gap would not decode.
+  decoder below), one `RtspSource` receives the stream. Every access unit (a tap, not a
+  latest-wins follower: a skipped unit would make the next ones undecodable) is republished
+  unchanged into `units`, one `EncodedFanout` for the telescope's life, on the same 90 kHz clock
+  the tier encoders use, so a WebRTC track can move between the passthrough and an encoded tier
+  without a jump. A unit that follows a gap (a reconnect) is held back until the next keyframe.
 - **Pixels.** While anyone holds `pixels()` (an MJPEG viewer, a snapshot, an encoder making the
   reduced tier or a stream that cannot pass), a decoder follows `units` and publishes display
   frames through `publish`. Every unit must be decoded (later pictures refer to earlier ones), but
@@ -32,7 +32,7 @@ import numpy as np
 
 from scopelink.media.display import DisplayFrame, DisplayKind, read_stamp
 from scopelink.media.encoded import VIDEO_CLOCK_HZ, BitrateMeter, EncodedFanout, EncodedFrame
-from scopelink.media.latest import follow
+from scopelink.media.latest import Published, SlotClosedError
 from scopelink.seestar.rtsp import (
     RTSP_PORT,
     AccessUnit,
@@ -79,7 +79,13 @@ class TelescopeVideo:
         self._publish = publish
         self._packet_holders = 0
         self._pixel_holders = 0
-        self._forwarder: asyncio.Task[None] | None = None
+        self._running = False
+        # Where the stream's pts sit on our clock, per RTSP session (see `_forward`).
+        self._session = 0
+        self._last_number = 0
+        self._offset: int | None = None
+        self._waiting_for_keyframe = True
+        self.rtsp.units.tap(self._forward)
         self._decoder: asyncio.Task[None] | None = None
         self._linger: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[], None]] = []
@@ -135,7 +141,7 @@ class TelescopeVideo:
 
     @property
     def running(self) -> bool:
-        return self._forwarder is not None and not self._forwarder.done()
+        return self._running
 
     def packets(self) -> AbstractAsyncContextManager[None]:
         """Held while someone reads `units`: the stream runs while any holder does."""
@@ -148,11 +154,10 @@ class TelescopeVideo:
             if self._linger is not None:
                 self._linger.cancel()
                 self._linger = None
-            if not self.running:
-                if self.units.closed:
-                    self.units = self.units.renew()
+            if not self._running:
+                self._running = True
+                self._waiting_for_keyframe = True
                 self.rtsp.start()
-                self._forwarder = asyncio.create_task(self._forward(), name=f"{self.name}-fwd")
             yield
         finally:
             self._packet_holders -= 1
@@ -184,10 +189,11 @@ class TelescopeVideo:
 
     async def stop(self) -> None:
         """Let the stream go now (the telescope left its RTSP stage, or nobody watches)."""
-        tasks = [self._forwarder, self._decoder]
+        tasks = [self._decoder]
         if self._linger is not None and self._linger is not asyncio.current_task():
             tasks.append(self._linger)
-        self._forwarder = self._decoder = self._linger = None
+        self._decoder = self._linger = None
+        self._running = False
         for task in tasks:
             if task is not None:
                 task.cancel()
@@ -196,60 +202,70 @@ class TelescopeVideo:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.rtsp.close()
+
+    async def close(self) -> None:
+        """Stop for good: the tracks reading `units` end."""
+        await self.stop()
         self.units.close()
 
     # -- forwarding -------------------------------------------------------------------------------
 
-    async def _forward(self) -> None:
-        """Republish the stream's units on our clock, holding back what follows a gap."""
-        last_number = 0
-        session = 0
-        offset: int | None = None
-        waiting_for_keyframe = True
-        async for item in follow(self.rtsp.units):
-            unit: AccessUnit = item.value
-            if unit.session != session or unit.number != last_number + 1:
-                waiting_for_keyframe = True
-                session, offset = unit.session, None
-            last_number = unit.number
-            self._check_facts()
-            if waiting_for_keyframe and not unit.keyframe:
-                self.units_held += 1
-                continue
-            waiting_for_keyframe = False
-            arrival = round(unit.received * VIDEO_CLOCK_HZ)
-            if offset is None or abs(unit.pts + offset - arrival) > REANCHOR_S * VIDEO_CLOCK_HZ:
-                offset = arrival - unit.pts
-            facts = self.facts
-            width, height = (facts.width, facts.height) if facts is not None else (None, None)
-            self._rate.add(unit.received, len(unit.data))
-            self.units.publish(
-                EncodedFrame(
-                    data=unit.data,
-                    keyframe=unit.keyframe,
-                    pts=unit.pts + offset,
-                    width=width or 0,
-                    height=height or 0,
-                    stamp=None,  # not decoded: the stamp is read where pixels are made
-                    received=unit.received,
-                    encode_s=0.0,
-                )
+    def _forward(self, item: Published[AccessUnit]) -> None:
+        """Republish one unit of the stream on our clock (a tap: called for every unit)."""
+        unit = item.value
+        if unit.session != self._session or unit.number != self._last_number + 1:
+            # A new connection, or units lost on the way: only a keyframe decodes after it.
+            self._waiting_for_keyframe = True
+            self._session, self._offset = unit.session, None
+        self._last_number = unit.number
+        self._check_facts()
+        if self.units.closed or (self._waiting_for_keyframe and not unit.keyframe):
+            self.units_held += 1
+            return
+        self._waiting_for_keyframe = False
+        # The stream's own timestamps (smooth), anchored to arrival on our clock at the start.
+        arrival = round(unit.received * VIDEO_CLOCK_HZ)
+        offset = self._offset
+        if offset is None or abs(unit.pts + offset - arrival) > REANCHOR_S * VIDEO_CLOCK_HZ:
+            offset = self._offset = arrival - unit.pts
+        facts = self.facts
+        width, height = (facts.width, facts.height) if facts is not None else (None, None)
+        self._rate.add(unit.received, len(unit.data))
+        self.units.publish(
+            EncodedFrame(
+                data=unit.data,
+                keyframe=unit.keyframe,
+                pts=unit.pts + offset,
+                width=width or 0,
+                height=height or 0,
+                stamp=None,  # not decoded: the stamp is read where pixels are made
+                received=unit.received,
+                encode_s=0.0,
             )
+        )
 
     # -- decoding ---------------------------------------------------------------------------------
 
     async def _decode(self) -> None:
         """Decode every unit in order; make a display frame of the newest picture only."""
         codec: av.VideoCodecContext | None = None
-        seen = 0
-        # Across renewals: the fan-out is renewed when the stream starts again.
-        async for item in follow(self.units):
-            if item.seq != seen + 1 or codec is None:
-                # Behind, just started, or a new stream: only a keyframe decodes on its own.
-                seen = item.seq
-                if not item.value.keyframe:
+        units = self.units
+        # The decoder starts at a keyframe to come, or one in the same burst as the newest unit.
+        seen = units.seq - 1 if units.seq else 0
+        while True:
+            try:
+                latest = await units.next(seen)
+            except SlotClosedError:
+                return
+            item = units.after(seen) if codec is not None else None
+            if item is None:
+                # Just started, or fell further behind than the fan-out keeps: only a keyframe
+                # decodes on its own.
+                keyframe = units.last_keyframe
+                if keyframe is None or keyframe.seq <= seen or latest.seq - keyframe.seq > 1:
+                    seen, codec = latest.seq, None
                     continue
-                codec = av.CodecContext.create("h264", "r")
+                item, codec = keyframe, av.CodecContext.create("h264", "r")
             seen = item.seq
             newest = self.units.seq == item.seq
             try:

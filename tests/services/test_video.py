@@ -1,0 +1,131 @@
+"""One live source per telescope: the preview stream in star views, the telescope's own video in
+its RTSP stages, passed through untouched and decoded only when someone needs pixels."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from scopelink.media.display import DisplayKind
+from scopelink.seestar.control import ControlClient
+from scopelink.seestar.imaging import ImagingClient
+from scopelink.services.frame_pipeline import FramePipeline, LiveMode
+from scopelink.settings import Backoff
+from scopelink.simulator.simulator import Simulator, SimulatorConfig
+from tests.conftest import make_client
+from tests.webrtc.conftest import wait_until
+
+FAST_BACKOFF = Backoff(initial_s=0.05, maximum_s=0.2)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    simulator = Simulator(SimulatorConfig.ephemeral(fps=10, video_fps=30))
+    await simulator.start()
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
+
+
+@pytest.fixture
+async def control(sim: Simulator) -> AsyncIterator[ControlClient]:
+    client = make_client(sim)
+    await client.connect(timeout=5)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def pipeline(sim: Simulator) -> AsyncIterator[FramePipeline]:
+    imaging = ImagingClient(sim.host, sim.imaging.port, backoff=FAST_BACKOFF)
+    await imaging.connect(timeout=5)
+    p = FramePipeline(imaging, video_port=sim.rtsp.port, linger_s=0.2)
+    assert p.video is not None
+    p.video.linger_s = 0.2
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+        await imaging.close()
+
+
+async def moon(control: ControlClient, pipeline: FramePipeline) -> None:
+    """The telescope goes to its Moon view; telemetry tells the pipeline its stage."""
+    await control.call("iscope_start_view", {"mode": "moon"})
+    await pipeline.set_stage("RTSP")
+
+
+async def test_a_passthrough_viewer_gets_the_telescopes_units_and_nothing_is_decoded(
+    control: ControlClient, pipeline: FramePipeline
+) -> None:
+    changes: list[object] = []
+    pipeline.add_source_listener(lambda: changes.append(pipeline.passthrough))
+    await moon(control, pipeline)
+    assert pipeline.mode is LiveMode.VIDEO and pipeline.passthrough is None  # not known yet
+    video = pipeline.video
+    assert video is not None
+    async with pipeline.viewer(pixels=False):
+        # The stream starts for the viewer; once its SPS says Baseline, it can pass.
+        await wait_until(lambda: pipeline.passthrough is video, timeout=10)
+        assert changes[-1] is video
+        start = video.units.seq
+        await wait_until(lambda: video.units.seq >= start + 15, timeout=5)
+        keyframe = video.units.last_keyframe
+        assert keyframe is not None and keyframe.value.data.startswith(b"\x00\x00\x00\x01")
+        assert video.decoded == 0 and pipeline.frames.seq == 0  # no pixels were asked for
+        assert (video.facts.width, video.facts.height) == (1920, 1080)
+        assert video.bitrate is None or video.bitrate > 100_000
+    await wait_until(lambda: not video.running, timeout=3)  # the stream goes after its linger
+
+
+async def test_pixels_in_the_video_mode_are_decoded_stamped_frames_of_the_newest_unit(
+    control: ControlClient, pipeline: FramePipeline
+) -> None:
+    await moon(control, pipeline)
+    video = pipeline.video
+    assert video is not None
+    async with pipeline.viewer():  # an MJPEG viewer: it needs pixels
+        seq = pipeline.frames.seq
+        stamps = []
+        while len(stamps) < 10:
+            item = await asyncio.wait_for(pipeline.frames.next(seq), 5)
+            seq = item.seq
+            display = item.value
+            assert display.kind is DisplayKind.VIDEO and display.stretch is None
+            assert (display.width, display.height) == (1920, 1080)
+            assert display.stamp is not None
+            stamps.append(display.stamp.frame)
+        assert stamps == sorted(stamps) and len(set(stamps)) == 10
+        assert video.decoded >= video.displayed >= 10
+    await wait_until(lambda: not video.running, timeout=3)
+
+
+async def test_back_to_the_stars_the_preview_stream_resumes_for_the_same_viewer(
+    control: ControlClient, pipeline: FramePipeline
+) -> None:
+    async with pipeline.viewer():
+        first = await asyncio.wait_for(pipeline.frames.next(0), 5)
+        assert first.value.kind is DisplayKind.PREVIEW
+        await moon(control, pipeline)
+        video = pipeline.video
+        assert video is not None
+        await wait_until(
+            lambda: pipeline.frames.latest is not None
+            and pipeline.frames.latest.value.kind is DisplayKind.VIDEO,
+            timeout=10,
+        )
+        await control.call("iscope_start_view", {"mode": "star"})
+        await pipeline.set_stage("ContinuousExposure")
+        assert pipeline.mode is LiveMode.PREVIEW and pipeline.passthrough is None
+        await wait_until(lambda: not video.running, timeout=3)  # let go at once
+        await wait_until(
+            lambda: pipeline.frames.latest is not None
+            and pipeline.frames.latest.value.kind is DisplayKind.PREVIEW,
+            timeout=10,
+        )
