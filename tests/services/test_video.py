@@ -116,8 +116,10 @@ async def test_back_to_the_stars_the_preview_stream_resumes_for_the_same_viewer(
         video = pipeline.video
         assert video is not None
         await wait_until(
-            lambda: pipeline.frames.latest is not None
-            and pipeline.frames.latest.value.kind is DisplayKind.VIDEO,
+            lambda: (
+                pipeline.frames.latest is not None
+                and pipeline.frames.latest.value.kind is DisplayKind.VIDEO
+            ),
             timeout=10,
         )
         await control.call("iscope_start_view", {"mode": "star"})
@@ -125,7 +127,9 @@ async def test_back_to_the_stars_the_preview_stream_resumes_for_the_same_viewer(
         assert pipeline.mode is LiveMode.PREVIEW and pipeline.passthrough is None
         await wait_until(lambda: not video.running, timeout=3)  # let go at once
         await wait_until(
-            lambda: pipeline.frames.latest is not None
-            and pipeline.frames.latest.value.kind is DisplayKind.PREVIEW,
+            lambda: (
+                pipeline.frames.latest is not None
+                and pipeline.frames.latest.value.kind is DisplayKind.PREVIEW
+            ),
             timeout=10,
         )
