@@ -408,3 +408,18 @@ async def test_a_wrong_path_is_reported(camera: Camera) -> None:
         assert source.last_error is not None and "404" in source.last_error
     finally:
         await source.close()
+
+
+async def test_retry_now_skips_the_backoff_when_the_stream_is_back(camera: Camera) -> None:
+    await camera.view("star")
+    source = camera.source(backoff=Backoff(initial_s=20.0, maximum_s=20.0))
+    source.start()
+    try:
+        await until(lambda: source.stats.failed_attempts >= 1, 3)
+        await camera.view("moon")
+        await asyncio.sleep(0.3)
+        assert source.state is ConnectionState.RECONNECTING  # waiting out its 10-20 s
+        source.retry_now()
+        await until(lambda: source.state is ConnectionState.CONNECTED, 2)
+    finally:
+        await source.close()

@@ -65,7 +65,8 @@ class AccessUnit:
     received: float
     #: Counts units since the source started (1 for the first); a gap means units were skipped.
     number: int
-    #: Counts connections (1 for the first): a unit of a new session needs a keyframe first.
+    #: The connection attempt it came on (1 for the first): when it changes, the decoder's
+    #: references are gone and a consumer must wait for a keyframe.
     session: int
 
 
@@ -139,7 +140,7 @@ class RtspStats:
     units: int = 0
     keyframes: int = 0
     bytes: int = 0
-    #: Connections made after the first (a refused attempt is not one).
+    #: Streams that started playing after the first did (a failed attempt is not one).
     reconnects: int = 0
     #: Connection attempts that failed before the stream started.
     failed_attempts: int = 0
@@ -187,6 +188,7 @@ class RtspSource:
         self._task: asyncio.Task[None] | None = None
         self._session: _Session | None = None
         self._sessions = 0
+        self._played = False
         self._timeline = _Timeline()
         self._meter = _Meter()
         self._retry_now = asyncio.Event()
@@ -295,9 +297,10 @@ class RtspSource:
             level = logging.DEBUG if reason == quiet_reason else logging.INFO
             log.log(level, "%s: %s; retrying in %.2f s", self.name, reason, delay)
             quiet_reason = reason
-            self._retry_now.clear()
+            # Cleared after the wait: a retry_now() during a failing attempt still counts.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._retry_now.wait(), delay)
+            self._retry_now.clear()
 
     def _end_session(self) -> None:
         session, self._session = self._session, None
@@ -309,8 +312,9 @@ class RtspSource:
     def _on_playing(self, session: _Session, facts: StreamFacts) -> None:
         if session is not self._session:
             return
-        if self._sessions > 1 and self.stats.units:
+        if self._played:
             self.stats.reconnects += 1
+        self._played = True
         self._timeline.new_session()
         self._meter = _Meter()
         self.facts = facts
