@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 
+import numpy as np
 import pytest
 
 from scopelink.seestar.control import ControlClient
 from scopelink.simulator.h264 import NAL_IDR, NAL_PPS, NAL_SPS
 from scopelink.simulator.rtp import PAYLOAD_TYPE
-from scopelink.simulator.simulator import Simulator
+from scopelink.simulator.simulator import Simulator, SimulatorConfig
+from tests.conftest import make_client
 from tests.simulator.rtsp_wire import AccessUnits, Decoded, RtspWire, UdpPorts
 
 WIDTH, HEIGHT = 1920, 1080
@@ -20,6 +23,7 @@ WIDTH, HEIGHT = 1920, 1080
 async def moon(sim: Simulator, client: ControlClient) -> Simulator:
     """The simulator in the Moon view: stage RTSP."""
     await client.call("iscope_start_view", {"mode": "moon"})
+    await sim.video.warm("moon")  # the picture is drawn once (~0.5 s), not in the first frame
     return sim
 
 
@@ -37,7 +41,7 @@ async def play_tcp(port: int, seconds: float) -> Decoded:
 def assert_plays(seen: Decoded, *, min_frames: int = 5) -> None:
     """Decoded pictures of the documented size, each stamped, numbers rising."""
     assert len(seen.pictures) >= min_frames, f"only {len(seen.pictures)} pictures"
-    assert {p.shape for p in seen.pictures} == {(HEIGHT, WIDTH, 3)}
+    assert {p.shape for p in seen.pictures} == {(HEIGHT, WIDTH)}
     assert all(s is not None for s in seen.stamps), "every decoded frame carries its stamp"
     numbers = [s.frame for s in seen.stamps if s is not None]
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
@@ -119,18 +123,141 @@ async def test_udp_stream_decodes_and_sends_sender_reports(moon: Simulator) -> N
     assert 200 in seen.rtcp_types
 
 
-async def test_several_players_share_one_encode(moon: Simulator) -> None:
+async def play_udp(port: int, seconds: float) -> Decoded:
     ports = UdpPorts()
-    udp = await RtspWire.open(moon.rtsp.port)
-    await udp.request(
-        "SETUP", f"{udp.url}/trackID=0", Transport=f"RTP/AVP;unicast;client_port={ports.spec}"
-    )
-    udp.session = None
+    wire = await RtspWire.open(port)
+    try:
+        transport = f"RTP/AVP;unicast;client_port={ports.spec}"
+        setup = await wire.request("SETUP", f"{wire.url}/trackID=0", Transport=transport)
+        wire.session = setup.header("session").split(";")[0]
+        assert (await wire.request("PLAY")).status == 200
+        return await ports.read(seconds, AccessUnits())
+    finally:
+        ports.close()
+        await wire.close()
+
+
+async def test_several_players_share_one_encode(moon: Simulator) -> None:
     before = moon.video.stats.frames_encoded
-    results = await asyncio.gather(play_tcp(moon.rtsp.port, 1.0), play_tcp(moon.rtsp.port, 1.0))
-    await udp.close()
-    ports.close()
+    port = moon.rtsp.port
+    results = await asyncio.gather(play_tcp(port, 0.8), play_tcp(port, 0.8), play_udp(port, 0.8))
     for seen in results:
-        assert_plays(seen, min_frames=15)
+        assert_plays(seen, min_frames=12)
     encoded = moon.video.stats.frames_encoded - before
-    assert encoded <= 40, f"{encoded} encodes for two players over ~1 s: one per frame"
+    assert encoded <= 32, f"{encoded} encodes for three players over ~0.8 s: one per frame"
+
+
+async def test_bad_requests_get_their_rtsp_errors(moon: Simulator) -> None:
+    wire = await RtspWire.open(moon.rtsp.port)
+    track = f"{wire.url}/trackID=0"
+    tcp = "RTP/AVP/TCP;unicast;interleaved=0-1"
+    assert (await wire.request("DESCRIBE", f"rtsp://127.0.0.1:{moon.rtsp.port}/live")).status == 404
+    assert (await wire.request("PLAY")).status == 454, "PLAY without a session"
+    assert (await wire.request("PLAY", Session="12345678")).status == 454, "unknown session"
+    assert (await wire.request("SETUP", Transport=tcp)).status == 459, "SETUP on the aggregate"
+    multicast = "RTP/AVP;multicast;port=5000-5001"
+    assert (await wire.request("SETUP", track, Transport=multicast)).status == 461
+    assert (await wire.request("SETUP", track, Transport="RTP/SAVP;unicast")).status == 461
+    assert (await wire.request("RECORD")).status == 405
+    assert (await wire.request("FLY")).status == 501
+    await wire.setup_tcp()
+    assert (await wire.request("PLAY")).status == 200
+    again = await wire.request("SETUP", track, Transport=tcp)
+    assert again.status == 455, "no transport change while playing"
+    assert (await wire.request("TEARDOWN")).status == 200
+    assert (await wire.request("PLAY")).status == 454, "the session is gone after TEARDOWN"
+    await wire.close()
+
+
+async def test_a_request_without_cseq_is_refused(moon: Simulator) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", moon.rtsp.port)
+    writer.write(b"OPTIONS * RTSP/1.0\r\n\r\n")
+    status = await asyncio.wait_for(reader.readline(), 3)
+    assert status.startswith(b"RTSP/1.0 400")
+    writer.close()
+
+
+async def test_the_stream_is_unavailable_outside_the_rtsp_stage(
+    sim: Simulator, client: ControlClient
+) -> None:
+    await client.call("iscope_start_view", {"mode": "star"})
+    wire = await RtspWire.open(sim.rtsp.port)
+    assert (await wire.request("OPTIONS")).status == 200
+    describe = await wire.request("DESCRIBE")
+    assert describe.status == 503 and describe.header("retry-after")
+    await client.call("iscope_start_view", {"mode": "sun"})
+    assert (await wire.request("DESCRIBE")).status == 200
+    await wire.close()
+
+
+async def test_playing_connections_end_with_the_rtsp_stage(
+    moon: Simulator, client: ControlClient
+) -> None:
+    wire = await RtspWire.open(moon.rtsp.port)
+    await wire.setup_tcp()
+    await wire.request("PLAY")
+    reading = asyncio.create_task(wire.read_interleaved(5.0, AccessUnits()))
+    await asyncio.sleep(0.5)
+    await client.call("iscope_stop_view")
+    seen = await asyncio.wait_for(reading, 2.0)  # ends at EOF, long before 5 s
+    assert seen.pictures
+    assert seen.rtcp_types[-1] == 200 and moon.rtsp.session_count == 0
+    assert await wire.reader.read() == b"", "the server closed the connection"
+    await wire.close()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+async def test_ffprobe_reads_the_stream(moon: Simulator, transport: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "ffprobe", "-v", "error", "-rtsp_transport", transport, "-select_streams", "v",
+        "-show_entries", "stream=codec_name,profile,width,height,r_frame_rate,has_b_frames",
+        "-of", "json", moon.rtsp.url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 0, err.decode()
+    (stream,) = json.loads(out)["streams"]
+    assert stream["codec_name"] == "h264"
+    assert stream["profile"] == "Constrained Baseline"
+    assert (stream["width"], stream["height"]) == (WIDTH, HEIGHT)
+    assert stream["r_frame_rate"] == "30/1"
+    assert stream["has_b_frames"] == 0
+
+
+async def test_a_b_frame_stream_can_be_configured() -> None:
+    config = SimulatorConfig.ephemeral(video_profile="high", video_b_frames=2, video_fps=25)
+    async with Simulator(config) as sim:
+        client = make_client(sim)
+        await client.connect(timeout=5)
+        await client.call("iscope_start_view", {"mode": "planet"})
+        wire = await RtspWire.open(sim.rtsp.port)
+        describe = await wire.request("DESCRIBE")
+        assert "profile-level-id=64" in describe.body.decode(), "High profile"
+        assert "a=framerate:25" in describe.body.decode()
+        await wire.close()
+        proc = await asyncio.create_subprocess_exec(
+            "ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v",
+            "-show_entries", "stream=profile,has_b_frames", "-of", "json", sim.rtsp.url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 15)
+        await client.close()
+    (stream,) = json.loads(out)["streams"]
+    assert stream["profile"] == "High" and stream["has_b_frames"] > 0, err.decode()
+
+
+async def test_zoom_changes_the_picture(moon: Simulator, client: ControlClient) -> None:
+    whole = await play_tcp(moon.rtsp.port, 0.4)
+    await client.call("set_setting", {"rtsp_roi_index": 2})
+    view = (await client.call("get_view_state"))["View"]
+    assert view["RTSP"]["roi_index"] == 2
+    zoomed = await play_tcp(moon.rtsp.port, 0.4)
+    assert_plays(whole, min_frames=3)
+    assert_plays(zoomed, min_frames=3)
+    # Below the stamp: 4x zoom of the Moon's centre fills the frame; at 1x the corners are sky.
+    a = whole.pictures[-1][200:, :].astype(np.float32)
+    b = zoomed.pictures[-1][200:, :].astype(np.float32)
+    assert float(np.abs(a - b).mean()) > 20
+    assert b[-100:, -100:].mean() > a[-100:, -100:].mean() + 50, "lit lunar surface, not sky"
+    with pytest.raises(Exception, match="103"):
+        await client.call("set_setting", {"rtsp_roi_index": 3})

@@ -41,7 +41,8 @@ class H264Settings:
     height: int = 1080
     fps: float = 30.0
     bitrate: int = 6_000_000
-    #: x264 profile name: "baseline" gives Constrained Baseline (profile-level-id 42c0..).
+    #: x264 profile: "baseline" (sent as Constrained Baseline, profile-level-id 42c0..), "main"
+    #: or "high".
     profile: str = "baseline"
     b_frames: int = 0
     gop_s: float = 1.0
@@ -149,13 +150,18 @@ class H264Encoder:
             "maxrate": str(s.bitrate),
             "bufsize": str(s.bitrate // 2),
         }
+        # x264 signals the profile its tools need, and ultrafast turns off the tools of Main
+        # (CABAC) and High (8x8 transform): ask for them back so the profile is what was set.
+        options["profile"] = s.profile
+        tools = {"main": "cabac=1", "high": "cabac=1:8x8dct=1"}.get(s.profile)
+        if tools:
+            options["x264-params"] = tools
         if s.b_frames == 0:
             # No lookahead, one packet out per frame in. zerolatency would also force bframes=0,
             # so a B-frame stream (the one a browser cannot take as is) goes without it.
             options["tune"] = "zerolatency"
         codec.options = options
         codec.max_b_frames = s.b_frames
-        codec.profile = s.profile
         self._codec = codec
         self.frames_in = 0
         self.last_encode_s = 0.0

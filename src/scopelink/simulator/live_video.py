@@ -93,6 +93,7 @@ class LiveVideo:
         self._wanted = asyncio.Event()
         self._idr = False
         self._number = 0
+        self._last_pts = -1
         self._t0 = time.monotonic()
         # The wall clock at pts 0: sender reports pair a frame's pts with its wall time.
         self._wall0 = time.time()
@@ -143,11 +144,18 @@ class LiveVideo:
                 self._wanted.clear()
                 await self._wanted.wait()
                 next_at = loop.time()
+            # Timestamps on the frame grid, not the render's jittery clock: players read the
+            # frame rate from them (a grid-aligned stream probes as exactly 30/1).
+            pts = round(round((next_at - self._t0) / interval) * interval * CLOCK_HZ)
+            # Never the same pts twice (x264 refuses it), even after re-aligning to the clock.
+            pts = self._last_pts = max(pts, self._last_pts + 1)
             mode = self._mode()
             if mode is not None:
                 force, self._idr = self._idr, False
                 try:
-                    frames = await asyncio.to_thread(self._produce, mode, self._roi_index(), force)
+                    frames = await asyncio.to_thread(
+                        self._produce, mode, self._roi_index(), force, pts
+                    )
                 except Exception:
                     log.exception("simulated RTSP camera: a frame failed")
                     frames = []
@@ -159,7 +167,7 @@ class LiveVideo:
                 next_at = now  # fell behind: skip ticks rather than burst
             await asyncio.sleep(max(0.0, next_at - now))
 
-    def _produce(self, mode: str, roi_index: int, force_idr: bool) -> list[EncodedFrame]:
+    def _produce(self, mode: str, roi_index: int, force_idr: bool, pts: int) -> list[EncodedFrame]:
         """Render, stamp and encode one frame (worker thread)."""
         with self._encode_lock:
             if self._encoder is None:
@@ -169,7 +177,6 @@ class LiveVideo:
             self._number += 1
             emit_ms = int(time.time() * 1000)
             framestamp.draw(rgb, framestamp.FrameStamp(self._number, emit_ms))
-            pts = round((now - self._t0) * CLOCK_HZ)
             units = self._encoder.encode(rgb, pts, force_idr)
             self.stats.recent_encode_s.append(self._encoder.last_encode_s)
         frames = []

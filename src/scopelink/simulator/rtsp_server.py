@@ -44,6 +44,9 @@ PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER"
 #: A request head larger than this is refused (400) and the connection closed.
 MAX_HEAD_BYTES = 16384
 _WATCH_S = 0.05
+#: The kernel's send buffer per connection, in seconds of video at the bitrate: what a player
+#: that stops reading can have waiting for it (Linux's default grows to 4 MB: 5 s at 6 Mbit/s).
+SEND_BUFFER_S = 0.25
 _SR_INTERVAL_S = 1.0
 
 REASONS = {
@@ -132,6 +135,8 @@ class _Session:
     octets: int = 0
     frames_sent: int = 0
     frames_skipped: int = 0
+    #: Sequence number (in the video's LatestValue) of the last frame the sender took.
+    taken: int = 0
     last_seen: float = field(default_factory=time.monotonic)
     sender: asyncio.Task[None] | None = None
     last_frame: EncodedFrame | None = None
@@ -139,6 +144,22 @@ class _Session:
     @property
     def udp(self) -> bool:
         return self.channels is None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One session as tests and benchmarks see it."""
+
+    id: str
+    transport: str
+    state: SessionState
+    frames_sent: int
+    frames_skipped: int
+    #: Frames published since the one this session last took (a hung player's backlog that is
+    #: never queued: it will skip to the next IDR).
+    frames_behind: int
+    #: Bytes waiting in our socket buffer for this player.
+    write_buffer: int
 
 
 @dataclass(slots=True)
@@ -207,6 +228,21 @@ class RtspServer:
     @property
     def session_count(self) -> int:
         return len(self._sessions)
+
+    def sessions(self) -> list[SessionInfo]:
+        latest = self.video.frames.seq
+        return [
+            SessionInfo(
+                id=s.id,
+                transport="udp" if s.udp else "tcp",
+                state=s.state,
+                frames_sent=s.frames_sent,
+                frames_skipped=s.frames_skipped,
+                frames_behind=latest - s.taken if s.state is SessionState.PLAYING else 0,
+                write_buffer=s.conn.writer.transport.get_write_buffer_size(),
+            )
+            for s in self._sessions.values()
+        ]
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self._requested_port)
@@ -308,6 +344,11 @@ class RtspServer:
         assert task is not None
         self._handlers.add(task)
         conn = _Connection(writer, self.faults.drop_generation)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            size = max(65536, int(self.video.settings.bitrate / 8 * SEND_BUFFER_S))
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
         self._connections.add(conn)
         self.stats.connections += 1
         try:
@@ -610,7 +651,7 @@ class RtspServer:
 
     async def _send_frames(self, session: _Session) -> None:
         frames = self.video.frames
-        taken = frames.seq
+        taken = session.taken = frames.seq
         need_idr = True
         last_report = 0.0
         while True:
@@ -626,7 +667,7 @@ class RtspServer:
                 self.stats.frames_skipped += missed
                 need_idr = True
             item = latest
-            taken = item.seq
+            taken = session.taken = item.seq
             frame = item.value
             if need_idr and not frame.keyframe:
                 continue
