@@ -14,7 +14,15 @@ import signal
 import sys
 from pathlib import Path
 
-from scopelink.settings import CONTROL_PORT, DISCOVERY_PORT, IMAGING_PORT
+from scopelink.seestar.models import DEFAULT_MODEL, MODELS
+from scopelink.settings import (
+    CONTROL_PORT,
+    DISCOVERY_PORT,
+    IMAGING_PORT,
+    RTSP_PORT,
+    WIDE_IMAGING_PORT,
+    WIDE_RTSP_PORT,
+)
 from scopelink.simulator.firmware import DEFAULT_PROFILE, PROFILES
 
 
@@ -79,6 +87,27 @@ def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=[],
         metavar="SPEC",
         help="inject a fault: delay=S, stall=S, split, coalesce, malformed=P",
+    )
+    p.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default=DEFAULT_MODEL,
+        help="Seestar model: its product name and sensor; the S30 models add a wide camera "
+        f"(RTSP {WIDE_RTSP_PORT}, imaging {WIDE_IMAGING_PORT}; free ports when --rtsp-port "
+        "and --imaging-port are 0)",
+    )
+    p.add_argument(
+        "--rtsp-port",
+        type=int,
+        default=RTSP_PORT,
+        help="RTSP port of the live video (rtsp://HOST:PORT/stream) in the Moon, Sun, planet "
+        "and scenery views; 0: any free port",
+    )
+    p.add_argument(
+        "--video-fps",
+        type=float,
+        default=30.0,
+        help="frame rate of the RTSP video, 1..60",
     )
 
 
@@ -247,6 +276,8 @@ async def _simulate(args: argparse.Namespace) -> None:
 
     if not 0.5 <= args.fps <= 30:
         raise SystemExit("--fps must be within 0.5..30")
+    if not 1 <= args.video_fps <= 60:
+        raise SystemExit("--video-fps must be within 1..60")
     config = SimulatorConfig(
         host=args.host,
         control_port=args.control_port,
@@ -261,15 +292,27 @@ async def _simulate(args: argparse.Namespace) -> None:
         key_pem=args.key.read_bytes() if args.key else None,
         faults=args.fault,
         charging=args.charging,
+        model=args.model,
+        rtsp_port=args.rtsp_port,
+        # Free ports asked for: the S30's wide camera takes free ones too.
+        wide_rtsp_port=0 if args.rtsp_port == 0 else WIDE_RTSP_PORT,
+        wide_imaging_port=0 if args.imaging_port == 0 else WIDE_IMAGING_PORT,
+        video_fps=args.video_fps,
     )
     simulator = Simulator(config)
     if args.write_key:
         simulator.write_key(args.write_key)
     await simulator.start()
+    wide = (
+        f", wide camera: rtsp {simulator.wide_rtsp.port}, imaging {simulator.wide_imaging.port}"
+        if simulator.wide_rtsp is not None and simulator.wide_imaging is not None
+        else ""
+    )
     print(
-        f"Simulated Seestar S50, firmware {simulator.profile.version}, on {config.host}: "
-        f"control {simulator.control.port}, imaging {simulator.imaging.port}, "
-        f"discovery {simulator.discovery.port if simulator.discovery else 'off'}. Ctrl-C stops.",
+        f"Simulated Seestar {simulator.model.name}, firmware {simulator.profile.version}, on "
+        f"{config.host}: control {simulator.control.port}, imaging {simulator.imaging.port}, "
+        f"discovery {simulator.discovery.port if simulator.discovery else 'off'}, "
+        f"rtsp {simulator.rtsp.port}{wide}. Ctrl-C stops.",
         flush=True,
     )
     stop = asyncio.Event()

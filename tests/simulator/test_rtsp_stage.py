@@ -14,7 +14,7 @@ from scopelink.seestar.errors import CommandError
 from scopelink.seestar.events import Event
 from scopelink.simulator.imaging_server import HANDSHAKE
 from scopelink.simulator.simulator import Simulator, SimulatorConfig
-from tests.conftest import make_client
+from tests.conftest import make_client, sky_at
 from tests.simulator.rtsp_wire import AccessUnits, RtspWire
 from tests.simulator.test_imaging_server import Wire
 from tests.simulator.test_rtsp_server import assert_plays, play_tcp
@@ -201,3 +201,33 @@ async def test_s30_has_a_wide_camera_on_its_own_ports(s30: Simulator) -> None:
 
 async def test_s50_has_no_wide_camera(sim: Simulator) -> None:
     assert sim.wide_rtsp is None and sim.wide_imaging is None
+
+
+async def test_goto_in_moon_mode_ends_in_the_rtsp_stage(
+    sim: Simulator, client: ControlClient
+) -> None:
+    ra, dec = sky_at(sim, 40.0, 120.0)
+    done = asyncio.create_task(
+        client.wait_for_event("AutoGoto", lambda e: e.state == "complete", timeout=15)
+    )
+    await client.call(
+        "iscope_start_view", {"mode": "moon", "target_ra_dec": [ra, dec], "target_name": "Moon"}
+    )
+    assert (await client.call("get_view_state"))["View"]["stage"] == "AutoGoto"
+    await done
+    view = (await client.call("get_view_state"))["View"]
+    assert (view["stage"], view["target_name"]) == ("RTSP", "Moon")
+    assert view["RTSP"]["state"] == "working"
+
+
+async def test_an_idle_session_times_out(sim: Simulator, client: ControlClient) -> None:
+    await client.call("iscope_start_view", {"mode": "sun"})
+    sim.rtsp.session_timeout_s = 0.3
+    wire = await RtspWire.open(sim.rtsp.port)
+    setup = await wire.setup_tcp()
+    assert setup.header("session").endswith(";timeout=1"), "whole seconds, at least one"
+    assert sim.rtsp.session_count == 1
+    await asyncio.sleep(0.6)
+    assert sim.rtsp.session_count == 0
+    assert (await wire.request("PLAY")).status == 454
+    await wire.close()

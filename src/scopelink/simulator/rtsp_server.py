@@ -475,7 +475,7 @@ class RtspServer:
         return session
 
     def _session_header(self, session: _Session) -> str:
-        return f"{session.id};timeout={int(self.session_timeout_s)}"
+        return f"{session.id};timeout={max(1, round(self.session_timeout_s))}"
 
     def _options(self, conn: _Connection, request: Request) -> Response:
         self._session(request, required=False)
@@ -583,12 +583,13 @@ class RtspServer:
         if session.state is not SessionState.PLAYING:
             session.state = SessionState.PLAYING
         rtptime = (self.video.clock() + session.ts_offset) & 0xFFFFFFFF
+        track_url = f"rtsp://{urlsplit(request.url).netloc}{PATH}/{TRACK}"
         return Response(
             200,
             {
                 "Session": self._session_header(session),
                 "Range": "npt=now-",
-                "RTP-Info": f"url={self.url}/{TRACK};seq={session.seq};rtptime={rtptime}",
+                "RTP-Info": f"url={track_url};seq={session.seq};rtptime={rtptime}",
             },
         )
 
