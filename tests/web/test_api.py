@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -58,7 +59,6 @@ async def test_goto_by_name_slews_and_ends_tracking_at_the_target(http: httpx.As
 
 async def test_goto_by_coordinates(http: httpx.AsyncClient, running: RunningApp) -> None:
     mount = running.simulator.telescope.mount
-    import time
 
     lst = astro.local_sidereal_hours(time.time(), mount.lon_deg)
     eq = astro.horizontal_to_equatorial(45.0, 200.0, mount.lat_deg, lst)
@@ -271,3 +271,114 @@ async def test_operations_history_session_and_health(http: httpx.AsyncClient) ->
         "webrtc_default": True,
     }
     assert (await http.get("/api/health")).json() == {"status": "ok"}
+
+
+# -- the video views: zoom and recording --------------------------------------------------------
+
+
+async def wait_state(
+    http: httpx.AsyncClient, check: Any, what: str, timeout: float = 15
+) -> dict[str, Any]:
+    """The telescope's state once `check(state)` holds (telemetry, as every client sees it)."""
+    for _ in range(int(timeout / 0.05)):
+        s = await state(http)
+        if check(s):
+            return s
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never {what}: {s}")
+
+
+async def test_zoom_changes_the_video_and_telemetry_says_so(
+    http: httpx.AsyncClient, running: RunningApp
+) -> None:
+    assert (await http.post(f"{T}/view", json={"mode": "moon"})).status_code == 200
+    await wait_state(http, lambda s: s["view"]["stage"] == "RTSP", "in the Moon's video view")
+    for zoom, roi_index in ((2, 1), (4, 2), (1, 0)):
+        r = await http.post(f"{T}/zoom", json={"zoom": zoom})
+        assert r.status_code == 200, r.text
+        assert r.json()["result"] == {"zoom": zoom}
+        assert running.simulator.telescope.settings["rtsp_roi_index"] == roi_index
+        await wait_state(http, lambda s, z=zoom: s["view"]["zoom"] == z, f"at zoom {zoom}")
+
+
+async def test_zoom_is_1_2_or_4(http: httpx.AsyncClient) -> None:
+    r = await http.post(f"{T}/zoom", json={"zoom": 3})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "zoom"
+
+
+async def test_recording_starts_counts_frames_and_stops_saved(http: httpx.AsyncClient) -> None:
+    await http.post(f"{T}/view", json={"mode": "planet"})
+    await wait_state(http, lambda s: s["view"]["stage"] == "RTSP", "in the planet's video view")
+    r = await http.post(f"{T}/recording")
+    assert r.status_code == 200, r.text
+    await wait_state(http, lambda s: s["recording"]["active"], "recording")
+    # While it records, the poll brings the frame count (events come at start and stop only).
+    s = await wait_state(
+        http, lambda s: (s["recording"]["saved_frames"] or 0) > 0, "counting frames", timeout=8
+    )
+    assert s["recording"]["lapse_ms"] > 0
+    assert (await http.post(f"{T}/recording/stop")).status_code == 200
+    done = await wait_state(http, lambda s: not s["recording"]["active"], "stopped")
+    assert done["recording"]["state"] == "complete" and done["recording"]["file_saved"] is True
+    assert done["recording"]["saved_frames"] >= s["recording"]["saved_frames"]
+
+
+async def test_recording_outside_the_video_views_is_refused_with_a_reason(
+    http: httpx.AsyncClient,
+) -> None:
+    await http.post(f"{T}/view", json={"mode": "star"})
+    r = await http.post(f"{T}/recording")
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["detail"] == (
+        "start recording: recording needs a Moon, Sun, planet or scenery view"
+    )
+    assert problem["telescope_code"] == 207 and problem["outcome"] == "not_run"
+    r = await http.post(f"{T}/recording/stop")
+    assert r.status_code == 422
+    assert r.json()["detail"] == "stop recording: the telescope is not recording"
+
+
+async def test_recording_twice_says_it_already_records(http: httpx.AsyncClient) -> None:
+    await http.post(f"{T}/view", json={"mode": "scenery"})
+    await wait_state(http, lambda s: s["view"]["stage"] == "RTSP", "in the scenery view")
+    assert (await http.post(f"{T}/recording")).status_code == 200
+    r = await http.post(f"{T}/recording")
+    assert r.status_code == 422
+    assert r.json()["detail"] == "start recording: the telescope is already recording"
+
+
+async def test_recording_is_for_operators_only() -> None:
+    settings = AppSettings(tokens={"op": "operator", "look": "viewer"})
+    async with serve(settings) as app:
+        async with httpx.AsyncClient(base_url=app.base_url) as http:
+            r = await http.post(f"{T}/recording", headers={"Authorization": "Bearer look"})
+            assert r.status_code == 403
+            r = await http.post(
+                f"{T}/zoom", json={"zoom": 2}, headers={"Authorization": "Bearer look"}
+            )
+            assert r.status_code == 403
+
+
+async def test_goto_the_moon_by_name_starts_the_moon_view(
+    http: httpx.AsyncClient, running: RunningApp
+) -> None:
+    # Stand where the Moon culminates 60° up now, so the goto can reach it.
+    moon = (await http.get("/api/catalog", params={"q": "Moon"})).json()[0]
+    now = time.time()
+    lon = astro.wrap_deg_signed((moon["ra_hours"] - astro.local_sidereal_hours(now, 0.0)) * 15)
+    lat = moon["dec_deg"] - 30.0
+    r = await http.post(f"{T}/location", json={"lat_deg": lat, "lon_deg": lon})
+    assert r.status_code == 200
+    r = await http.post(f"{T}/goto", json={"target": "Moon"})
+    assert r.status_code == 200, r.text
+    assert running.simulator.telescope.view.mode == "moon"
+    done = await wait_operation(http, r.json()["operation"])
+    assert done["state"] == "complete"
+    await wait_state(
+        http,
+        lambda s: s["view"]["mode"] == "moon" and s["view"]["stage"] == "RTSP",
+        "in the Moon's video view",
+    )

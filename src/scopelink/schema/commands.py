@@ -48,7 +48,9 @@ class Goto(_Command):
     target: str | None = Field(default=None, min_length=1, max_length=80)
     ra_hours: float | None = Field(default=None, ge=0.0, lt=24.0)
     dec_deg: float | None = Field(default=None, ge=-90.0, le=90.0)
-    mode: ViewMode = ViewMode.STAR
+    #: The view to start there; by default the one that suits the target (the Moon's for the
+    #: Moon, the Sun's for the Sun, planet for a planet), star for anything else.
+    mode: ViewMode | None = None
     lp_filter: bool = False
 
     @model_validator(mode="after")
@@ -129,6 +131,25 @@ class StopStack(_Command):
     type: Literal["stop_stack"] = "stop_stack"
 
 
+class SetZoom(_Command):
+    """The digital zoom of the video views (Moon, Sun, planet, scenery): 1x, 2x or 4x."""
+
+    type: Literal["set_zoom"] = "set_zoom"
+    zoom: Literal[1, 2, 4]
+
+
+class StartRecording(_Command):
+    """Record the live video on the telescope (the Moon, Sun, planet and scenery views)."""
+
+    type: Literal["start_recording"] = "start_recording"
+
+
+class StopRecording(_Command):
+    """Stop the recording; the telescope saves the file."""
+
+    type: Literal["stop_recording"] = "stop_recording"
+
+
 class SetExposure(_Command):
     type: Literal["set_exposure"] = "set_exposure"
     continuous_ms: int | None = Field(default=None, ge=1, le=60_000)
@@ -173,8 +194,8 @@ class SyncLocation(_Command):
 
 Command = Annotated[
     Goto | Stop | Move | Park | SetTracking | Focus | Autofocus | StopAutofocus | StartView
-    | StopView | StartStack | StopStack | SetExposure | SetGain | SetLpFilter | SetDewHeater
-    | SyncTime | SyncLocation,
+    | StopView | StartStack | StopStack | SetZoom | StartRecording | StopRecording | SetExposure
+    | SetGain | SetLpFilter | SetDewHeater | SyncTime | SyncLocation,
     Field(discriminator="type"),
 ]  # fmt: skip
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from scopelink.schema.operations import Operation
@@ -30,9 +32,49 @@ class Mount(BaseModel):
 
 class View(BaseModel):
     mode: str | None = None
+    #: "RTSP" in the video views (Moon, Sun, planet, scenery): the telescope streams video.
     stage: str | None = None
     state: str | None = None
     target_name: str | None = None
+    #: The video's digital zoom: 1, 2 or 4 (the firmware's `rtsp_roi_index` 0, 1, 2).
+    zoom: int | None = None
+
+
+class Recording(BaseModel):
+    """The telescope's video recording, as its view state and `AviRecord` events say."""
+
+    #: Recording now.
+    active: bool = False
+    #: The firmware's state of the latest recording: "start", "working", "complete", "cancel"…
+    state: str | None = None
+    #: How long it has recorded (so far, or in all once stopped), in ms, when last reported.
+    lapse_ms: int | None = None
+    #: Frames written, when last reported.
+    saved_frames: int | None = None
+    #: The file is written (after a stop).
+    file_saved: bool | None = None
+
+
+class Live(BaseModel):
+    """Where the live picture comes from and what the telescope's video stream is."""
+
+    #: "preview" (the star view's frames, stretched and encoded here) or "video" (the
+    #: telescope's own H.264, in the video views).
+    source: Literal["preview", "video"] = "preview"
+    #: The telescope's H.264 goes to WebRTC viewers unchanged (MJPEG viewers get it decoded).
+    passthrough: bool = False
+    #: In the video views, why the stream is re-encoded for WebRTC instead (or null).
+    passthrough_refusal: str | None = None
+    #: The stream's facts (video source only): codec, H.264 profile and level, size.
+    codec: str | None = None
+    profile: str | None = None
+    level: str | None = None
+    width: int | None = None
+    height: int | None = None
+    #: Frames per second, measured; seconds between keyframes; bits per second, measured.
+    frame_rate: float | None = None
+    keyframe_interval_s: float | None = None
+    bitrate_bps: int | None = None
 
 
 class Focuser(BaseModel):
@@ -81,6 +123,8 @@ class TelescopeState(BaseModel):
     power: Power = Field(default_factory=Power)
     disk: Disk = Field(default_factory=Disk)
     stack: StackCount = Field(default_factory=StackCount)
+    recording: Recording = Field(default_factory=Recording)
+    live: Live = Field(default_factory=Live)
     settings: dict[str, object] = Field(default_factory=dict)
     #: The running operation (or the last one, finished), if any.
     operation: Operation | None = None

@@ -27,6 +27,10 @@ class ViewMode(StrEnum):
     SOLAR_SYSTEM = "solar_sys"
 
 
+#: The digital zoom factors of the RTSP video, indexed by `rtsp_roi_index` (0, 1, 2).
+RTSP_ZOOMS: tuple[int, ...] = (1, 2, 4)
+
+
 class StopStage(StrEnum):
     """What `iscope_stop_view` may stop."""
 
@@ -190,6 +194,21 @@ class SeestarCommands:
 
     async def stop_stack(self) -> None:
         await self.stop_view(StopStage.STACK)
+
+    # -- video (the RTSP stage: Moon, Sun, planet and scenery views) ------------------------
+
+    async def set_rtsp_zoom(self, zoom: int) -> None:
+        """The video's digital zoom, 1x, 2x or 4x (`set_setting {"rtsp_roi_index": 0|1|2}`)."""
+        if zoom not in RTSP_ZOOMS:
+            raise ValueError(f"zoom must be one of {', '.join(map(str, RTSP_ZOOMS))}")
+        await self.set_settings(rtsp_roi_index=RTSP_ZOOMS.index(zoom))
+
+    async def start_recording(self) -> None:
+        """Record the video on the telescope ("mp4 record"); AviRecord events follow."""
+        await self._call("start_record_avi", {"raw": False})
+
+    async def stop_recording(self) -> None:
+        await self._call("stop_record_avi")
 
     # -- focus --------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from scopelink.catalog import Catalogue, UnknownTargetError
+from scopelink.catalog import Catalogue, Kind, UnknownTargetError
 from scopelink.schema.commands import (
     COMMAND_ADAPTER,
     DIRECTION_ANGLE,
@@ -35,14 +35,18 @@ from scopelink.schema.commands import (
     SetGain,
     SetLpFilter,
     SetTracking,
+    SetZoom,
+    StartRecording,
     StartStack,
     StartView,
     Stop,
     StopAutofocus,
+    StopRecording,
     StopStack,
     StopView,
     SyncLocation,
     SyncTime,
+    ViewMode,
 )
 from scopelink.schema.operations import FOCUS_KINDS, MOTION_KINDS, Operation, OperationKind
 from scopelink.schema.operations import OperationState as S
@@ -60,6 +64,12 @@ from scopelink.services.registry import TelescopeRegistry, UnknownTelescopeError
 from scopelink.services.telescope import TelescopeSession
 
 log = logging.getLogger(__name__)
+
+#: The view a goto by name starts when the command names none: the video views for the Sun,
+#: the Moon and the planets (the telescope films them), the star view for everything else.
+VIEW_FOR_KIND = {Kind.MOON: ViewMode.MOON, Kind.SUN: ViewMode.SUN, Kind.PLANET: ViewMode.PLANET}
+#: The view stage in which the telescope streams (and can record) video.
+VIDEO_STAGE = "RTSP"
 
 
 class CommandFailure(Exception):
@@ -362,6 +372,7 @@ class CommandService:
                     errors=[{"loc": ["target"], "msg": "unknown target"}],
                 ) from None
             ra, dec, name = target.ra_hours, target.dec_deg, target.name
+            mode = cmd.mode or VIEW_FOR_KIND.get(target.kind, ViewMode.STAR)
         else:
             assert cmd.ra_hours is not None and cmd.dec_deg is not None
             ra, dec, name = (
@@ -369,6 +380,7 @@ class CommandService:
                 cmd.dec_deg,
                 f"RA {cmd.ra_hours:.3f}h Dec {cmd.dec_deg:+.2f}°",
             )
+            mode = cmd.mode or ViewMode.STAR
         tracker = session.operations
         op = tracker.start(OperationKind.GOTO, target=name, message=f"slewing to {name}")
         first_distance: list[float] = []
@@ -398,7 +410,7 @@ class CommandService:
             op,
             {"ScopeGoto", "AutoGoto", "PlateSolve"},
             on_event,
-            lambda: session.commands.goto_target(ra, dec, name, cmd.mode, cmd.lp_filter),
+            lambda: session.commands.goto_target(ra, dec, name, mode, cmd.lp_filter),
         )
 
     async def _stop(self, session: TelescopeSession, cmd: Stop) -> dict[str, Any]:
@@ -537,6 +549,28 @@ class CommandService:
         await session.commands.stop_stack()
         return {"stopped": True}
 
+    async def _set_zoom(self, session: TelescopeSession, cmd: SetZoom) -> dict[str, Any]:
+        await session.commands.set_rtsp_zoom(cmd.zoom)
+        return {"zoom": cmd.zoom}
+
+    async def _start_recording(
+        self, session: TelescopeSession, cmd: StartRecording
+    ) -> dict[str, Any]:
+        try:
+            await session.commands.start_recording()
+        except CommandError as exc:
+            raise await _recording_refusal(session, exc, starting=True) from None
+        return {"recording": True}
+
+    async def _stop_recording(
+        self, session: TelescopeSession, cmd: StopRecording
+    ) -> dict[str, Any]:
+        try:
+            await session.commands.stop_recording()
+        except CommandError as exc:
+            raise await _recording_refusal(session, exc, starting=False) from None
+        return {"recording": False}
+
     async def _exposure(self, session: TelescopeSession, cmd: SetExposure) -> dict[str, Any]:
         await session.commands.set_exposure(stack_ms=cmd.stack_ms, continuous_ms=cmd.continuous_ms)
         return cmd.model_dump(exclude={"type"}, exclude_none=True)
@@ -565,6 +599,41 @@ class CommandService:
         return {"lat_deg": cmd.lat_deg, "lon_deg": cmd.lon_deg}
 
 
+async def _recording_refusal(
+    session: TelescopeSession, exc: CommandError, *, starting: bool
+) -> Exception:
+    """Why the telescope refused a recording command, in words a user can act on.
+
+    The firmware answers every recording mistake with 207 "fail to operate"; its view state
+    tells which one it was (asked only after a refusal, so it costs nothing otherwise).
+    """
+    if exc.code != 207:
+        return exc
+    try:
+        view = await session.commands.get_view_state()
+    except SeestarError:
+        return exc
+    record = view.get("AviRecord")
+    recording = isinstance(record, dict) and record.get("state") in ("start", "working")
+    if starting and view.get("stage") != VIDEO_STAGE:
+        reason = "recording needs a Moon, Sun, planet or scenery view"
+    elif starting and recording:
+        reason = "the telescope is already recording"
+    elif not starting and not recording:
+        reason = "the telescope is not recording"
+    else:
+        return exc
+    what = "start recording" if starting else "stop recording"
+    return CommandFailure(
+        422,
+        "Telescope refused",
+        f"{what}: {reason}",
+        kind="telescope-refused",
+        telescope_code=exc.code,
+        outcome="not_run",
+    )
+
+
 def _describe(command: Command) -> str:
     return command.type.replace("_", " ")
 
@@ -582,6 +651,9 @@ _HANDLERS: dict[type, Callable[..., Any]] = {
     StopView: CommandService._stop_view,
     StartStack: CommandService._start_stack,
     StopStack: CommandService._stop_stack,
+    SetZoom: CommandService._set_zoom,
+    StartRecording: CommandService._start_recording,
+    StopRecording: CommandService._stop_recording,
     SetExposure: CommandService._exposure,
     SetGain: CommandService._gain,
     SetLpFilter: CommandService._lp_filter,

@@ -20,6 +20,7 @@ from typing import Any
 
 from scopelink.schema.operations import Operation
 from scopelink.schema.state import TelescopeState
+from scopelink.seestar.commands import RTSP_ZOOMS
 from scopelink.seestar.errors import SeestarError
 from scopelink.seestar.events import (
     TERMINAL_STATES,
@@ -35,6 +36,7 @@ from scopelink.seestar.events import (
     View,
 )
 from scopelink.seestar.link import ConnectionState
+from scopelink.services.frame_pipeline import LiveMode
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telescope import TelescopeSession
 
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 LOGGED_EVENTS = frozenset(
     {
         "AutoGoto", "ScopeGoto", "ScopeTrack", "ScopeHome", "AutoFocus", "PlateSolve", "View",
-        "Stack", "WheelMove", "Alert", "Exposure",
+        "Stack", "WheelMove", "Alert", "Exposure", "AviRecord",
     }
 )  # fmt: skip
 
@@ -89,8 +91,10 @@ class TelemetryChannel:
         self._unsubscribe.append(s.control.subscribe(self._on_event))
         self._unsubscribe.append(s.control.add_state_listener(lambda _: self._on_link()))
         self._unsubscribe.append(s.imaging.add_state_listener(lambda _: self._on_link()))
+        self._unsubscribe.append(s.pipeline.add_source_listener(self._refresh_live))
         s.operations.subscribe(self._on_operation)
         self._on_link()
+        self._refresh_live()
         self._poller = asyncio.create_task(self._poll(), name=f"telemetry-{s.id}")
 
     async def stop(self) -> None:
@@ -204,11 +208,46 @@ class TelemetryChannel:
         if event.event in LOGGED_EVENTS:
             self._append("event", event.raw)
 
+    def _refresh_live(self) -> None:
+        """The `live` section from the frame pipeline: no I/O, so cheap on every poll."""
+        pipeline = self.session.pipeline
+        video = pipeline.video
+        playing = pipeline.mode is LiveMode.VIDEO and video is not None
+        facts = video.facts if playing and video is not None else None
+        live: dict[str, Any] = {
+            "source": str(pipeline.mode),
+            "passthrough": pipeline.passthrough is not None,
+            "passthrough_refusal": video.passthrough_refusal if playing and video else None,
+            "codec": None,
+            "profile": None,
+            "level": None,
+            "width": None,
+            "height": None,
+            "frame_rate": None,
+            "keyframe_interval_s": None,
+            "bitrate_bps": None,
+        }
+        if facts is not None and video is not None:
+            bitrate = video.bitrate
+            live |= {
+                "codec": facts.codec,
+                "profile": facts.profile,
+                "level": facts.level,
+                "width": facts.width,
+                "height": facts.height,
+                # Rounded: measured figures jitter, and each change is a delta to every viewer.
+                "frame_rate": _rounded(facts.frame_rate, 1),
+                "keyframe_interval_s": _rounded(facts.keyframe_interval_s, 1),
+                "bitrate_bps": None if bitrate is None else round(bitrate, -4),
+            }
+        self.update({"live": live})
+
     async def _poll(self) -> None:
         """Light polling for what events do not carry (position while idle, disk, settings)."""
         last_full = 0.0
         while True:
             await asyncio.sleep(self._poll_s)
+            self._refresh_live()
             control = self.session.control
             if not control.connected:
                 continue
@@ -224,6 +263,9 @@ class TelemetryChannel:
                 if time.monotonic() - last_full >= self._full_poll_s:
                     last_full = time.monotonic()
                     self._apply_device_state(await control.call("get_device_state", timeout=5))
+                    self._apply_view_state(await control.call("get_view_state", timeout=5))
+                elif self.state.recording.active:
+                    # AviRecord events come at start and stop only: the frame count comes from here.
                     self._apply_view_state(await control.call("get_view_state", timeout=5))
             except SeestarError as exc:
                 log.debug("telemetry poll of %s failed: %s", self.session.id, exc)
@@ -252,6 +294,9 @@ class TelemetryChannel:
                 "used_percent": vol.get("used_percent"),
             },
         }
+        zoom = _zoom(setting.get("rtsp_roi_index"))
+        if zoom is not None:
+            changes["view"] = {"zoom": zoom}
         for section, fields in changes.items():
             changes[section] = {k: v for k, v in fields.items() if v is not None}
         self.update(changes)
@@ -279,6 +324,15 @@ class TelemetryChannel:
                 "dropped": stack.get("dropped_frame", 0),
                 "active": stack.get("state") == "working",
             }
+        rtsp = view.get("RTSP")
+        zoom = _zoom(rtsp.get("roi_index")) if isinstance(rtsp, dict) else None
+        if zoom is not None:
+            changes["view"]["zoom"] = zoom
+        record = view.get("AviRecord")
+        if isinstance(record, dict):
+            changes["recording"] = _recording(record)
+        elif self.state.recording.active:
+            changes["recording"] = {"active": False}  # the view that recorded has ended
         self.update(changes)
 
 
@@ -330,7 +384,42 @@ def _changes_from_event(event: Event) -> dict[str, dict[str, Any]]:
             return {"disk": {"used_percent": event.used_percent}}
         case Version():
             return {"device": {"firmware": event.firmware_ver_string}}
+    raw = event.raw
+    match event.event:
+        case "AviRecord":
+            return {"recording": _recording(raw)}
+        case "RTSP" | "Setting":
+            zoom = _zoom(raw.get("roi_index" if event.event == "RTSP" else "rtsp_roi_index"))
+            return {"view": {"zoom": zoom}} if zoom is not None else {}
     return {}
+
+
+def _zoom(roi_index: Any) -> int | None:
+    """The zoom factor for a firmware `rtsp_roi_index`, or None if it is not one."""
+    if isinstance(roi_index, int) and not isinstance(roi_index, bool):
+        if 0 <= roi_index < len(RTSP_ZOOMS):
+            return RTSP_ZOOMS[roi_index]
+    return None
+
+
+def _recording(record: dict[str, Any]) -> dict[str, Any]:
+    """The `recording` section from an `AviRecord` event or view-state entry."""
+    state = record.get("state")
+    changes: dict[str, Any] = {
+        "active": state in ("start", "working"),
+        "state": state if isinstance(state, str) else None,
+    }
+    for name in ("lapse_ms", "saved_frames"):
+        value = record.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            changes[name] = int(value)
+    if isinstance(record.get("file_saved"), bool):
+        changes["file_saved"] = record["file_saved"]
+    return changes
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 class TelemetryHub:

@@ -5,7 +5,7 @@ export interface Autofocus {
   type: "autofocus";
 }
 
-export type Command = Goto | Stop | Move | Park | SetTracking | Focus | Autofocus | StopAutofocus | StartView | StopView | StartStack | StopStack | SetExposure | SetGain | SetLpFilter | SetDewHeater | SyncTime | SyncLocation;
+export type Command = Goto | Stop | Move | Park | SetTracking | Focus | Autofocus | StopAutofocus | StartView | StopView | StartStack | StopStack | SetZoom | StartRecording | StopRecording | SetExposure | SetGain | SetLpFilter | SetDewHeater | SyncTime | SyncLocation;
 
 /** The answer to a command: completed, or accepted and running as an operation. */
 export interface CommandAck {
@@ -64,10 +64,30 @@ export interface Goto {
   ra_hours?: number | null;
   /** -90.0 ≤ value ≤ 90.0 */
   dec_deg?: number | null;
-  /** Default: "star". */
-  mode?: ViewMode;
+  /** The view to start there; by default the one that suits the target (the Moon's for the Moon, the Sun's for the Sun, planet for a planet), star for anything else. */
+  mode?: ViewMode | null;
   /** Default: false. */
   lp_filter?: boolean;
+}
+
+/** Where the live picture comes from and what the telescope's video stream is. */
+export interface Live {
+  /** "preview" (the star view's frames, stretched and encoded here) or "video" (the telescope's own H.264, in the video views). */
+  source: "preview" | "video";
+  /** The telescope's H.264 goes to WebRTC viewers unchanged (MJPEG viewers get it decoded). */
+  passthrough: boolean;
+  /** In the video views, why the stream is re-encoded for WebRTC instead (or null). */
+  passthrough_refusal: string | null;
+  /** The stream's facts (video source only): codec, H.264 profile and level, size. */
+  codec: string | null;
+  profile: string | null;
+  level: string | null;
+  width: number | null;
+  height: number | null;
+  /** Frames per second, measured; seconds between keyframes; bits per second, measured. */
+  frame_rate: number | null;
+  keyframe_interval_s: number | null;
+  bitrate_bps: number | null;
 }
 
 export interface Mount {
@@ -151,6 +171,20 @@ export interface Problem {
   errors?: { [key: string]: unknown }[] | null;
 }
 
+/** The telescope's video recording, as its view state and `AviRecord` events say. */
+export interface Recording {
+  /** Recording now. */
+  active: boolean;
+  /** The firmware's state of the latest recording: "start", "working", "complete", "cancel"… */
+  state: string | null;
+  /** How long it has recorded (so far, or in all once stopped), in ms, when last reported. */
+  lapse_ms: number | null;
+  /** Frames written, when last reported. */
+  saved_frames: number | null;
+  /** The file is written (after a stop). */
+  file_saved: boolean | null;
+}
+
 /** What a client may do: viewers watch, operators also command. */
 export type Role = "viewer" | "operator";
 
@@ -188,10 +222,21 @@ export interface SetTracking {
   on: boolean;
 }
 
+/** The digital zoom of the video views (Moon, Sun, planet, scenery): 1x, 2x or 4x. */
+export interface SetZoom {
+  type: "set_zoom";
+  zoom: 1 | 2 | 4;
+}
+
 export interface StackCount {
   active: boolean;
   stacked: number;
   dropped: number;
+}
+
+/** Record the live video on the telescope (the Moon, Sun, planet and scenery views). */
+export interface StartRecording {
+  type: "start_recording";
 }
 
 export interface StartStack {
@@ -215,6 +260,11 @@ export interface Stop {
 
 export interface StopAutofocus {
   type: "stop_autofocus";
+}
+
+/** Stop the recording; the telescope saves the file. */
+export interface StopRecording {
+  type: "stop_recording";
 }
 
 export interface StopStack {
@@ -259,6 +309,8 @@ export interface TelescopeState {
   power: Power;
   disk: Disk;
   stack: StackCount;
+  recording: Recording;
+  live: Live;
   settings: { [key: string]: unknown };
   /** The running operation (or the last one, finished), if any. */
   operation: Operation | null;
@@ -266,9 +318,12 @@ export interface TelescopeState {
 
 export interface View {
   mode: string | null;
+  /** "RTSP" in the video views (Moon, Sun, planet, scenery): the telescope streams video. */
   stage: string | null;
   state: string | null;
   target_name: string | null;
+  /** The video's digital zoom: 1, 2 or 4 (the firmware's `rtsp_roi_index` 0, 1, 2). */
+  zoom: number | null;
 }
 
 /** `iscope_start_view` modes. */
