@@ -562,10 +562,10 @@ class PeerSession:
         top), at its next keyframe."""
         old = self._adaptation.chooser.tiers if self._adaptation is not None else (self._target,)
         names = [t.name for t in tiers]
-        if self._target.name in names:
+        if self._target.name == old[-1].name:
+            target = tiers[-1]  # the top stays the top: the telescope's stream came or went
+        elif self._target.name in names:
             target = tiers[names.index(self._target.name)]
-        elif self._target.name == old[-1].name:
-            target = tiers[-1]
         else:
             target = tiers[0]
         self._encoder_for = encoder_for

@@ -11,9 +11,9 @@ A peer's codec comes from its offer (`check_offer`: H.264 whenever it is accepte
 stays when the peer changes tier, so H.264 and VP8 peers each share one encoder per tier.
 
 When the telescope sends its own H.264 that a browser can take (`FrameSource.passthrough`), the
-top of an H.264 peer's tier ladder is that stream itself (`PassthroughTier`, never encoded here)
-instead of the full-tier encoder; below it the reduced tier is encoded from decoded frames for a
-viewer whose link cannot carry the telescope's bitrate. `source_changed()` moves every peer of a
+top of an H.264 peer's tier ladder is that stream itself (`PassthroughTier`, never encoded here);
+below it the encoded tiers, made from decoded frames, serve a viewer whose link cannot carry the
+telescope's bitrate. `source_changed()` moves every peer of a
 telescope onto its new ladder when the source changes (a view mode switch), at a keyframe.
 
 The telescope is seen through `FrameSource` (its frame slot, its passthrough feed and its demand),
@@ -258,11 +258,13 @@ class PeerSessionManager:
 
     def ladder(self, source: FrameSource, codec: Codec) -> tuple[Tier, ...]:
         """The tiers an H.264 or VP8 peer of `source` chooses from, lowest first: the encoded
-        tiers, with the top one replaced by the telescope's own stream where it can pass."""
+        tiers, topped by the telescope's own stream where it can pass. The encoded tiers stay
+        below it: a viewer whose link cannot carry the telescope's bitrate watches them, and
+        the full tier's adaptive bitrate probes the link on the way back up."""
         feed = source.passthrough
         if feed is None or codec is not Codec.H264:
             return self.tiers
-        return (*self.tiers[:-1], source_tier(feed.width, feed.bitrate))
+        return (*self.tiers, source_tier(feed.width, feed.bitrate))
 
     def source_changed(self, telescope_id: str, source: FrameSource) -> None:
         """The telescope's source changed (a view mode switch, its own stream came or went):
