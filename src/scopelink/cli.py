@@ -189,6 +189,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="keep each WebRTC tier at its starting bitrate (no adaptation to the viewers' links)",
     )
     p.add_argument(
+        "--no-passthrough",
+        action="store_true",
+        help="re-encode the telescope's own video (Moon, Sun, planet, scenery views) instead of "
+        "sending its H.264 to browsers unchanged",
+    )
+    p.add_argument(
         "--no-webrtc",
         action="store_true",
         help="the UI starts with MJPEG (users may still switch to WebRTC)",
@@ -233,6 +239,7 @@ def _serve(args: argparse.Namespace) -> None:
         turn_secret=args.turn_secret,
         max_peers=args.max_peers,
         webrtc_adaptive=not args.fixed_bitrate,
+        webrtc_passthrough=not args.no_passthrough,
         webrtc_default=not args.no_webrtc,
     )
     print(f"scopelink on http://{'localhost' if loopback else args.host}:{args.port}/", flush=True)

@@ -95,5 +95,8 @@ class AppSettings:
     webrtc_connect_timeout_s: float = 15.0
     #: Tier bitrates and each viewer's tier follow receivers' feedback (docs/webrtc-adaptation.md).
     webrtc_adaptive: bool = True
+    #: Send the telescope's own H.264 (its Moon, Sun, planet and scenery views) to browsers
+    #: unchanged where they can take it; False: always re-encode it here (for comparison).
+    webrtc_passthrough: bool = True
     #: The deployment default of the WebRTC feature flag (False: the UI starts with MJPEG).
     webrtc_default: bool = True

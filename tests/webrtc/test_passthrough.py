@@ -16,7 +16,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from scopelink import framestamp
 from scopelink.framestamp import FrameStamp
 from scopelink.media.encoded import VIDEO_CLOCK_HZ, EncodedFanout, EncodedFrame
-from scopelink.webrtc.encoder import FULL, TierEncoder
+from scopelink.webrtc.encoder import FULL, TIERS, Codec, TierEncoder
 from scopelink.webrtc.passthrough import SOURCE_TIER, PassthroughTier, source_tier
 from scopelink.webrtc.sessions import PeerSessionManager
 from scopelink.webrtc.track import EncodedVideoTrack
@@ -195,3 +195,16 @@ async def test_peers_move_to_the_telescopes_stream_when_it_appears_and_back_when
         video.cancel()
         await client.close()
         await manager.close_all()
+
+
+def test_the_ladder_has_the_telescopes_stream_on_top_only_where_it_may_pass(
+    source: Source,
+) -> None:
+    feed = CameraFeed()
+    telescope = Telescope(source, passthrough=feed)
+    ladder = PeerSessionManager(max_peers=1).ladder(telescope, Codec.H264)
+    assert [t.name for t in ladder] == ["reduced", "full", SOURCE_TIER]
+    assert ladder[-1].min_bitrate == feed.bitrate  # below its bitrate a viewer steps down
+    # A VP8-only browser, or the server told to re-encode: the encoded tiers only.
+    assert PeerSessionManager(max_peers=1).ladder(telescope, Codec.VP8) == TIERS
+    assert PeerSessionManager(max_peers=1, passthrough=False).ladder(telescope, Codec.H264) == TIERS

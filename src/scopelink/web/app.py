@@ -40,6 +40,7 @@ def webrtc_settings(settings: AppSettings) -> whep.WebRtcSettings:
         max_peers=settings.max_peers,
         connect_timeout_s=settings.webrtc_connect_timeout_s,
         adaptive=settings.webrtc_adaptive,
+        passthrough=settings.webrtc_passthrough,
     )
 
 

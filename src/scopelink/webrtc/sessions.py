@@ -64,6 +64,8 @@ class WebRtcSettings:
     #: Set each tier's bitrate and move peers between tiers by their receivers' feedback
     #: (webrtc/adapt.py); off, every tier keeps its starting bitrate and peers their tier.
     adaptive: bool = True
+    #: Pass the telescope's own H.264 through where a browser can take it (else re-encode it).
+    passthrough: bool = True
 
 
 class PassthroughFeed(Protocol):
@@ -137,6 +139,7 @@ class PeerSessionManager:
         connect_timeout_s: float = 15.0,
         *,
         adaptive: bool = True,
+        passthrough: bool = True,
         tiers: tuple[Tier, ...] = TIERS,
     ) -> None:
         """`adaptive`: tier bitrates and each peer's tier follow feedback (webrtc/adapt.py);
@@ -144,6 +147,7 @@ class PeerSessionManager:
         self.max_peers = max_peers
         self.connect_timeout_s = connect_timeout_s
         self.adaptive = adaptive
+        self.passthrough = passthrough
         self.tiers = tiers
         self._sessions: dict[str, PeerSession] = {}
         self._viewing: dict[str, AbstractAsyncContextManager[None]] = {}
@@ -158,7 +162,12 @@ class PeerSessionManager:
 
     @classmethod
     def from_settings(cls, settings: WebRtcSettings) -> PeerSessionManager:
-        return cls(settings.max_peers, settings.connect_timeout_s, adaptive=settings.adaptive)
+        return cls(
+            settings.max_peers,
+            settings.connect_timeout_s,
+            adaptive=settings.adaptive,
+            passthrough=settings.passthrough,
+        )
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -262,7 +271,7 @@ class PeerSessionManager:
         below it: a viewer whose link cannot carry the telescope's bitrate watches them, and
         the full tier's adaptive bitrate probes the link on the way back up."""
         feed = source.passthrough
-        if feed is None or codec is not Codec.H264:
+        if feed is None or codec is not Codec.H264 or not self.passthrough:
             return self.tiers
         return (*self.tiers, source_tier(feed.width, feed.bitrate))
 
