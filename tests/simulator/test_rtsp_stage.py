@@ -150,7 +150,7 @@ async def test_slow_viewer_skips_to_the_next_idr_without_delaying_others(
     assert await ask(f"PLAY {url} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n")
     await asyncio.sleep(0.3)
     seen = await play_tcp(sim.rtsp.port, 1.2)
-    assert_plays(seen, min_frames=25)
+    assert_plays(seen, min_frames=20)
     gaps = np.diff([s.frame for s in seen.stamps if s is not None])
     assert gaps.max() <= 2, "the reading player missed nothing while the other stalled"
     (info,) = [s for s in sim.rtsp.sessions() if s.id == session]

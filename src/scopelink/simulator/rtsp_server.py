@@ -209,6 +209,7 @@ class RtspServer:
         self._sessions: dict[str, _Session] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
+        self._warming: set[asyncio.Task[None]] = set()
         self._rtp_transport: asyncio.DatagramTransport | None = None
         self._rtcp_transport: asyncio.DatagramTransport | None = None
         self.server_ports: tuple[int, int] = (0, 0)
@@ -285,6 +286,8 @@ class RtspServer:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        if self._warming:
+            await asyncio.wait(self._warming)  # a worker thread cannot be cancelled
         for session in list(self._sessions.values()):
             self._end_session(session)
         for conn in list(self._connections):
@@ -322,7 +325,10 @@ class RtspServer:
                 mode = self._mode()
                 if mode is not None and mode != warmed:
                     warmed = mode
-                    await self.video.warm(mode)
+                    # In the background: drops and the stage's end must not wait for a drawing.
+                    task = asyncio.create_task(self.video.warm(mode), name="sim-rtsp-warm")
+                    self._warming.add(task)
+                    task.add_done_callback(self._warming.discard)
             now = time.monotonic()
             for session in list(self._sessions.values()):
                 if now - session.last_seen > self.session_timeout_s:
