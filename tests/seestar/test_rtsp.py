@@ -14,6 +14,7 @@ import av
 import pytest
 
 from scopelink import framestamp
+from scopelink.seestar import h264
 from scopelink.seestar.control import ControlClient
 from scopelink.seestar.link import ConnectionState
 from scopelink.seestar.rtsp import (
@@ -219,7 +220,11 @@ class Collector:
 def stamp_of(unit: AccessUnit) -> framestamp.FrameStamp | None:
     """Decode a keyframe with a fresh decoder (it must need nothing else) and read its stamp."""
     decoder = av.CodecContext.create("h264", "r")
-    frames = decoder.decode(av.Packet(unit.data)) + decoder.decode(None)
+    kinds = [h264.nal_type(n) for n in h264.split_annexb(unit.data)]
+    try:
+        frames = decoder.decode(av.Packet(unit.data)) + decoder.decode(None)
+    except av.InvalidDataError as exc:
+        raise AssertionError(f"unit {unit.number} ({len(unit.data)} B, NALs {kinds})") from exc
     assert len(frames) == 1
     return framestamp.read(frames[0].to_ndarray(format="gray"))
 
@@ -315,7 +320,7 @@ async def test_reconnects_after_the_telescope_stalls(camera: Camera, transport: 
         camera.sim.faults.stall(2.0)
         await until(lambda: source.state is ConnectionState.RECONNECTING, 3)
         assert source.last_error == "stalled: nothing received for 1 s"
-        assert source.stats.stalls == 1
+        assert source.stats.stalls >= 1  # an attempt during the stall may stall too
         await until(lambda: source.state is ConnectionState.CONNECTED, 5)
         resumed = await collector.keyframes(1, timeout=5, after=before)
         assert resumed[0].session >= 2 and stamp_of(resumed[0]) is not None
