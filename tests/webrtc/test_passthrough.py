@@ -208,3 +208,20 @@ def test_the_ladder_has_the_telescopes_stream_on_top_only_where_it_may_pass(
     # A VP8-only browser, or the server told to re-encode: the encoded tiers only.
     assert PeerSessionManager(max_peers=1).ladder(telescope, Codec.VP8) == TIERS
     assert PeerSessionManager(max_peers=1, passthrough=False).ladder(telescope, Codec.H264) == TIERS
+
+
+async def test_two_units_of_one_burst_are_both_sent_in_order_without_a_keyframe_wait() -> None:
+    feed = CameraFeed()
+    tier = PassthroughTier(source_tier(WIDTH, feed.bitrate), feed.units, feed.packets)
+    track = EncodedVideoTrack(tier)
+    reader = asyncio.ensure_future(track.recv())
+    await wait_until(lambda: feed.holders == 1)
+    feed.publish()  # the IDR
+    assert (await asyncio.wait_for(reader, 1)).is_keyframe
+    feed.publish()
+    feed.publish()  # two P-frames in one go: one TCP read of the telescope's stream
+    first = await asyncio.wait_for(track.recv(), 1)
+    second = await asyncio.wait_for(track.recv(), 1)
+    assert not first.is_keyframe and second.pts > first.pts
+    assert track.stats.keyframe_waits == 1  # only the join's
+    track.stop()

@@ -259,11 +259,58 @@ def open_tier_codec(
     return open_codec(tier, size, bitrate, max_rate=max_rate, tight=tight)
 
 
-class TierEncoder:
-    """Encodes the newest display frame for one tier while any track holds it; once for all."""
+class HeldTier:
+    """One tier's fan-out that tracks read, and the work behind it (`run()`), which runs while
+    any track holds the tier (`acquire()` / `release()`)."""
 
-    #: A keyframe comes on request (`request_keyframe`), so a joining track waits for a fresh one.
+    #: Whether a keyframe comes on request (`request_keyframe`): a joining track then waits for
+    #: a fresh one; otherwise it starts from the last one (`EncodedVideoTrack`).
     makes_keyframes = True
+
+    def __init__(self, tier: Tier, codec: Codec, output: EncodedFanout) -> None:
+        self.tier = tier
+        self.codec = codec
+        self.output = output
+        self.stats = EncoderStats()
+        self._holders = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def holders(self) -> int:
+        return self._holders
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def acquire(self) -> None:
+        """A track starts reading: the first one starts the work."""
+        if self.output.closed:
+            raise SlotClosedError(f"tier {self.tier.name} is closed")
+        self._holders += 1
+        if not self.running:
+            self._task = asyncio.create_task(self.run(), name=f"tier-{self.tier.name}-{self.codec}")
+
+    def release(self) -> None:
+        """A track stops reading: after the last one, the work stops."""
+        self._holders = max(0, self._holders - 1)
+        if self._holders == 0 and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+
+class TierEncoder(HeldTier):
+    """Encodes the newest display frame for one tier while any track holds it; once for all."""
 
     def __init__(
         self,
@@ -276,16 +323,12 @@ class TierEncoder:
         """`frames` is the slot to follow, or a callable returning the current one (for a
         pipeline that renews its slot when restarted; the encoder then follows the new one).
         `demand` is held while the encoder runs (the source makes pixels meanwhile)."""
-        self.tier = tier
-        self.codec = codec
+        super().__init__(tier, codec, EncodedFanout())
         self._source = frames
         self._demand = demand
-        self.output = EncodedFanout()
-        self.stats = EncoderStats()
         self._bitrate = tier.bitrate
         #: The VBV maximum rate the current context was opened with.
         self._ceiling = tier.bitrate
-        self._holders = 0
         #: The source's measured frame rate, and the rate the open context plans for.
         self._frame_rate = FrameRate()
         self._planned_fps = tier.fps
@@ -293,43 +336,11 @@ class TierEncoder:
         #: and whether the open context is.
         self._tight = False
         self._opened_tight = False
-        self._task: asyncio.Task[None] | None = None
         self._force_keyframe = False
-
-    # -- demand -----------------------------------------------------------------------------------
-
-    @property
-    def holders(self) -> int:
-        return self._holders
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    def acquire(self) -> None:
-        """A track starts reading: the first one starts encoding."""
-        if self.output.closed:
-            raise SlotClosedError(f"tier {self.tier.name} is closed")
-        self._holders += 1
-        if not self.running:
-            self._task = asyncio.create_task(
-                self.run(), name=f"encode-{self.tier.name}-{self.codec}"
-            )
-
-    def release(self) -> None:
-        """A track stops reading: after the last one, encoding stops (and the context goes)."""
-        self._holders = max(0, self._holders - 1)
-        if self._holders == 0 and self._task is not None:
-            self._task.cancel()
-            self._task = None
 
     async def close(self) -> None:
         """Stop encoding and close the fan-out, which ends every track on this tier."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._stop()
         self.output.close()
 
     # -- control ----------------------------------------------------------------------------------

@@ -29,8 +29,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 from scopelink.media.encoded import EncodedFanout
-from scopelink.media.latest import SlotClosedError
-from scopelink.webrtc.encoder import Codec, EncoderStats, Tier, TierEncoder
+from scopelink.webrtc.encoder import Codec, HeldTier, Tier, TierEncoder
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ def source_tier(width: int, bitrate: int | None) -> Tier:
     return Tier(SOURCE_TIER, width=width, bitrate=rate, min_bitrate=rate, max_bitrate=rate)
 
 
-class PassthroughTier:
+class PassthroughTier(HeldTier):
     """A tier whose frames are the telescope's own H.264 access units, shared by every track.
 
     `feed` is the fan-out the telescope's access units are published into, for as long as
@@ -64,46 +63,12 @@ class PassthroughTier:
         feed: EncodedFanout,
         demand: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
-        self.tier = tier
-        self.codec = Codec.H264
-        self.output = feed
-        self.stats = EncoderStats()
+        super().__init__(tier, Codec.H264, feed)
         self._demand = demand
-        self._holders = 0
-        self._task: asyncio.Task[None] | None = None
-
-    # -- demand -----------------------------------------------------------------------------------
-
-    @property
-    def holders(self) -> int:
-        return self._holders
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    def acquire(self) -> None:
-        """A track starts reading: the first one starts following the telescope's stream."""
-        if self.output.closed:
-            raise SlotClosedError(f"tier {self.tier.name} is closed")
-        self._holders += 1
-        if not self.running:
-            self._task = asyncio.create_task(self.run(), name="passthrough")
-
-    def release(self) -> None:
-        """A track stops reading: after the last one, the stream is let go."""
-        self._holders = max(0, self._holders - 1)
-        if self._holders == 0 and self._task is not None:
-            self._task.cancel()
-            self._task = None
 
     async def close(self) -> None:
         """Let the stream go; the feed itself belongs to the telescope and stays open."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._stop()
 
     # -- what an encoder could change and this cannot ----------------------------------------------
 

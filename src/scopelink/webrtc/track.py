@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 #: one go (a network burst from the telescope) must not cost a keyframe wait. Further behind,
 #: the track skips to a keyframe, so no delay builds up.
 MAX_BEHIND = 1
+#: Frames that arrived this close together came in one burst (one TCP read of the telescope's
+#: stream). Only then may a track send the frame before the newest: frames an encoder made one
+#: after another are a frame interval apart, and a track behind those skips ahead as before.
+BURST_S = 0.010
 
 
 @dataclass(slots=True)
@@ -131,10 +135,12 @@ class EncodedVideoTrack(MediaStreamTrack):
                     if self._encoder.output.seq <= self._cursor:
                         continue  # the pending tier moved; look at it again
                 item = await self._encoder.output.next(self._cursor)
+                if not self._gated and item.seq == self._cursor + 1:
+                    return self._send(item)
                 if not self._gated and item.seq - (self._cursor + 1) <= MAX_BEHIND:
-                    # In sequence (or one behind the newest, after a burst): no gap.
+                    # One behind the newest: in order, if the two came in one burst.
                     following = self._encoder.output.after(self._cursor)
-                    if following is not None:
+                    if following is not None and _burst(following, item):
                         return self._send(following)
                 if not self._gated:
                     # Frames in between are gone; a P-frame after a gap would not decode.
@@ -144,7 +150,11 @@ class EncodedVideoTrack(MediaStreamTrack):
                     self.stats.frames_skipped += skipped
                     return self._send(item)
                 keyframe = self._encoder.output.last_keyframe
-                if keyframe is not None and self._cursor < keyframe.seq >= item.seq - MAX_BEHIND:
+                if (
+                    keyframe is not None
+                    and self._cursor < keyframe.seq >= item.seq - MAX_BEHIND
+                    and _burst(keyframe, item)
+                ):
                     # A keyframe came in the same burst: start there, the rest follows in order.
                     self.stats.frames_skipped += (
                         keyframe.seq - self._cursor - 1 if self._cursor else 0
@@ -248,3 +258,8 @@ class EncodedVideoTrack(MediaStreamTrack):
         if self._pending is not None and self._attached:
             self._pending.release()
         self._pending = None
+
+
+def _burst(first: Published[EncodedFrame], last: Published[EncodedFrame]) -> bool:
+    """Whether `last` arrived with `first`, in one burst (`BURST_S`)."""
+    return last.value.received - first.value.received <= BURST_S
