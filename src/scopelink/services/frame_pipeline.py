@@ -360,6 +360,9 @@ class FramePipeline:
                 if self.imaging.streaming:
                     # The telescope sends no previews now; ask again when the stage returns.
                     await self.imaging.stop_streaming()
+                if self.video is not None:
+                    # A source still retrying from an earlier try need not wait out its backoff.
+                    self.video.rtsp.retry_now()
             else:
                 if self.video is not None:
                     await self._release_video("packets")

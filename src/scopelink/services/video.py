@@ -34,13 +34,13 @@ from scopelink.media.display import DisplayFrame, DisplayKind, read_stamp
 from scopelink.media.encoded import VIDEO_CLOCK_HZ, BitrateMeter, EncodedFanout, EncodedFrame
 from scopelink.media.latest import Published, SlotClosedError
 from scopelink.seestar.rtsp import (
-    RTSP_PORT,
     AccessUnit,
     RtspSource,
     StreamFacts,
     Transport,
     passthrough_ok,
 )
+from scopelink.settings import RTSP_PORT
 
 log = logging.getLogger(__name__)
 
