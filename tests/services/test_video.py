@@ -133,3 +133,36 @@ async def test_back_to_the_stars_the_preview_stream_resumes_for_the_same_viewer(
             ),
             timeout=10,
         )
+
+
+async def test_a_stream_with_b_frames_is_not_offered_for_passthrough_and_decodes_for_pixels() -> (
+    None
+):
+    simulator = Simulator(
+        SimulatorConfig.ephemeral(fps=10, video_fps=30, video_profile="high", video_b_frames=2)
+    )
+    await simulator.start()
+    imaging = ImagingClient(simulator.host, simulator.imaging.port, backoff=FAST_BACKOFF)
+    pipeline = FramePipeline(imaging, video_port=simulator.rtsp.port, linger_s=0.2)
+    control = make_client(simulator)
+    try:
+        await imaging.connect(timeout=5)
+        await control.connect(timeout=5)
+        await pipeline.start()
+        await moon(control, pipeline)
+        video = pipeline.video
+        assert video is not None
+        async with pipeline.viewer(pixels=False):
+            await wait_until(lambda: video.facts is not None and video.units.seq > 30, timeout=10)
+            assert pipeline.passthrough is None
+            assert video.passthrough_refusal is not None
+            assert "High" in video.passthrough_refusal or "B-frames" in video.passthrough_refusal
+        # Re-encoded instead: its pictures decode for the tier encoders and MJPEG.
+        async with pipeline.viewer():
+            item = await asyncio.wait_for(pipeline.frames.next(0), 5)
+            assert item.value.kind is DisplayKind.VIDEO and item.value.stamp is not None
+    finally:
+        await pipeline.stop()
+        await control.close()
+        await imaging.close()
+        await simulator.stop()
