@@ -131,6 +131,10 @@ class TelescopeVideo:
             if refusal is None
             else f"the telescope's video is re-encoded: {refusal}",
         )
+        # Not inside the tap that called us: listeners move peers between tiers.
+        asyncio.get_running_loop().call_soon(self._notify)
+
+    def _notify(self) -> None:
         for listener in list(self._listeners):
             try:
                 listener()
