@@ -261,7 +261,10 @@ async def test_on_a_phone_the_picture_comes_first_and_everything_fits_a_finger(
     assert live is not None and status is not None
     assert live["y"] < 100, "the picture is the first thing under the header"
     assert live["y"] + live["height"] <= status["y"], "the panels come after the picture"
-    assert live["width"] >= 390 - 2 * 14, "the picture uses the screen's width"
+    # As large as it fits at its own aspect ratio: the screen's width, or for the portrait
+    # preview the height limit (70 % of the screen), with no letterbox inside the box.
+    assert live["width"] >= 390 - 2 * 14 or live["height"] >= 0.7 * 844 - 2, "as large as fits"
+    assert abs(live["width"] / live["height"] - 1080 / 1920) < 0.02, "the picture's own shape"
     assert await page.evaluate("() => document.documentElement.scrollWidth <= innerWidth")
     assert await page.evaluate(SMALL_CONTROLS) == []
     await page.screenshot(path=screenshots / "phone.png")
