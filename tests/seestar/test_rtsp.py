@@ -248,9 +248,11 @@ async def test_units_arrive_with_advancing_pts_and_keyframes_that_decode_alone(
         assert all(s is not None for s in stamps)
         frames = [s.frame for s in stamps if s is not None]
         assert frames == sorted(frames) and frames[-1] - frames[0] >= 25
-        # The pts advance as the telescope's frames do: 3000 ticks a frame at 30 fps.
+        # The pts advance as the telescope's frames do: 3000 ticks a frame at 30 fps, or with
+        # real time where a busy simulator skipped frame ticks (never beyond the wall clock).
         span = keyframes[-1].pts - keyframes[0].pts
-        assert span == pytest.approx((frames[-1] - frames[0]) * 3000, rel=0.05)
+        wall = keyframes[-1].received - keyframes[0].received
+        assert (frames[-1] - frames[0]) * 3000 * 0.95 <= span <= (wall + 0.2) * 90_000
         assert source.stats.units >= len(units) and source.stats.keyframes >= 2
         assert source.stats.bytes >= sum(len(u.data) for u in units)
         assert source.state is ConnectionState.CONNECTED and source.last_error is None
