@@ -133,6 +133,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="preview frame rate of the built-in simulator (0.5..30; no --telescope only)",
     )
     p.add_argument(
+        "--simulator-model",
+        choices=sorted(MODELS),
+        default=DEFAULT_MODEL,
+        help="model of the built-in simulator; the S30 models add a wide camera (?camera=wide)",
+    )
+    p.add_argument(
         "--allowed-host",
         action="append",
         default=[],
@@ -231,6 +237,7 @@ def _serve(args: argparse.Namespace) -> None:
         telescopes=targets,
         discover=args.discover,
         simulator_fps=args.simulator_fps,
+        simulator_model=args.simulator_model,
         allowed_hosts=args.allowed_host,
         allowed_origins=args.allowed_origin,
         tokens=tokens,

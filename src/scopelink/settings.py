@@ -52,7 +52,13 @@ class TelescopeTarget:
     imaging_port: int = IMAGING_PORT
     #: Its live video in the RTSP view stages (Moon, Sun, planets, scenery).
     rtsp_port: int = RTSP_PORT
+    #: The wide-angle camera's imaging and RTSP ports (used only if the model has that camera).
+    wide_imaging_port: int = WIDE_IMAGING_PORT
+    wide_rtsp_port: int = WIDE_RTSP_PORT
     name: str | None = None
+    #: Its `product_model` if already known (discovery says it); the telescope's own
+    #: `get_device_state` overrides it on every connect.
+    model: str | None = None
     #: PEM private key for the firmware login handshake (7.18+), if the user has one.
     key_pem: bytes | None = None
 
@@ -69,6 +75,8 @@ class AppSettings:
     #: Run the built-in simulator when no telescope is configured and discovery is off.
     simulator: bool = True
     simulator_fps: float = 5.0
+    #: The built-in simulator's model: "S50", "S30" or "S30 Pro" (the S30s add a wide camera).
+    simulator_model: str = "S50"
     #: Extra `Host` header values accepted besides localhost and the bind address.
     allowed_hosts: list[str] = field(default_factory=list)
     #: Extra origins accepted for state changes besides the app's own.

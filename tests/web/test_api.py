@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from scopelink import astro
 from scopelink.settings import AppSettings
@@ -382,3 +383,21 @@ async def test_goto_the_moon_by_name_starts_the_moon_view(
         lambda s: s["view"]["mode"] == "moon" and s["view"]["stage"] == "RTSP",
         "in the Moon's video view",
     )
+
+
+@pytest.mark.parametrize(
+    ("model", "product_model", "cameras"),
+    [("S50", "Seestar S50", ["main"]), ("S30", "Seestar S30", ["main", "wide"])],
+)
+async def test_the_summary_and_telemetry_name_the_model_and_its_cameras(
+    model: str, product_model: str, cameras: list[str]
+) -> None:
+    async with (
+        serve(AppSettings(simulator_model=model)) as running,
+        httpx.AsyncClient(base_url=running.base_url, timeout=10) as http,
+    ):
+        await wait_connected(http)
+        summary = (await http.get("/api/telescopes")).json()[0]
+        assert (summary["model"], summary["cameras"]) == (product_model, cameras)
+        device = (await state(http))["device"]
+        assert (device["model"], device["cameras"]) == (product_model, cameras)

@@ -19,13 +19,14 @@ from fastapi import FastAPI
 from scopelink import framestamp
 from scopelink.seestar.commands import SeestarCommands
 from scopelink.seestar.events import ScopeGoto, Stack
-from scopelink.services.frame_pipeline import FramePipeline
+from scopelink.services.frame_pipeline import FramePipeline, LiveMode
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telescope import TelescopeSession
 from scopelink.settings import AppSettings
 from scopelink.simulator.simulator import Simulator
 from scopelink.web.mjpeg import listening_socket, multipart_body, router
 from tests.conftest import sky_at
+from tests.web.conftest import RunningApp, serve, wait_connected
 
 FPS = 10.0
 BOUNDARY = b"--frame"
@@ -163,7 +164,7 @@ async def http(app: App) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def watch(
-    http: httpx.AsyncClient, seconds: float, params: dict[str, int] | None = None
+    http: httpx.AsyncClient, seconds: float, params: dict[str, int | str] | None = None
 ) -> list[Part]:
     reader = MjpegReader()
     async with http.stream("GET", STREAM, params=params) as response:
@@ -443,3 +444,70 @@ async def test_streams_end_cleanly_when_the_app_shuts_down(
         await asyncio.wait_for(reading, 5)
     assert reader.closed, "the stream ended with the close delimiter"
     assert app.pipeline.viewers == 0
+
+
+# -- the wide camera (S30 models) ------------------------------------------------------------------
+
+
+@pytest.fixture
+async def s30() -> AsyncIterator[RunningApp]:
+    async with serve(AppSettings(simulator_fps=FPS, simulator_model="S30")) as running:
+        yield running
+
+
+def check_stamped(parts: list[Part], shape: tuple[int, int, int]) -> None:
+    numbers = []
+    for part in parts:
+        image = part.image()
+        assert image.shape == shape
+        stamp = framestamp.read(image)
+        assert stamp is not None and stamp == part.header_stamp
+        numbers.append(stamp.frame)
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+
+
+async def test_the_wide_camera_streams_its_own_stamped_frames_in_star_and_moon_views(
+    s30: RunningApp,
+) -> None:
+    sim = s30.simulator
+    assert sim.wide_imaging is not None and sim.wide_rtsp is not None
+    session = s30.registry.get("simulator")
+    async with httpx.AsyncClient(base_url=s30.base_url, timeout=10) as http:
+        await wait_connected(http)
+        await wait_until(lambda: session.wide is not None and session.wide.imaging.connected, 5)
+        assert session.wide is not None
+        parts = await watch(http, 1.5, {"camera": "wide"})
+        assert len(parts) >= 5
+        check_stamped(parts, (960, 540, 3))
+        assert sim.wide_imaging.stats.frames_sent >= len(parts)
+        assert sim.imaging.stats.frames_sent == 0, "the main camera was not asked for frames"
+
+        # The Moon view: the wide camera's own RTSP video (4555), decoded for MJPEG.
+        await session.commands.start_view("moon")
+        await wait_until(lambda: session.wide.pipeline.mode is LiveMode.VIDEO, 5)
+        parts = await watch(http, 2.5, {"camera": "wide", "width": 1080})
+        # The last star frame may open the stream (it is under FRESH_S old); then only video.
+        landscape = [part.image().shape[1] > part.image().shape[0] for part in parts]
+        video = parts[landscape.index(True) :] if True in landscape else []
+        assert len(video) >= 5 and all(landscape[-len(video) :])
+        check_stamped(video, (608, 1080, 3))
+        assert sim.wide_rtsp.stats.sessions >= 1
+        assert sim.rtsp.stats.sessions == 0, "the main camera's video was not opened"
+
+
+async def test_the_wide_camera_of_an_s50_is_a_404_problem() -> None:
+    async with (
+        serve(AppSettings(simulator_fps=FPS)) as running,
+        httpx.AsyncClient(base_url=running.base_url, timeout=10) as http,
+    ):
+        await wait_connected(http)
+        for path in ("stream.mjpeg", "snapshot.jpg"):
+            response = await http.get(
+                f"/api/telescopes/simulator/{path}", params={"camera": "wide"}
+            )
+            assert response.status_code == 404
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["detail"] == "this Seestar S50 has no wide camera"
+            odd = await http.get(f"/api/telescopes/simulator/{path}", params={"camera": "side"})
+            assert odd.status_code == 422
+        assert running.simulator.imaging.stats.frames_sent == 0

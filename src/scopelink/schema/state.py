@@ -102,8 +102,16 @@ class StackCount(BaseModel):
     dropped: int = 0
 
 
+#: A telescope's cameras: every Seestar has its main (telescope) camera; the S30 models add a
+#: wide-angle one.
+CameraName = Literal["main", "wide"]
+
+
 class Device(BaseModel):
+    #: `product_model` as the telescope reports it, e.g. "Seestar S50".
     model: str | None = None
+    #: The cameras the live view can show (`?camera=` on the MJPEG stream and the snapshot).
+    cameras: list[CameraName] = Field(default_factory=lambda: ["main"])
     serial: str | None = None
     firmware: str | None = None
 

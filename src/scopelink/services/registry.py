@@ -57,23 +57,32 @@ class TelescopeRegistry:
         if self.settings.discover:
             report = await scan(timeout=3.0)
             for found in report.telescopes:
-                await self.add(TelescopeTarget(host=found.ip, name=f"{found.model} {found.serial}"))
+                await self.add(
+                    TelescopeTarget(
+                        host=found.ip, name=f"{found.model} {found.serial}", model=found.model
+                    )
+                )
         if not self._sessions and self.settings.simulator:
             await self.start_simulator()
 
     async def start_simulator(self) -> TelescopeSession:
         """Run the built-in simulator in this process and connect to it."""
-        config = SimulatorConfig.ephemeral(fps=self.settings.simulator_fps)
-        self.simulator = Simulator(config)
-        await self.simulator.start()
-        target = TelescopeTarget(
-            host=self.simulator.host,
-            control_port=self.simulator.control.port,
-            imaging_port=self.simulator.imaging.port,
-            rtsp_port=self.simulator.rtsp.port,
-            name="Simulator",
-            key_pem=self.simulator.key_pem,
+        config = SimulatorConfig.ephemeral(
+            fps=self.settings.simulator_fps, model=self.settings.simulator_model
         )
+        self.simulator = sim = Simulator(config)
+        await sim.start()
+        target = TelescopeTarget(
+            host=sim.host,
+            control_port=sim.control.port,
+            imaging_port=sim.imaging.port,
+            rtsp_port=sim.rtsp.port,
+            name="Simulator",
+            key_pem=sim.key_pem,
+        )
+        if sim.wide_imaging is not None and sim.wide_rtsp is not None:
+            target.wide_imaging_port = sim.wide_imaging.port
+            target.wide_rtsp_port = sim.wide_rtsp.port
         return await self.add(target, telescope_id="simulator", simulated=True)
 
     async def add(

@@ -132,7 +132,7 @@ class TelemetryChannel:
         if "stage" in delta.get("view", {}):
             # The live picture's source follows the view stage (RTSP: the telescope's video).
             self._stage_task = asyncio.get_running_loop().create_task(
-                self.session.pipeline.set_stage(self.state.view.stage)
+                self.session.set_stage(self.state.view.stage)
             )
         return delta
 
@@ -184,6 +184,8 @@ class TelemetryChannel:
                 }
             }
         )
+        # The session learned its model (and so its cameras) before this listener ran.
+        self.update({"device": {"cameras": list(s.cameras)}})
         if s.control.connected:
             device = s.control.device_state.get("device") or {}
             self.update(

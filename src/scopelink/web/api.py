@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from scopelink.catalog import Catalogue
 from scopelink.schema import commands as c
 from scopelink.schema.operations import Operation
-from scopelink.schema.state import CommandAck, Problem, TelescopeState
+from scopelink.schema.state import CameraName, CommandAck, Problem, TelescopeState
 from scopelink.services.command_service import CommandService
 from scopelink.services.telemetry import TelemetryHub
 from scopelink.services.telescope import TelescopeSession
@@ -93,6 +93,10 @@ class TelescopeSummary(BaseModel):
     simulated: bool
     control: str
     imaging: str
+    #: `product_model` as the telescope reports it ("Seestar S30"); null until it has said.
+    model: str | None
+    #: Its cameras, for `?camera=` on the MJPEG stream and the snapshot.
+    cameras: list[CameraName]
 
 
 class NewTelescope(BaseModel):
@@ -110,6 +114,8 @@ def _summary(session: Any) -> TelescopeSummary:
         simulated=session.simulated,
         control=str(session.control.state),
         imaging=str(session.imaging.state),
+        model=session.product_model,
+        cameras=list(session.cameras),
     )
 
 

@@ -26,6 +26,7 @@ from fastapi.responses import StreamingResponse
 from scopelink.framestamp import FrameStamp
 from scopelink.media.display import DisplayFrame
 from scopelink.media.latest import LatestValue, SlotClosedError
+from scopelink.schema.state import CameraName
 from scopelink.seestar.errors import ProtocolError, SeestarError
 from scopelink.services.frame_pipeline import (
     MAX_JPEG_QUALITY,
@@ -35,6 +36,7 @@ from scopelink.services.frame_pipeline import (
     DisplayError,
     FramePipeline,
 )
+from scopelink.services.telescope import NoSuchCameraError, TelescopeSession
 from scopelink.web.deps import Session
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,10 @@ Quality = Annotated[
         ge=MIN_JPEG_QUALITY, le=MAX_JPEG_QUALITY, description="JPEG quality; default from settings."
     ),
 ]
+CameraQuery = Annotated[
+    CameraName,
+    Query(description="Which camera: `main`, or `wide` on models that have one (S30, S30 Pro)."),
+]
 
 
 def listening_socket(host: str, port: int, *, backlog: int = 128) -> socket.socket:
@@ -87,6 +93,13 @@ def _variant(request: Request, width: int | None, quality: int | None) -> tuple[
         settings.mjpeg_width if width is None else width,
         settings.mjpeg_quality if quality is None else quality,
     )
+
+
+def _pipeline(session: TelescopeSession, camera: str) -> FramePipeline:
+    try:
+        return session.camera(camera).pipeline
+    except NoSuchCameraError as exc:
+        raise HTTPException(404, detail=str(exc)) from None
 
 
 def _stamp_value(stamp: FrameStamp) -> str:
@@ -130,15 +143,22 @@ async def multipart_body(pipeline: FramePipeline, width: int, quality: int) -> A
 @router.get(
     "/api/telescopes/{telescope_id}/stream.mjpeg",
     response_class=StreamingResponse,
-    responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}},
+    responses={
+        200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}},
+        404: {"description": "No such telescope, or it has no such camera."},
+    },
 )
 async def stream_mjpeg(
-    request: Request, session: Session, width: Width = None, quality: Quality = None
+    request: Request,
+    session: Session,
+    width: Width = None,
+    quality: Quality = None,
+    camera: CameraQuery = "main",
 ) -> StreamingResponse:
     """The live view as MJPEG; the preview stream runs while at least one viewer watches."""
     w, q = _variant(request, width, quality)
     return StreamingResponse(
-        multipart_body(session.pipeline, w, q),
+        multipart_body(_pipeline(session, camera), w, q),
         media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         # A cached live stream is a frozen one; a proxy that buffers it adds delay.
         headers={**_NO_STORE, "X-Accel-Buffering": "no"},
@@ -157,14 +177,22 @@ async def _fresh_frame(pipeline: FramePipeline, slot: LatestValue[DisplayFrame])
 @router.get(
     "/api/telescopes/{telescope_id}/snapshot.jpg",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}, 503: {"description": "No frame in time."}},
+    responses={
+        200: {"content": {"image/jpeg": {}}},
+        404: {"description": "No such telescope, or it has no such camera."},
+        503: {"description": "No frame in time."},
+    },
 )
 async def snapshot(
-    request: Request, session: Session, width: Width = None, quality: Quality = None
+    request: Request,
+    session: Session,
+    width: Width = None,
+    quality: Quality = None,
+    camera: CameraQuery = "main",
 ) -> Response:
     """The newest live-view frame as a JPEG, starting the preview stream briefly if needed."""
     w, q = _variant(request, width, quality)
-    pipeline = session.pipeline
+    pipeline = _pipeline(session, camera)
     try:
         display = await asyncio.wait_for(_fresh_frame(pipeline, pipeline.frames), SNAPSHOT_WAIT_S)
     except TimeoutError:

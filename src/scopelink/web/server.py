@@ -41,7 +41,8 @@ class AppServer(uvicorn.Server):
         if isinstance(app, FastAPI) and hasattr(app.state, "registry"):
             await app.state.telemetry.stop()
             for session in app.state.registry:
-                await session.pipeline.stop()
+                for camera in session.cameras.values():
+                    await camera.pipeline.stop()
         await super().shutdown(sockets)
 
 

@@ -26,7 +26,10 @@ export interface Connection {
 }
 
 export interface Device {
+  /** `product_model` as the telescope reports it, e.g. "Seestar S50". */
   model: string | null;
+  /** The cameras the live view can show (`?camera=` on the MJPEG stream and the snapshot). */
+  cameras: ("main" | "wide")[];
   serial: string | null;
   firmware: string | null;
 }
