@@ -135,7 +135,12 @@ class TelescopeSession:
     def _in_background(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(job, name=f"{self.id}-camera")
         self._camera_tasks.add(task)
-        task.add_done_callback(self._camera_tasks.discard)
+        task.add_done_callback(self._camera_done)
+
+    def _camera_done(self, task: asyncio.Task[None]) -> None:
+        self._camera_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: opening or closing a camera failed", self.id, exc_info=task.exception())
 
     async def _start_camera(self, camera: Camera) -> None:
         camera.imaging.start()
@@ -186,8 +191,8 @@ class TelescopeSession:
 
     async def stop(self) -> None:
         self._started = False
-        for task in list(self._camera_tasks):
-            await task  # a camera being opened or closed: let it finish, then close it below
+        # A camera being opened or closed: let it finish (its failure is logged), then close it.
+        await asyncio.gather(*self._camera_tasks, return_exceptions=True)
         for camera in self.cameras.values():
             await self._stop_camera(camera)
         await self.control.close()
