@@ -331,6 +331,10 @@ class FramePipeline:
             return video
         return None
 
+    def is_current(self, display: DisplayFrame) -> bool:
+        """Whether `display` comes from the live source of the current mode."""
+        return (display.kind is DisplayKind.VIDEO) == (self.mode is LiveMode.VIDEO)
+
     def add_source_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call `listener()` when the live source changes (mode, or passthrough); returns the
         unsubscriber."""

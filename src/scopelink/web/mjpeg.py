@@ -106,8 +106,11 @@ def _stamp_value(stamp: FrameStamp) -> str:
     return f"{stamp.frame};{stamp.emit_ms}"
 
 
-def _is_fresh(display: DisplayFrame) -> bool:
-    return time.monotonic() - display.received <= FRESH_S
+def _is_fresh(pipeline: FramePipeline, display: DisplayFrame) -> bool:
+    """Recent, and from the live source as it is now (not the star view's last frame after
+    the view went to the Moon)."""
+    recent = time.monotonic() - display.received <= FRESH_S
+    return recent and pipeline.is_current(display)
 
 
 def _part(jpeg: bytes, stamp: FrameStamp | None) -> bytes:
@@ -124,7 +127,7 @@ async def multipart_body(pipeline: FramePipeline, width: int, quality: int) -> A
     yield f"--{BOUNDARY}".encode("ascii")
     async with pipeline.viewer():
         latest = slot.latest
-        seen = latest.seq if latest is not None and not _is_fresh(latest.value) else 0
+        seen = latest.seq if latest is not None and not _is_fresh(pipeline, latest.value) else 0
         while True:
             try:
                 item = await slot.next(seen)
@@ -167,7 +170,7 @@ async def stream_mjpeg(
 
 async def _fresh_frame(pipeline: FramePipeline, slot: LatestValue[DisplayFrame]) -> DisplayFrame:
     latest = slot.latest
-    if latest is not None and _is_fresh(latest.value):
+    if latest is not None and _is_fresh(pipeline, latest.value):
         return latest.value
     async with pipeline.viewer():
         item = await slot.next(latest.seq if latest is not None else 0)
