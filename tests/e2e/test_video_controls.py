@@ -26,10 +26,12 @@ LAYOUT = """() => {
 
 
 async def layout(ui: UI, width: int) -> dict[str, Any]:
-    """The layout once the page shows pictures `width` wide."""
+    """The layout once the page shows pictures `width` wide and its box has followed them."""
     await ui.page.wait_for_function(
         f"() => window.scopelink.transport.frameSize.width === {width}", timeout=20_000
     )
+    orientation = "landscape" if width == 1920 else "portrait"
+    await expect(ui.by("live-frame")).to_have_attribute("data-orientation", orientation)
     return await ui.page.evaluate(LAYOUT)
 
 
