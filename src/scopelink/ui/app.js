@@ -25,6 +25,7 @@ import { mountMotionPanel } from "./views/motion-panel.js";
 import { mountNightMode } from "./views/night-mode.js";
 import { mountStatusPanel } from "./views/status-panel.js";
 import { mountTelescopeSelector } from "./views/telescope-selector.js";
+import { mountVideoPanel } from "./views/video-panel.js";
 
 /** @typedef {import('./lib/live-quality.js').TransportKind} TransportKind */
 /** @typedef {import('./types/protocol').Role} Role */
@@ -156,6 +157,7 @@ const panels = [
   }),
   mountFocusPanel(byTestId(page, "focus-panel", HTMLElement), { api, telemetry, telescopeId }),
   mountCameraPanel(byTestId(page, "camera-panel", HTMLElement), { api, telemetry, telescopeId }),
+  mountVideoPanel(byTestId(page, "video-panel", HTMLElement), { api, telemetry, telescopeId }),
   mountEventLog(byTestId(page, "log-panel", HTMLElement), { telemetry }),
 ];
 const gate = mountCommandGate(

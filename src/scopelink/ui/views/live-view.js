@@ -1,10 +1,14 @@
 /**
- * The live view: the transport's picture (any `LiveTransport`: MJPEG now, WebRTC later), with
- * what it is showing laid over it: the stream state, the frame rate measured from frames shown,
- * the view mode, the target, and, after a fallback to MJPEG, when WebRTC is tried again. The stream pauses while the page is hidden (a phone in a pocket
- * should not pull video) and resumes when it is shown again.
+ * The live view: the transport's picture (any `LiveTransport`: MJPEG or WebRTC) at the picture's
+ * own aspect ratio (portrait previews in the star view, landscape video in the Moon, Sun, planet
+ * and scenery views), with what it is showing laid over it: the stream state, the frame rate
+ * measured from frames shown, the view mode, the target, a recording in progress, whether the
+ * telescope's video is passed through or re-encoded, and, after a fallback to MJPEG, when
+ * WebRTC is tried again. The stream pauses while the page is hidden (a phone in a pocket should
+ * not pull video) and resumes when it is shown again.
  */
 
+import { deliveryText, formatElapsed, RecordingClock } from "../lib/video-modes.js";
 import { byTestId, setData, setText } from "./dom.js";
 import { targetName } from "./labels.js";
 
@@ -91,6 +95,9 @@ export function mountLiveView(root, { transport, telemetry, switcher = null, onC
   const qualityLabel = byTestId(root, "live-quality-text", HTMLElement);
   const toggle = byTestId(root, "live-transport-toggle", HTMLButtonElement);
   const probe = byTestId(root, "live-webrtc-probe", HTMLElement);
+  const delivery = byTestId(root, "live-delivery", HTMLElement);
+  const recording = byTestId(root, "live-recording", HTMLElement);
+  const recordingClock = new RecordingClock();
   /** @type {string | null} */
   let telescopeId = null;
   let aspect = "";
@@ -147,6 +154,25 @@ export function mountLiveView(root, { transport, telemetry, switcher = null, onC
     setText(qualityLabel, text || q.level);
   }
 
+  /** Whether the telescope's own video is passed through or re-encoded, and why. */
+  function renderDelivery() {
+    const t = telemetry.telescope;
+    const kind = switcher ? switcher.kind : transport.name === "WebRTC" ? "webrtc" : "mjpeg";
+    const d = t ? deliveryText(t.live, kind) : { text: "", title: "", passthrough: false };
+    delivery.hidden = !d.text;
+    delivery.title = d.title;
+    setData(delivery, "passthrough", String(d.passthrough));
+    setText(delivery, d.text);
+  }
+
+  function renderRecording() {
+    const r = telemetry.telescope?.recording;
+    recording.hidden = !r?.active;
+    if (!r?.active) return;
+    const frames = r.saved_frames == null ? "" : ` · ${r.saved_frames} frames`;
+    setText(recording, `REC ${formatElapsed(recordingClock.elapsedMs(performance.now()))}${frames}`);
+  }
+
   function renderToggle() {
     toggle.hidden = !switcher;
     if (!switcher) return;
@@ -170,6 +196,7 @@ export function mountLiveView(root, { transport, telemetry, switcher = null, onC
   switcher?.addEventListener("switch", () => {
     renderToggle();
     renderState();
+    renderDelivery();
   });
   switcher?.addEventListener("probechange", renderProbe);
   renderToggle();
@@ -184,10 +211,14 @@ export function mountLiveView(root, { transport, telemetry, switcher = null, onC
     if (next !== aspect) {
       aspect = next;
       frame.style.setProperty("--frame-aspect", next);
+      setData(frame, "orientation", info.width >= info.height ? "landscape" : "portrait");
       renderState();
     }
   });
-  setInterval(renderFps, 500);
+  setInterval(() => {
+    renderFps();
+    renderRecording();
+  }, 500);
 
   telemetry.addEventListener("telescope", (event) => {
     const { telescope, changed } = /** @type {CustomEvent<TelescopeDetail>} */ (event).detail;
@@ -198,6 +229,11 @@ export function mountLiveView(root, { transport, telemetry, switcher = null, onC
       const name = targetName(telescope);
       target.hidden = !name;
       setText(target, name ?? "");
+    }
+    if (changed.has("live")) renderDelivery();
+    if (changed.has("recording")) {
+      recordingClock.update(telescope.recording, performance.now());
+      renderRecording();
     }
   });
 

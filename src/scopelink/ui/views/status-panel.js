@@ -114,7 +114,9 @@ export function mountStatusPanel(root, { telemetry }) {
     const focus = position == null ? "—" : max ? `${position} / ${max}` : String(position);
     setText(fields.focuser, moving ? `${focus} (moving)` : focus);
     const mode = t.view.mode && t.view.mode !== "none" ? humanize(t.view.mode) : null;
-    const stage = t.view.stage ? ` · ${humanize(t.view.stage).toLowerCase()}` : "";
+    // The RTSP stage is the telescope's live video; its protocol's name says nothing to a user.
+    const stageName = t.view.stage === "RTSP" ? "video" : t.view.stage;
+    const stage = stageName ? ` · ${humanize(stageName).toLowerCase()}` : "";
     setText(fields.view, mode ? `${mode}${stage}` : "Not running");
     renderOperation(t.operation);
   }
