@@ -5,6 +5,7 @@
 
 import { Backoff } from "./lib/backoff.js";
 import { chooseTransport, parseVideoCodec } from "./lib/live-quality.js";
+import { WIDE_INSET_WIDTH } from "./lib/wide-camera.js";
 import { ApiClient } from "./services/api.js";
 import { CatalogueSearch } from "./services/catalogue-search.js";
 import { JogController } from "./services/jog.js";
@@ -26,6 +27,7 @@ import { mountNightMode } from "./views/night-mode.js";
 import { mountStatusPanel } from "./views/status-panel.js";
 import { mountTelescopeSelector } from "./views/telescope-selector.js";
 import { mountVideoPanel } from "./views/video-panel.js";
+import { mountWideInset } from "./views/wide-inset.js";
 
 /** @typedef {import('./lib/live-quality.js').TransportKind} TransportKind */
 /** @typedef {import('./types/protocol').Role} Role */
@@ -109,6 +111,8 @@ const api = new ApiClient({ token: accessToken() });
 const telemetry = new TelemetryService(api);
 const telescopes = new TelescopeList(api);
 const transport = createTransport(api);
+// The S30's wide camera: MJPEG only (WebRTC carries the main camera), small, in the inset.
+const wide = new MjpegTransport(api, { camera: "wide", width: WIDE_INSET_WIDTH });
 const search = new CatalogueSearch(api);
 const jog = new JogController(api, () => telescopes.selectedId);
 /** @type {Role} */
@@ -139,6 +143,11 @@ const live = mountLiveView(byTestId(page, "live-view", HTMLElement), {
   telemetry,
   switcher: transport,
   onChoose: rememberTransport,
+});
+const wideInset = mountWideInset(byTestId(page, "live-view", HTMLElement), {
+  transport: wide,
+  telemetry,
+  telescopes,
 });
 mountStatusPanel(byTestId(page, "status-panel", HTMLElement), { telemetry });
 const panels = [
@@ -171,6 +180,7 @@ telescopes.addEventListener("select", () => {
   if (id) telemetry.start(id);
   else telemetry.stop();
   live.show(id);
+  wideInset.show(id);
   gate.render();
 });
 
@@ -212,6 +222,7 @@ Object.defineProperty(window, "scopelink", {
     telemetry,
     telescopes,
     transport,
+    wide,
     /** @returns {import('./lib/framestamp.js').FrameStamp | null} */
     readFrameStamp: () => transport.readFrameStamp(),
   }),

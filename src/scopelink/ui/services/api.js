@@ -12,6 +12,7 @@ import { StateMachine } from "../lib/state-machine.js";
 /** @typedef {import('../types/protocol').TelescopeState} TelescopeState */
 /** @typedef {import('../types/protocol').Operation} Operation */
 /** @typedef {import('../types/protocol').Role} Role */
+/** @typedef {import('../types/protocol').Device["cameras"][number]} CameraName */
 
 /**
  * Command routes and the command each one takes (`POST /api/telescopes/{id}/{route}`).
@@ -52,6 +53,8 @@ import { StateMachine } from "../lib/state-machine.js";
  * @property {boolean} simulated
  * @property {string} control the control link's state
  * @property {string} imaging the imaging link's state
+ * @property {string | null} model `product_model` ("Seestar S30"), null until the telescope said
+ * @property {CameraName[]} cameras `["main"]`, or `["main", "wide"]` on the S30 models
  */
 
 /**

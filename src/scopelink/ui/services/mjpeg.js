@@ -18,6 +18,7 @@ import { LiveTransport } from "./live-transport.js";
 /** @typedef {import('./api.js').ApiClient} ApiClient */
 /** @typedef {import('../lib/multipart.js').MultipartPart} MultipartPart */
 /** @typedef {import('../lib/framestamp.js').FrameStamp} FrameStamp */
+/** @typedef {import('./api.js').CameraName} CameraName */
 
 /**
  * The `X-Frame-Stamp: <frame>;<emit_ms>` header the server sends with each part.
@@ -32,6 +33,7 @@ export function parseStampHeader(value) {
 
 /**
  * @typedef {object} MjpegOptions
+ * @property {CameraName} [camera] which camera's stream (`main`; `wide` on the S30 models)
  * @property {number | null} [width] JPEG width to ask for (the server's default when null)
  * @property {number | null} [quality] JPEG quality to ask for
  * @property {number} [stallAfterMs] no frame this long: `stalled`
@@ -67,10 +69,17 @@ export class MjpegTransport extends LiveTransport {
    */
   constructor(
     api,
-    { width = null, quality = null, stallAfterMs = 4_000, restartAfterMs = 20_000 } = {},
+    {
+      camera = "main",
+      width = null,
+      quality = null,
+      stallAfterMs = 4_000,
+      restartAfterMs = 20_000,
+    } = {},
   ) {
     super();
     this.api = api;
+    this.camera = camera;
     this.width = width;
     this.quality = quality;
     this.stallAfterMs = stallAfterMs;
@@ -134,7 +143,9 @@ export class MjpegTransport extends LiveTransport {
     this.#connectedAt = performance.now();
     this.setState("connecting");
     const path = `/api/telescopes/${encodeURIComponent(id)}/stream.mjpeg`;
-    const url = this.api.url(path, { width: this.width, quality: this.quality });
+    // `main` is the server's default: its URL stays as it always was.
+    const camera = this.camera === "main" ? null : this.camera;
+    const url = this.api.url(path, { camera, width: this.width, quality: this.quality });
     try {
       const response = await fetch(url, { signal: abort.signal, cache: "no-store" });
       if (!response.ok) throw new Error(`HTTP ${response.status} ${response.statusText}`);

@@ -67,6 +67,18 @@ function batteryText(t) {
 }
 
 /**
+ * The model, and its second camera where it has one (the live view shows it in a corner).
+ *
+ * @param {TelescopeState} t
+ * @returns {string}
+ */
+function modelText(t) {
+  const { model, cameras } = t.device;
+  if (!model) return "—";
+  return cameras.includes("wide") ? `${model} · wide camera` : model;
+}
+
+/**
  * @param {HTMLElement} root the status panel
  * @param {{telemetry: TelemetryService}} services
  */
@@ -74,6 +86,7 @@ export function mountStatusPanel(root, { telemetry }) {
   const $ = (/** @type {string} */ id) => byTestId(root, id, HTMLElement);
   const fields = {
     link: $("status-link"),
+    model: $("status-model"),
     target: $("status-target"),
     ra: $("status-ra"),
     dec: $("status-dec"),
@@ -97,6 +110,7 @@ export function mountStatusPanel(root, { telemetry }) {
     const link = t.connection.control;
     setText(fields.link, LINK_NAMES[link] ?? link);
     setData(fields.link, "tone", link === "connected" ? "ok" : link === "closed" ? "bad" : "warn");
+    setText(fields.model, modelText(t));
     setText(fields.target, targetName(t) ?? "—");
     setText(fields.ra, formatRightAscension(t.position.ra_hours));
     setText(fields.dec, formatDeclination(t.position.dec_deg));
