@@ -169,6 +169,13 @@ async def app() -> AsyncIterator[RunningApp]:
         yield running
 
 
+@pytest.fixture
+async def s30_app() -> AsyncIterator[RunningApp]:
+    """The app with an S30 simulated: a main and a wide-angle camera."""
+    async with serve(AppSettings(simulator_model="S30", simulator_fps=5.0)) as running:
+        yield running
+
+
 @pytest.fixture(scope="session")
 def chromium() -> str:
     if not Path(CHROMIUM).exists():
@@ -199,6 +206,16 @@ async def _ui(browser: Browser, app: RunningApp, **context_options: object) -> U
 async def ui(browser: Browser, app: RunningApp) -> AsyncIterator[UI]:
     """The app in a desktop-sized window."""
     ui = await _ui(browser, app, viewport=DESKTOP)
+    try:
+        yield ui
+    finally:
+        await ui.context.close()
+
+
+@pytest.fixture
+async def s30_ui(browser: Browser, s30_app: RunningApp) -> AsyncIterator[UI]:
+    """The app with an S30 simulated, in a desktop-sized window."""
+    ui = await _ui(browser, s30_app, viewport=DESKTOP)
     try:
         yield ui
     finally:
