@@ -85,7 +85,6 @@ export function mountWideInset(
     const available = telescopeId !== null && hasWideCamera(cameras());
     toggle.hidden = !available;
     inset.hidden = !available || !shown;
-    toggle.setAttribute("aria-pressed", String(shown));
     setText(toggle, shown ? "Hide wide" : "Show wide");
     toggle.title = shown
       ? "Hide the wide-angle camera's picture"
