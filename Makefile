@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_webrtc_encode.py
 	$(BIN)/python bench/bench_live_browser.py
+	$(BIN)/python bench/bench_passthrough.py
 	$(BIN)/python bench/bench_quality.py
 	$(BIN)/python bench/bench_noise_floor.py
 	$(BIN)/python bench/bench_rate_cap.py
