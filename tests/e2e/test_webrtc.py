@@ -301,3 +301,12 @@ async def test_the_codec_parameter_offers_only_that_codec(ui: UI) -> None:
     [offer] = offers
     codecs = {m.lower() for m in re.findall(r"^a=rtpmap:\d+ ([\w-]+)/", offer, re.MULTILINE)}
     assert codecs == {"h264", "rtx"}, offer
+
+
+async def test_the_tier_parameter_asks_for_the_reduced_tier(ui: UI) -> None:
+    """What a device that cannot keep up with the full tier at 30 fps should use."""
+    await ui.open(query="?tier=reduced")
+    await playing(ui, "WebRTC")
+    stamps = await ui.page.evaluate(FRAME_STAMPS, 4)
+    assert all(s["width"] == 540 for s in stamps), stamps
+    assert [s.tier for s in ui.app.app.state.peers.stats("simulator")] == ["reduced"]

@@ -8,6 +8,7 @@ import {
   classifyQuality,
   codecPreferences,
   linkFigures,
+  parseTier,
   parseTransportKind,
   parseVideoCodec,
   shouldFallBack,
@@ -138,6 +139,12 @@ describe("codec choice", () => {
     assert.equal(parseVideoCodec(" vp8 "), "vp8");
     assert.equal(parseVideoCodec("av1"), null);
     assert.equal(parseVideoCodec(null), null);
+  });
+  test("?tier= accepts full and reduced, in any case; anything else is the server's choice", () => {
+    assert.equal(parseTier("Reduced"), "reduced");
+    assert.equal(parseTier(" full "), "full");
+    assert.equal(parseTier("source"), undefined);
+    assert.equal(parseTier(null), undefined);
   });
   test("without a choice H.264 comes first and nothing is left out", () => {
     const ordered = codecPreferences(codecs, null);

@@ -4,7 +4,7 @@
  */
 
 import { Backoff } from "./lib/backoff.js";
-import { chooseTransport, parseVideoCodec } from "./lib/live-quality.js";
+import { chooseTransport, parseTier, parseVideoCodec } from "./lib/live-quality.js";
 import { WIDE_INSET_WIDTH } from "./lib/wide-camera.js";
 import { ApiClient } from "./services/api.js";
 import { CatalogueSearch } from "./services/catalogue-search.js";
@@ -59,7 +59,8 @@ function accessToken() {
  * otherwise and as the fallback (services/live-switch.js). The flag: `?transport=webrtc|mjpeg`,
  * else the toggle's remembered choice, else the deployment default (`/api/session`'s
  * `webrtc_default`, applied once the session is known). `?ice=relay` forces TURN (tests);
- * `?codec=h264|vp8` offers only that video codec.
+ * `?codec=h264|vp8` offers only that video codec; `?tier=reduced` asks for the reduced tier
+ * (a slow device: 540 wide, its bitrate still adapts; docs/benchmarks.md, "30 fps").
  *
  * @param {ApiClient} api
  * @returns {LiveSwitch}
@@ -70,6 +71,7 @@ function createTransport(api) {
   const options = {
     iceTransportPolicy: params.get("ice") === "relay" ? "relay" : "all",
     codec: parseVideoCodec(params.get("codec")),
+    tier: parseTier(params.get("tier")),
   };
   const live = new LiveSwitch({
     mjpeg: () => new MjpegTransport(api),

@@ -53,6 +53,15 @@ export function parseVideoCodec(value) {
 }
 
 /**
+ * @param {string | null | undefined} value `?tier=`
+ * @returns {"full" | "reduced" | undefined} the tier to ask for; undefined: the server's choice
+ */
+export function parseTier(value) {
+  const v = value?.trim().toLowerCase();
+  return v === "full" || v === "reduced" ? v : undefined;
+}
+
+/**
  * The receive codecs to offer, for `setCodecPreferences`: with `only`, just that codec and its
  * retransmission (rtx) entries; without, H.264 first (the server's codec) and the rest after.
  * An empty list means the browser cannot receive `only` at all.
