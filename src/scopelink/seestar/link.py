@@ -64,40 +64,16 @@ def detect_dead_peer(sock: socket.socket, seconds: float) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
-class ReconnectingLink:
-    """Base class: owns the socket and the reconnect loop; subclasses own the protocol."""
+class ConnectionStates:
+    """A connection's state, its allowed transitions (`TRANSITIONS`) and its listeners; every
+    link to the telescope (control, imaging, RTSP video) keeps its state this one way."""
 
-    #: Seconds without an answer before the kernel ends the connection (`detect_dead_peer`).
-    dead_peer_s: float = DEAD_PEER_S
+    name: str
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        backoff: Backoff | None = None,
-        connect_timeout: float = 5.0,
-        name: str = "link",
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.name = name
-        self._backoff = backoff or Backoff()
-        self._connect_timeout = connect_timeout
+    def __init__(self) -> None:
         self._state = ConnectionState.CLOSED
         self._listeners: list[StateListener] = []
         self._connected = asyncio.Event()
-        self._progress = asyncio.Event()
-        #: Set when a session ended with an error the caller must see (e.g. a rejected login).
-        self.failure: SeestarError | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._write_lock = asyncio.Lock()
-        self._rng = random.Random()
-        #: Why the last connection attempt or session ended, for the UI.
-        self.last_error: str | None = None
-
-    # -- state --------------------------------------------------------------------------------
 
     @property
     def state(self) -> ConnectionState:
@@ -112,24 +88,72 @@ class ReconnectingLink:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
+    def _where(self) -> str:
+        """What the connection goes to, for the log."""
+        return ""
+
+    def _entered(self, new: ConnectionState) -> None:
+        """Called on every change, before the listeners hear of it."""
+
     def _set_state(self, new: ConnectionState) -> None:
         if new is self._state:
             return
         if new not in TRANSITIONS[self._state]:
             raise RuntimeError(f"{self.name}: illegal transition {self._state} -> {new}")
-        log.info("%s %s:%d %s -> %s", self.name, self.host, self.port, self._state, new)
+        log.info("%s %s %s -> %s", self.name, self._where(), self._state, new)
         self._state = new
         if new is ConnectionState.CONNECTED:
-            self.failure = None
             self._connected.set()
         else:
             self._connected.clear()
-        self._progress.set()
+        self._entered(new)
         for listener in list(self._listeners):
             try:
                 listener(new)
             except Exception:
                 log.exception("%s: state listener failed", self.name)
+
+
+class ReconnectingLink(ConnectionStates):
+    """Base class: owns the socket and the reconnect loop; subclasses own the protocol."""
+
+    #: Seconds without an answer before the kernel ends the connection (`detect_dead_peer`).
+    dead_peer_s: float = DEAD_PEER_S
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        backoff: Backoff | None = None,
+        connect_timeout: float = 5.0,
+        name: str = "link",
+    ) -> None:
+        super().__init__()
+        self.host = host
+        self.port = port
+        self.name = name
+        self._backoff = backoff or Backoff()
+        self._connect_timeout = connect_timeout
+        self._progress = asyncio.Event()
+        #: Set when a session ended with an error the caller must see (e.g. a rejected login).
+        self.failure: SeestarError | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._write_lock = asyncio.Lock()
+        self._rng = random.Random()
+        #: Why the last connection attempt or session ended, for the UI.
+        self.last_error: str | None = None
+
+    # -- state --------------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _entered(self, new: ConnectionState) -> None:
+        if new is ConnectionState.CONNECTED:
+            self.failure = None
+        self._progress.set()
 
     # -- lifecycle ----------------------------------------------------------------------------
 

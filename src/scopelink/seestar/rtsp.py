@@ -29,7 +29,7 @@ import av
 
 from scopelink.media.latest import LatestValue
 from scopelink.seestar.h264 import AccessUnitAssembler
-from scopelink.seestar.link import DEAD_PEER_S, TRANSITIONS, ConnectionState, StateListener
+from scopelink.seestar.link import DEAD_PEER_S, ConnectionState, ConnectionStates
 from scopelink.settings import RTSP_PORT, Backoff
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class RtspStats:
     dropped: int = 0
 
 
-class RtspSource:
+class RtspSource(ConnectionStates):
     """Receives the telescope's RTSP video; subscribe to `units` for its access units."""
 
     def __init__(
@@ -165,6 +165,7 @@ class RtspSource:
         stall_timeout: float = DEAD_PEER_S,
         name: str = "rtsp",
     ) -> None:
+        super().__init__()
         self.host = host
         self.port = port
         self.url = f"rtsp://{host}:{port}{path}"
@@ -176,8 +177,6 @@ class RtspSource:
         self.stall_timeout = stall_timeout
         self._backoff = backoff or Backoff()
         self._rng = random.Random()
-        self._state = ConnectionState.CLOSED
-        self._listeners: list[StateListener] = []
         #: The newest access unit; consumers `await units.next(seq)` and handle gaps.
         self.units: LatestValue[AccessUnit] = LatestValue()
         #: What the stream is; None until the first connection.
@@ -192,42 +191,14 @@ class RtspSource:
         self._timeline = _Timeline()
         self._meter = _Meter()
         self._retry_now = asyncio.Event()
-        self._connected = asyncio.Event()
         # Units that arrived together, published one loop iteration apart (see `_hand_over`).
         self._handover: deque[AccessUnit] = deque()
         self._handing_over = False
 
     # -- state ----------------------------------------------------------------------------------
 
-    @property
-    def state(self) -> ConnectionState:
-        return self._state
-
-    @property
-    def connected(self) -> bool:
-        return self._state is ConnectionState.CONNECTED
-
-    def add_state_listener(self, listener: StateListener) -> Callable[[], None]:
-        """Call `listener(state)` on every change; returns a function that unsubscribes."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
-
-    def _set_state(self, new: ConnectionState) -> None:
-        if new is self._state:
-            return
-        if new not in TRANSITIONS[self._state]:
-            raise RuntimeError(f"{self.name}: illegal transition {self._state} -> {new}")
-        log.info("%s %s %s -> %s", self.name, self.url, self._state, new)
-        self._state = new
-        if new is ConnectionState.CONNECTED:
-            self._connected.set()
-        else:
-            self._connected.clear()
-        for listener in list(self._listeners):
-            try:
-                listener(new)
-            except Exception:
-                log.exception("%s: state listener failed", self.name)
+    def _where(self) -> str:
+        return self.url
 
     # -- lifecycle ------------------------------------------------------------------------------
 
