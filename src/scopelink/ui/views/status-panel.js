@@ -67,18 +67,6 @@ function batteryText(t) {
 }
 
 /**
- * The model, and its second camera where it has one (the live view shows it in a corner).
- *
- * @param {TelescopeState} t
- * @returns {string}
- */
-function modelText(t) {
-  const { model, cameras } = t.device;
-  if (!model) return "—";
-  return cameras.includes("wide") ? `${model} · wide camera` : model;
-}
-
-/**
  * @param {HTMLElement} root the status panel
  * @param {{telemetry: TelemetryService}} services
  */
@@ -110,7 +98,7 @@ export function mountStatusPanel(root, { telemetry }) {
     const link = t.connection.control;
     setText(fields.link, LINK_NAMES[link] ?? link);
     setData(fields.link, "tone", link === "connected" ? "ok" : link === "closed" ? "bad" : "warn");
-    setText(fields.model, modelText(t));
+    setText(fields.model, t.device.model ?? "—"); // null until the telescope has said
     setText(fields.target, targetName(t) ?? "—");
     setText(fields.ra, formatRightAscension(t.position.ra_hours));
     setText(fields.dec, formatDeclination(t.position.dec_deg));
