@@ -360,6 +360,8 @@ class FramePipeline:
                 return
             log.info("%s: live source %s -> %s", self.imaging.name, self.mode, mode)
             self.mode = mode
+            # The viewers' holds on the video stream follow the mode: taken, or let go.
+            await self._sync_video_holds()
             if mode is LiveMode.VIDEO:
                 if self.imaging.streaming:
                     # The telescope sends no previews now; ask again when the stage returns.
@@ -369,12 +371,9 @@ class FramePipeline:
                     self.video.rtsp.retry_now()
             else:
                 if self.video is not None:
-                    await self._release_video("packets")
-                    await self._release_video("pixels")
-                    await self.video.stop()
+                    await self.video.stop()  # at once, not after its linger
                 if self._viewers and not self.imaging.streaming:
                     await self.imaging.begin_streaming()
-            await self._sync_video_holds()
         self._source_changed()
 
     async def _sync_video_holds(self) -> None:
