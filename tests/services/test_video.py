@@ -12,12 +12,10 @@ from scopelink.media.display import DisplayKind
 from scopelink.seestar.control import ControlClient
 from scopelink.seestar.imaging import ImagingClient
 from scopelink.services.frame_pipeline import FramePipeline, LiveMode
-from scopelink.settings import Backoff
 from scopelink.simulator.simulator import Simulator, SimulatorConfig
 from tests.conftest import make_client
+from tests.services.test_frame_pipeline import FAST_BACKOFF
 from tests.webrtc.conftest import wait_until
-
-FAST_BACKOFF = Backoff(initial_s=0.05, maximum_s=0.2)
 
 
 @pytest.fixture
@@ -28,16 +26,6 @@ async def sim() -> AsyncIterator[Simulator]:
         yield simulator
     finally:
         await simulator.stop()
-
-
-@pytest.fixture
-async def control(sim: Simulator) -> AsyncIterator[ControlClient]:
-    client = make_client(sim)
-    await client.connect(timeout=5)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @pytest.fixture
@@ -55,18 +43,18 @@ async def pipeline(sim: Simulator) -> AsyncIterator[FramePipeline]:
         await imaging.close()
 
 
-async def moon(control: ControlClient, pipeline: FramePipeline) -> None:
+async def moon(client: ControlClient, pipeline: FramePipeline) -> None:
     """The telescope goes to its Moon view; telemetry tells the pipeline its stage."""
-    await control.call("iscope_start_view", {"mode": "moon"})
+    await client.call("iscope_start_view", {"mode": "moon"})
     await pipeline.set_stage("RTSP")
 
 
 async def test_a_passthrough_viewer_gets_the_telescopes_units_and_nothing_is_decoded(
-    control: ControlClient, pipeline: FramePipeline
+    client: ControlClient, pipeline: FramePipeline
 ) -> None:
     changes: list[object] = []
     pipeline.add_source_listener(lambda: changes.append(pipeline.passthrough))
-    await moon(control, pipeline)
+    await moon(client, pipeline)
     assert pipeline.mode is LiveMode.VIDEO and pipeline.passthrough is None  # not known yet
     video = pipeline.video
     assert video is not None
@@ -85,9 +73,9 @@ async def test_a_passthrough_viewer_gets_the_telescopes_units_and_nothing_is_dec
 
 
 async def test_pixels_in_the_video_mode_are_decoded_stamped_frames_of_the_newest_unit(
-    control: ControlClient, pipeline: FramePipeline
+    client: ControlClient, pipeline: FramePipeline
 ) -> None:
-    await moon(control, pipeline)
+    await moon(client, pipeline)
     video = pipeline.video
     assert video is not None
     async with pipeline.viewer():  # an MJPEG viewer: it needs pixels
@@ -107,12 +95,12 @@ async def test_pixels_in_the_video_mode_are_decoded_stamped_frames_of_the_newest
 
 
 async def test_back_to_the_stars_the_preview_stream_resumes_for_the_same_viewer(
-    control: ControlClient, pipeline: FramePipeline
+    client: ControlClient, pipeline: FramePipeline
 ) -> None:
     async with pipeline.viewer():
         first = await asyncio.wait_for(pipeline.frames.next(0), 5)
         assert first.value.kind is DisplayKind.PREVIEW and pipeline.is_current(first.value)
-        await moon(control, pipeline)
+        await moon(client, pipeline)
         # The star view's last frame is no "latest" for a viewer arriving now (MJPEG, snapshot).
         assert not pipeline.is_current(first.value)
         video = pipeline.video
@@ -124,7 +112,7 @@ async def test_back_to_the_stars_the_preview_stream_resumes_for_the_same_viewer(
             ),
             timeout=10,
         )
-        await control.call("iscope_start_view", {"mode": "star"})
+        await client.call("iscope_start_view", {"mode": "star"})
         await pipeline.set_stage("ContinuousExposure")
         assert pipeline.mode is LiveMode.PREVIEW and pipeline.passthrough is None
         await wait_until(lambda: not video.running, timeout=3)  # let go at once
