@@ -144,21 +144,7 @@ class Simulator:
             preview_on=self._preview_on,
             sensor=(model.main.width, model.main.height),
         )
-        telescope = self.telescope
-        self.video = LiveVideo(
-            config.video_settings(),
-            mode=lambda: telescope.rtsp_mode,
-            roi_index=lambda: telescope.roi_index,
-            seed=config.seed,
-        )
-        self.rtsp = RtspServer(
-            config.host,
-            config.rtsp_port,
-            self.video,
-            faults=self.faults,
-            available=lambda: telescope.rtsp_mode is not None,
-            mode=lambda: telescope.rtsp_mode,
-        )
+        self.video, self.rtsp = self._video_camera(config.rtsp_port, wide=False)
         #: The wide-angle camera (S30 models): its own video and imaging port.
         self.wide_video: LiveVideo | None = None
         self.wide_rtsp: RtspServer | None = None
@@ -177,26 +163,32 @@ class Simulator:
                 uptime=self.telescope.uptime,
             )
 
+    def _video_camera(self, port: int, *, wide: bool) -> tuple[LiveVideo, RtspServer]:
+        """A camera's RTSP video and its server, live in the telescope's RTSP stage."""
+        config, telescope = self.config, self.telescope
+        video = LiveVideo(
+            config.video_settings(),
+            mode=lambda: telescope.rtsp_mode,
+            roi_index=lambda: telescope.roi_index,
+            wide=wide,
+            seed=config.seed,
+        )
+        server = RtspServer(
+            config.host,
+            port,
+            video,
+            faults=self.faults,
+            available=lambda: telescope.rtsp_mode is not None,
+            mode=lambda: telescope.rtsp_mode,
+        )
+        return video, server
+
     def _build_wide_camera(self, wide: CameraFacts) -> None:
         config, telescope = self.config, self.telescope
         # Its RTSP video runs with the main camera's RTSP stage (the simulator does not model
         # the wide camera's own view, `SecondView`); its imaging port shows the star field with
         # the main camera's framing (its wider plate scale is not modelled either).
-        self.wide_video = LiveVideo(
-            config.video_settings(),
-            mode=lambda: telescope.rtsp_mode,
-            roi_index=lambda: telescope.roi_index,
-            wide=True,
-            seed=config.seed,
-        )
-        self.wide_rtsp = RtspServer(
-            config.host,
-            config.wide_rtsp_port,
-            self.wide_video,
-            faults=self.faults,
-            available=lambda: telescope.rtsp_mode is not None,
-            mode=lambda: telescope.rtsp_mode,
-        )
+        self.wide_video, self.wide_rtsp = self._video_camera(config.wide_rtsp_port, wide=True)
         self.wide_imaging = ImagingServer(
             config.host,
             config.wide_imaging_port,
