@@ -78,6 +78,8 @@ async def test_pixels_in_the_video_mode_are_decoded_stamped_frames_of_the_newest
     await moon(client, pipeline)
     video = pipeline.video
     assert video is not None
+    passed_pts: set[int] = set()
+    video.units.tap(lambda item: passed_pts.add(item.value.pts))
     async with pipeline.viewer():  # an MJPEG viewer: it needs pixels
         seq = pipeline.frames.seq
         stamps = []
@@ -88,6 +90,9 @@ async def test_pixels_in_the_video_mode_are_decoded_stamped_frames_of_the_newest
             assert display.kind is DisplayKind.VIDEO and display.stretch is None
             assert (display.width, display.height) == (1920, 1080)
             assert display.stamp is not None
+            # Its unit's pts, as passed through: a tier encoded from this frame and the
+            # telescope's stream agree on which picture is newer.
+            assert display.pts in passed_pts
             stamps.append(display.stamp.frame)
         assert stamps == sorted(stamps) and len(set(stamps)) == 10
         assert video.decoded >= video.displayed >= 10

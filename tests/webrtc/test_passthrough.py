@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fractions
+import itertools
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import av
 import numpy as np
+import pytest
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from scopelink import framestamp
 from scopelink.framestamp import FrameStamp
+from scopelink.media.display import DisplayFrame
 from scopelink.media.encoded import VIDEO_CLOCK_HZ, EncodedFanout, EncodedFrame
-from scopelink.webrtc.encoder import FULL, TIERS, Codec, TierEncoder
+from scopelink.media.latest import LatestValue
+from scopelink.webrtc.encoder import FULL, REDUCED, TIERS, Codec, TierEncoder
 from scopelink.webrtc.passthrough import SOURCE_TIER, PassthroughTier, source_tier
 from scopelink.webrtc.sessions import PeerSessionManager
-from scopelink.webrtc.track import EncodedVideoTrack
-from tests.webrtc.conftest import Source, Telescope, display_frame, viewer_offer, wait_until
+from scopelink.webrtc.track import SWITCH_HOLD_S, EncodedVideoTrack
+from tests.webrtc.conftest import (
+    Decoder,
+    Source,
+    Telescope,
+    display_frame,
+    viewer_offer,
+    wait_until,
+)
 
 WIDTH, HEIGHT, GOP = 640, 360, 15
 
@@ -225,3 +238,74 @@ async def test_two_units_of_one_burst_are_both_sent_in_order_without_a_keyframe_
     assert not first.is_keyframe and second.pts > first.pts
     assert track.stats.keyframe_waits == 1  # only the join's
     track.stop()
+
+
+@pytest.mark.parametrize("behind", [2, 25])
+async def test_a_switch_to_a_tier_running_behind_holds_the_picture_until_it_catches_up(
+    behind: int,
+) -> None:
+    # The reduced tier encodes the decoded video: its frames come `behind` frame intervals after
+    # the units passed through, with the same pts. Switching down must not show the past (a
+    # frame or two behind), must not wait for long (far behind: the picture steps back once,
+    # after the hold) and must not spin while it waits.
+    feed = CameraFeed()
+    decoded: LatestValue[DisplayFrame] = LatestValue()
+    loop = asyncio.get_running_loop()
+
+    async def play() -> None:
+        for _ in range(300):
+            unit = feed.publish()
+            picture = dataclasses.replace(display_frame(feed.number, unit.received), pts=unit.pts)
+            loop.call_later(behind / feed.fps, decoded.publish, picture)
+            await asyncio.sleep(1 / feed.fps)
+
+    source = PassthroughTier(source_tier(WIDTH, feed.bitrate), feed.units, feed.packets)
+    reduced = TierEncoder(dataclasses.replace(REDUCED, fps=30), decoded)
+    track = EncodedVideoTrack(source)
+    looks = 0
+    switch_if_ready = track._switch_if_ready
+
+    def counted() -> Any:
+        nonlocal looks
+        looks += 1
+        return switch_if_ready()
+
+    track._switch_if_ready = counted  # type: ignore[method-assign]
+    decoder = Decoder()
+    stamps: list[int | None] = []
+    pts: list[int] = []
+    player = asyncio.create_task(play())
+    try:
+        while len(stamps) < 40:  # a GOP (15) or two on the telescope's stream
+            packet = await asyncio.wait_for(track.recv(), 2)
+            pts.append(packet.pts)
+            stamps += decoder.stamps(bytes(packet))
+        track.switch_to(reduced)
+        switched_at = time.monotonic()
+        while track.encoder is not reduced:
+            packet = await asyncio.wait_for(track.recv(), 2)
+            pts.append(packet.pts)
+            stamps += decoder.stamps(bytes(packet))
+        took = time.monotonic() - switched_at
+        for _ in range(10):
+            packet = await asyncio.wait_for(track.recv(), 2)
+            pts.append(packet.pts)
+            stamps += decoder.stamps(bytes(packet))
+    finally:
+        player.cancel()
+        track.stop()
+    assert track.stats.tier_switches == 1
+    assert decoder.sizes[0] == (WIDTH, HEIGHT) and decoder.sizes[-1][0] == REDUCED.width
+    assert all(b > a for a, b in itertools.pairwise(pts)), pts  # RTP time never goes back
+    assert None not in stamps
+    if behind == 2:
+        assert track.stats.late_switches == 0
+        assert took < SWITCH_HOLD_S, took  # held a frame or two, not the whole hold
+        assert stamps == sorted(stamps), stamps
+    else:
+        assert track.stats.late_switches == 1
+        assert SWITCH_HOLD_S <= took < SWITCH_HOLD_S + 0.3, took
+        back = [a - b for a, b in itertools.pairwise(stamps) if b < a]
+        assert len(back) == 1 and back[0] <= behind, stamps  # once, by the tier's lag
+    # Woken by frames (two tiers at 30 fps over the switch), not spinning between them.
+    assert looks < 4 * 30 * (took + 0.2), looks

@@ -59,6 +59,10 @@ class DisplayFrame:
     process_s: float
     #: The stretch applied; None when the source was already 8-bit (a JPEG stack, video).
     stretch: StretchParams | None
+    #: Presentation time on the 90 kHz video clock (`media.encoded`), when the source has its
+    #: own: a decoded picture of the telescope's video carries its unit's, so the frames encoded
+    #: from it and the unit passed through have the same. None: encoders use `received`.
+    pts: int | None = None
 
     @property
     def width(self) -> int:

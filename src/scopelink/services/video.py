@@ -296,6 +296,7 @@ class TelescopeVideo:
                     processed=time.monotonic(),
                     process_s=process_s,
                     stretch=None,
+                    pts=item.value.pts,  # as the unit passed through has it
                 )
             )
 

@@ -432,7 +432,7 @@ class TierEncoder(HeldTier):
                 tight=self._tight,
             )
         force, self._force_keyframe = self._force_keyframe, False
-        pts = round(display.received * VIDEO_CLOCK_HZ)
+        pts = display.pts if display.pts is not None else round(display.received * VIDEO_CLOCK_HZ)
         try:
             # The thread holds the context: a release() meanwhile cannot free it under x264.
             data, keyframe, elapsed = await asyncio.to_thread(

@@ -157,6 +157,9 @@ class PeerStats:
     remb_bps: int | None = None
     keyframe_requests: int = 0
     tier_switches: int = 0
+    #: Tier switches made to a keyframe older than the picture shown (the new tier stayed
+    #: behind for the whole hold, `track.SWITCH_HOLD_S`): the picture stepped back once.
+    late_switches: int = 0
     #: NACKed packets resent, their bytes, and NACKed packets not resent (over the budget or no
     #: longer kept).
     retransmitted_packets: int = 0
@@ -610,6 +613,7 @@ class PeerSession:
         s.limited = self.limited
         s.frames_sent, s.keyframes_sent = sent.frames_sent, sent.keyframes_sent
         s.frames_skipped, s.tier_switches = sent.frames_skipped, sent.tier_switches
+        s.late_switches = sent.late_switches
         if self._sender is not None:
             # aiortc counts RTP payload octets and packets; not public but plain ints.
             s.bytes_sent = getattr(self._sender, "_RTCRtpSender__octet_count", 0)

@@ -14,12 +14,20 @@ A tier that cannot make a keyframe on request (the telescope's own stream, `Pass
 would leave a joining viewer black for up to a GOP. There the track starts with the tier's last
 keyframe, stamped as its newest frame so the picture's clock is current, and then waits, gated,
 for the next keyframe: the frames after the cached one would not decode against it.
+
+A tier switch lands on the new tier's first keyframe at most a frame old. A new tier that runs
+behind the current one (encoded from the frames the telescope's stream passes through at once)
+has keyframes older than the picture already shown; switching there would show the past. The
+track then holds the current tier's picture (sends nothing) and asks for a keyframe until the new
+tier catches up, a frame or two; after `SWITCH_HOLD_S` it switches anyway, so a tier that stays
+far behind cannot keep a viewer on a stream its link cannot carry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, replace
 
 import av
@@ -39,6 +47,8 @@ MAX_BEHIND = 1
 #: stream). Only then may a track send the frame before the newest: frames an encoder made one
 #: after another are a frame interval apart, and a track behind those skips ahead as before.
 BURST_S = 0.010
+#: The longest a tier switch holds the picture while the new tier catches up (see above).
+SWITCH_HOLD_S = 0.5
 
 
 @dataclass(slots=True)
@@ -55,6 +65,8 @@ class TrackStats:
     #: Joins answered at once with the tier's cached keyframe (a tier that cannot make one).
     cached_starts: int = 0
     tier_switches: int = 0
+    #: Switches made at the end of a hold, to a keyframe older than the last frame sent.
+    late_switches: int = 0
 
 
 class EncodedVideoTrack(MediaStreamTrack):
@@ -69,12 +81,18 @@ class EncodedVideoTrack(MediaStreamTrack):
         self._pending: VideoTier | None = None
         #: Sequence number of the pending tier's newest frame already looked at.
         self._pending_seen = 0
+        #: While the pending tier catches up: when the hold ends (`time.monotonic()`).
+        self._hold_until: float | None = None
         #: Sequence number (in the current tier's fan-out) of the last frame sent.
         self._cursor = 0
         #: True until a keyframe is sent: after joining, falling behind or a switch.
         self._gated = True
         self._attached = False
         self._last: EncodedFrame | None = None
+        #: The pts of the last frame sent as its tier made it (`_last.pts` is as sent).
+        self._shown_pts: int | None = None
+        #: Added to every frame's pts so RTP time never goes back across a tier switch.
+        self._pts_offset = 0
 
     @property
     def encoder(self) -> VideoTier:
@@ -100,6 +118,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         self._drop_pending()
         self._pending = encoder
         self._pending_seen = encoder.output.seq
+        self._hold_until = None
         if self._attached:
             encoder.acquire()
         encoder.request_keyframe()
@@ -130,7 +149,10 @@ class EncodedVideoTrack(MediaStreamTrack):
                 if self._pending is not None:
                     keyframe = self._switch_if_ready()
                     if keyframe is not None:
-                        return self._send(keyframe, not_before=self._last)
+                        return self._send(keyframe, switched=True)
+                    if self._holding():
+                        await self._wait_pending()  # the current tier's picture is held
+                        continue
                     await self._wait_either()
                     if self._encoder.output.seq <= self._cursor:
                         continue  # the pending tier moved; look at it again
@@ -189,7 +211,8 @@ class EncodedVideoTrack(MediaStreamTrack):
         self.stats.keyframes_sent += 1
         self.stats.bytes_sent += len(cached.value.data)
         # Stamped as the newest frame; the track stays gated at the newest frame's cursor.
-        self._last = replace(cached.value, pts=latest.value.pts)
+        self._last = replace(cached.value, pts=latest.value.pts + self._pts_offset)
+        self._shown_pts = latest.value.pts
         self._cursor = latest.seq
         return self._last.packet()
 
@@ -204,22 +227,47 @@ class EncodedVideoTrack(MediaStreamTrack):
         assert pending is not None
         keyframe = pending.output.last_keyframe
         latest = pending.output.latest
+        if latest is None:
+            return None
+        seen, self._pending_seen = self._pending_seen, latest.seq
         # At most one frame old, so joining there adds no more than a frame of delay.
-        if keyframe is None or latest is None or latest.seq - keyframe.seq > 1:
+        if keyframe is None or keyframe.seq <= seen or latest.seq - keyframe.seq > 1:
             return None
-        if keyframe.seq <= self._pending_seen:
-            return None
-        self._pending_seen = keyframe.seq
-        if self._last is not None and keyframe.value.pts < self._last.pts:
-            # Older than what the peer already shows: going back in time. Ask for a newer one.
-            pending.request_keyframe()
-            return None
+        if self._shown_pts is not None and keyframe.value.pts < self._shown_pts:
+            # Older than what the peer already shows: the pending tier runs behind this one.
+            # Hold this tier's picture and ask for a newer keyframe; once the hold is over, go
+            # anyway (`_send` stamps it after the last frame sent).
+            if self._hold_until is None:
+                self._hold_until = time.monotonic() + SWITCH_HOLD_S
+            if self._holding():
+                pending.request_keyframe()
+                return None
+            self.stats.late_switches += 1
         old, self._encoder, self._pending = self._encoder, pending, None
+        self._hold_until = None
         if self._attached:
             old.release()
         self.stats.tier_switches += 1
         log.debug("track %s: tier %s -> %s", self.id, old.tier.name, pending.tier.name)
         return keyframe
+
+    def _holding(self) -> bool:
+        """Whether the current tier's picture is held for the pending tier to catch up."""
+        return self._hold_until is not None and time.monotonic() < self._hold_until
+
+    async def _wait_pending(self) -> None:
+        """While holding: until the pending tier publishes a frame, or the hold is over (then
+        the current tier goes on, past the frames it held, until the pending tier's next
+        keyframe, which is taken whatever its age)."""
+        assert self._pending is not None and self._hold_until is not None
+        timeout = max(0.0, self._hold_until - time.monotonic())
+        try:
+            await asyncio.wait_for(self._pending.output.next(self._pending_seen), timeout)
+        except TimeoutError:
+            self._pending.request_keyframe()
+        except SlotClosedError:
+            log.debug("track %s: pending tier closed; staying", self.id)
+            self._drop_pending()
 
     async def _wait_either(self) -> None:
         """Wait until the current tier has a frame after the cursor or the pending tier moves."""
@@ -237,18 +285,22 @@ class EncodedVideoTrack(MediaStreamTrack):
             log.debug("track %s: pending tier closed; staying", self.id)
             self._drop_pending()
 
-    def _send(
-        self, item: Published[EncodedFrame], not_before: EncodedFrame | None = None
-    ) -> av.Packet:
+    def _send(self, item: Published[EncodedFrame], switched: bool = False) -> av.Packet:
         frame = item.value
         self._cursor = item.seq
         self._gated = False
-        # A tier switch may land on the same source frame as the last one sent: one RTP tick
-        # later keeps timestamps increasing, so the receiver sees a new frame.
-        pts = frame.pts
-        if not_before is not None and pts <= not_before.pts:
-            pts = not_before.pts + 1
+        last = self._last
+        if switched and last is not None:
+            # The new tier's pts go on from the last frame sent: at least one RTP tick later
+            # (the same source frame again, or a late switch to an older one), so the receiver
+            # sees a new frame and its clock never goes back; ahead of it, as the tier made them.
+            if frame.pts > last.pts:
+                self._pts_offset = 0
+            elif frame.pts + self._pts_offset <= last.pts:
+                self._pts_offset = last.pts + 1 - frame.pts
+        pts = frame.pts + self._pts_offset
         self._last = frame if pts == frame.pts else replace(frame, pts=pts)
+        self._shown_pts = frame.pts
         self.stats.frames_sent += 1
         self.stats.keyframes_sent += frame.keyframe
         self.stats.bytes_sent += len(frame.data)
@@ -258,6 +310,8 @@ class EncodedVideoTrack(MediaStreamTrack):
         if self._pending is not None and self._attached:
             self._pending.release()
         self._pending = None
+        # Frames this tier published while it held are skipped like any gap (`recv`).
+        self._hold_until = None
 
 
 def _burst(first: Published[EncodedFrame], last: Published[EncodedFrame]) -> bool:
