@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 import socket
+import statistics
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +23,9 @@ from scopelink.seestar.rtsp import (
     RtspSource,
     StreamFacts,
     Transport,
+    _RawUnit,
+    _Timeline,
+    _UnitGrouper,
     passthrough_ok,
 )
 from scopelink.settings import Backoff
@@ -261,6 +265,56 @@ async def test_units_arrive_with_advancing_pts_and_keyframes_that_decode_alone(
         await source.close()
 
 
+@pytest.mark.parametrize("transport", [Transport.TCP, Transport.UDP])
+async def test_a_unit_comes_out_when_its_picture_is_in_not_when_the_next_starts(
+    camera: Camera, transport: Transport
+) -> None:
+    # FFmpeg's parser would hold each picture until the next one's first packet, a frame
+    # interval (33 ms) of latency on every unit; the source hands it over as it is whole.
+    sent: dict[int, float] = {}  # stamp frame number -> when the simulator sent the picture
+    camera.sim.video.frames.tap(lambda item: sent.setdefault(item.value.number, time.monotonic()))
+    source = camera.source(transport)
+    seen: list[tuple[AccessUnit, float]] = []
+
+    async def watch() -> None:
+        async for item in source.units.values():
+            seen.append((item.value, time.monotonic()))
+
+    watcher = asyncio.create_task(watch())
+    source.start()
+    try:
+        await until(lambda: len(seen) >= 40, 10)
+    finally:
+        watcher.cancel()
+        await source.close()
+    # Whole: every unit from the first keyframe on decodes, its stamp one more than the last.
+    decoder = av.CodecContext.create("h264", "r")
+    first_key = next(i for i, (unit, _) in enumerate(seen) if unit.keyframe)
+    delays, stamps = [], []
+    for unit, at in seen[first_key:]:
+        for frame in decoder.decode(av.Packet(unit.data)):
+            stamp = framestamp.read(frame.to_ndarray(format="rgb24"))
+            assert stamp is not None
+            stamps.append(stamp.frame)
+            delays.append(at - sent[stamp.frame])
+    assert stamps == list(range(stamps[0], stamps[0] + len(stamps)))
+    # Sent to seen: a few ms, not a frame interval (a loaded machine may be late now and then).
+    assert statistics.median(delays) < 0.015, [round(d * 1000) for d in delays]
+    assert source.stats.split_units == 0 and source.early_units
+
+
+def test_the_timeline_does_not_run_ahead_of_arrival() -> None:
+    # A first IDR that took 0.43 s to make arrives just before the next picture: the pictures
+    # after it must not all look 0.43 s early.
+    timeline = _Timeline()
+    t = 100.0
+    assert timeline.map(1040, t) == 0
+    assert timeline.map(40040, t + 0.02) == 3000  # anchored again, one frame on
+    assert timeline.map(43040, t + 0.053) == 6000
+    # Units that arrive late (a stall, then a burst) keep the stream's own spacing.
+    assert [timeline.map(43040 + 3000 * i, t + 0.5) for i in (1, 2, 3)] == [9000, 12000, 15000]
+
+
 async def test_facts_match_what_the_simulator_serves(camera: Camera) -> None:
     source = camera.source()
     collector = Collector(source)
@@ -430,3 +484,32 @@ async def test_retry_now_skips_the_backoff_when_the_stream_is_back(camera: Camer
         await until(lambda: source.state is ConnectionState.CONNECTED, 2)
     finally:
         await source.close()
+
+
+def test_a_unit_that_looked_whole_but_was_not_stops_early_units_for_good() -> None:
+    sc = b"\x00\x00\x00\x01"
+
+    def picture(pts: int, slices: int) -> list[list[_RawUnit] | None]:
+        # Each slice: a fragmentation unit's first piece, one full-size fragment, a short last.
+        out = []
+        for _ in range(slices):
+            out.append(grouper.add(sc + b"\x41" + bytes(99), pts, 0.0))
+            out.append(grouper.add(bytes(100), pts, 0.0))
+            out.append(grouper.add(bytes(40), pts, 0.0))
+        return out
+
+    grouper = _UnitGrouper(h264.AccessUnitAssembler(), facts(), early=True)
+    # Learning: each unit goes out when the next picture's first piece comes.
+    assert [len(a or []) for a in picture(0, 1)] == [0, 0, 0]
+    assert [len(a or []) for a in picture(3000, 1)] == [1, 0, 0]
+    assert [len(a or []) for a in picture(6000, 1)] == [1, 0, 0]
+    # Three pictures of one slice in a row: the next goes out with its last piece.
+    assert [len(a or []) for a in picture(9000, 1)] == [1, 0, 1]
+    assert [len(a or []) for a in picture(12_000, 1)] == [0, 0, 1]
+    # A picture of two slices: out after the first (it looked whole); the second comes late.
+    added = picture(15_000, 2)
+    assert [a if a is None else len(a) for a in added] == [0, 0, 1, None, 0, 0]
+    assert not grouper.early
+    # From then on a unit waits for the next timestamp.
+    assert [len(a or []) for a in picture(18_000, 1)] == [0, 0, 0]
+    assert [len(a or []) for a in picture(21_000, 1)] == [1, 0, 0]

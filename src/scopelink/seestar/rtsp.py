@@ -2,10 +2,21 @@
 modes that stream it (Moon, Sun, planets, scenery), as compressed access units.
 
 Owns the connection to the telescope's RTSP server: FFmpeg's demuxer (through PyAV) does RTSP,
-RTP and the reassembly of NAL units in a worker thread; this module turns its packets into
+RTP and the depacketisation of NAL units in a worker thread; this module turns its packets into
 self-sufficient Annex-B access units on one 90 kHz timeline, publishes them into `units` (a
 `LatestValue`, never a queue), reports what the stream is (`StreamFacts`) and whether a browser
 can take it unchanged (`passthrough_ok`), and reconnects with capped backoff until closed.
+
+Access units, H.264: FFmpeg's parser would join the NAL units of a picture, but it knows a
+picture is whole only when the next one starts, a frame interval later (33 ms at 30 fps), and
+FFmpeg does not pass on RTP's marker bit, which says so at once. So the demuxer runs without its
+parser (`fflags=+noparse`) and the worker joins the depacketised pieces itself (`_UnitGrouper`):
+pieces with the same timestamp make one unit, which goes out when a piece with a new timestamp
+arrives, or as soon as it is whole: it has begun as many slices as the three pictures before it
+had, and its last piece ended a NAL unit (fragments are full-size but the last). A stream whose
+pictures vary in slices could have a unit sent early, before all of it: when a piece of a unit
+already sent arrives, that unit was broken; consumers see a gap (they wait for a keyframe), and
+from then on that source waits for the next timestamp. Other codecs keep FFmpeg's parser.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from fractions import Fraction
 import av
 
 from scopelink.media.latest import LatestValue
+from scopelink.seestar import h264
 from scopelink.seestar.h264 import AccessUnitAssembler
 from scopelink.seestar.link import DEAD_PEER_S, ConnectionState, ConnectionStates
 from scopelink.settings import RTSP_PORT, Backoff
@@ -148,6 +160,9 @@ class RtspStats:
     stalls: int = 0
     #: Units dropped unpublished because more than a few arrived in one loop iteration.
     dropped: int = 0
+    #: Pieces that came after their unit had gone out as whole (it was not): after the first,
+    #: units wait for the next timestamp (`RtspSource.early_units` is False).
+    split_units: int = 0
 
 
 class RtspSource(ConnectionStates):
@@ -194,6 +209,9 @@ class RtspSource(ConnectionStates):
         # Units that arrived together, published one loop iteration apart (see `_hand_over`).
         self._handover: deque[AccessUnit] = deque()
         self._handing_over = False
+        #: Whether a unit may go out as soon as it looks whole, not only when the next picture
+        #: starts; False for good once one was not (see the module docstring).
+        self.early_units = True
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -291,6 +309,21 @@ class RtspSource(ConnectionStates):
         self.facts = facts
         self.last_error = None
         self._set_state(ConnectionState.CONNECTED)
+
+    def _on_split_unit(self, session: _Session) -> None:
+        """A unit went out before all its pieces: count it, and stop sending units early."""
+        if session is not self._session:
+            return
+        self.stats.split_units += 1
+        # Consumers see a gap in the numbers, so they wait for a keyframe after the broken unit.
+        self.stats.units += 1
+        if self.early_units:
+            self.early_units = False
+            log.warning(
+                "%s: a unit that looked whole was not (its pictures vary in slices); units now "
+                "go out when the next picture starts, one frame interval later",
+                self.name,
+            )
 
     def _on_unit(self, session: _Session, raw: _RawUnit) -> None:
         if session is not self._session or self.units.closed:
@@ -406,32 +439,46 @@ class _Session:
 
     def _demux(self) -> str:
         source = self._source
-        started = time.monotonic()
-        try:
-            container = av.open(
-                self._url, options=_demuxer_options(self._transport, self._timeouts[1]),
-                timeout=self._timeouts,
-            )  # fmt: skip
-        except (av.FFmpegError, OSError) as exc:
-            self._call(source._on_failed_attempt, self)
-            # FFmpeg reports an interrupted RTSP handshake as invalid data: tell it by the clock.
-            if isinstance(exc, av.ExitError) or time.monotonic() - started >= self._timeouts[0]:
-                return f"connect failed: no answer within {self._timeouts[0]:g} s"
-            return f"connect failed: {_describe(exc)}"
-        try:
-            if not container.streams.video:
-                return "connect failed: the stream has no video"
-            return self._read(container, container.streams.video[0])
-        finally:
-            with contextlib.suppress(av.FFmpegError, OSError):
-                container.close()
+        # H.264 without FFmpeg's parser (see the module docstring); any other codec with it,
+        # which takes a second handshake once its codec is known.
+        for parse in (False, True):
+            started = time.monotonic()
+            try:
+                container = av.open(
+                    self._url,
+                    options=_demuxer_options(self._transport, self._timeouts[1], parse=parse),
+                    timeout=self._timeouts,
+                )
+            except (av.FFmpegError, OSError) as exc:
+                self._call(source._on_failed_attempt, self)
+                # FFmpeg reports an interrupted RTSP handshake as invalid data: tell it by the
+                # clock.
+                if isinstance(exc, av.ExitError) or time.monotonic() - started >= self._timeouts[0]:
+                    return f"connect failed: no answer within {self._timeouts[0]:g} s"
+                return f"connect failed: {_describe(exc)}"
+            try:
+                if not container.streams.video:
+                    return "connect failed: the stream has no video"
+                stream = container.streams.video[0]
+                if not parse and stream.codec_context.name != "h264":
+                    continue  # closed below; opened again with the parser
+                return self._read(container, stream)
+            finally:
+                with contextlib.suppress(av.FFmpegError, OSError):
+                    container.close()
+        raise AssertionError("unreachable: the second attempt parses")
 
     def _read(self, container: av.container.InputContainer, stream: av.VideoStream) -> str:
         source = self._source
         codec = stream.codec_context
-        h264 = codec.name == "h264"
-        assembler = AccessUnitAssembler(codec.extradata) if h264 else None
-        facts = _facts(codec.name, self._transport, assembler, stream)
+        grouper = None
+        if codec.name == "h264":
+            assembler = AccessUnitAssembler(codec.extradata)
+            probed = _probed_facts(codec.name, self._transport, stream)
+            grouper = _UnitGrouper(assembler, probed, early=source.early_units)
+            facts = _with_parameter_sets(probed, assembler)
+        else:
+            facts = _probed_facts(codec.name, self._transport, stream)
         self._call(source._on_playing, self, facts)
         to_90k = Fraction(stream.time_base or Fraction(1, CLOCK_RATE)) * CLOCK_RATE
         try:
@@ -441,19 +488,19 @@ class _Session:
                 if packet.size == 0:
                     continue  # the demuxer's flush packet at the end of the stream
                 received = time.monotonic()
-                data = bytes(packet)
-                changed = None
-                if assembler is not None:
-                    unit = assembler.assemble(data)
-                    data, keyframe = unit.data, unit.idr
-                    if unit.parameters_changed:
-                        changed = _facts(codec.name, self._transport, assembler, stream)
-                else:
-                    keyframe = packet.is_keyframe
                 stamp = packet.pts if packet.pts is not None else packet.dts
                 pts = None if stamp is None else round(stamp * to_90k)
-                self.units += 1
-                self._call(source._on_unit, self, _RawUnit(data, keyframe, pts, received, changed))
+                if grouper is None:
+                    units = [_RawUnit(bytes(packet), packet.is_keyframe, pts, received, None)]
+                else:
+                    split = grouper.add(bytes(packet), pts, received)
+                    if split is None:
+                        self._call(source._on_split_unit, self)
+                        continue
+                    units = split
+                for raw in units:
+                    self.units += 1
+                    self._call(source._on_unit, self, raw)
         except (av.FFmpegError, OSError) as exc:
             # PyAV's read timeout interrupts (ExitError); FFmpeg's socket timeout (ETIMEDOUT)
             # may come first, on UDP always: both mean nothing arrived for `stall_timeout`.
@@ -464,13 +511,96 @@ class _Session:
         return "the stream ended"
 
 
-def _demuxer_options(transport: Transport, stall_timeout: float) -> dict[str, str]:
-    """FFmpeg's rtsp demuxer tuned for latency: little probing, no reordering wait.
+class _UnitGrouper:
+    """Joins the demuxer's pieces of H.264 (NAL units or fragments of one, each NAL unit's
+    start with a 4-byte start code) into access units, in the worker (see the module docstring).
+    """
+
+    def __init__(self, assembler: AccessUnitAssembler, probed: StreamFacts, early: bool) -> None:
+        self._assembler = assembler
+        self._probed = probed
+        #: Whether a unit may go out as soon as it looks whole (see `_whole`).
+        self.early = early
+        self._pieces: list[bytes] = []
+        self._pts: int | None = None
+        self._received = 0.0
+        #: Slices (VCL NAL units) begun in the current unit.
+        self._slices = 0
+        #: The timestamp of the unit sent last: a piece with it came too late.
+        self._sent_pts: int | None = None
+        self._split_pts: int | None = None
+        #: The largest piece so far that starts a NAL unit, and that continues one.
+        self._full_size = [0, 0]
+        #: Slices per picture, as the last whole pictures had (0: not known yet), and how many
+        #: pictures in a row had that many.
+        self._per_picture = 0
+        self._agreeing = 0
+
+    def add(self, piece: bytes, pts: int | None, received: float) -> list[_RawUnit] | None:
+        """The units this piece completes (none, the one before it, or its own too); None if
+        the piece is the first to come for a unit already sent (it was not whole: split)."""
+        if pts is not None and pts == self._sent_pts and not self._pieces:
+            self.early = False
+            first, self._split_pts = self._split_pts != pts, pts
+            return None if first else []  # the rest of it goes too, unreported
+        out = []
+        if self._pieces and (pts != self._pts or pts is None):
+            self._learn()  # a new timestamp: the unit before is whole for sure
+            out.append(self._flush())
+        self._pieces.append(piece)
+        self._pts, self._received = pts, received
+        # A piece that starts a NAL unit: one whole (alone or aggregated) or a fragmentation
+        # unit's first. Others continue one. Fragments are full-size but the last, so a piece
+        # shorter than the largest of its kind ends its NAL unit.
+        starts = piece.startswith(_START_CODE)
+        if starts:
+            nals = piece.split(_START_CODE)[1:]
+            self._slices += sum(h264.nal_type(nal) in _SLICES for nal in nals if nal)
+        kind = 0 if starts else 1
+        ends_nal = len(piece) < self._full_size[kind]
+        self._full_size[kind] = max(self._full_size[kind], len(piece))
+        if pts is None or (self.early and ends_nal and self._whole()):
+            out.append(self._flush())
+        return out
+
+    def _whole(self) -> bool:
+        """Whether the unit has all its slices, by the pictures before it (three in a row with
+        as many slices), its last piece having ended a NAL unit."""
+        return self._agreeing >= 3 and self._slices >= self._per_picture
+
+    def _learn(self) -> None:
+        if self._slices == self._per_picture:
+            self._agreeing += 1
+        else:
+            self._per_picture, self._agreeing = self._slices, 1
+
+    def _flush(self) -> _RawUnit:
+        data, self._pieces = b"".join(self._pieces), []
+        self._slices = 0
+        self._sent_pts = self._pts
+        unit = self._assembler.assemble(data)
+        facts = None
+        if unit.parameters_changed:
+            facts = _with_parameter_sets(self._probed, self._assembler)
+        return _RawUnit(unit.data, unit.idr, self._pts, self._received, facts)
+
+
+_START_CODE = b"\x00\x00\x00\x01"
+_SLICES = (h264.NalType.SLICE, h264.NalType.IDR)
+
+
+def _demuxer_options(
+    transport: Transport, stall_timeout: float, *, parse: bool = True
+) -> dict[str, str]:
+    """FFmpeg's rtsp demuxer tuned for latency: little probing, no reordering wait, and without
+    `parse` no parser holding each picture until the next (see the module docstring).
 
     No `fflags=nobuffer`: it throws away the packets read while probing, and with them the IDR
     the server starts with, so a viewer would wait a whole GOP for the next one.
     """
     return {
+        # `noparse` needs `nofillin`: without a parser FFmpeg cannot compute missing timestamps.
+        **({} if parse else {"fflags": "+noparse+nofillin"}),
         "rtsp_transport": transport.value,
         # The SDP's sprop-parameter-sets already say what the stream is: probe little.
         "probesize": "32768",
@@ -492,25 +622,24 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _facts(
-    codec: str,
-    transport: Transport,
-    assembler: AccessUnitAssembler | None,
-    stream: av.VideoStream,
-) -> StreamFacts:
-    """Facts from the parameter sets where known, else from what FFmpeg probed."""
+def _probed_facts(codec: str, transport: Transport, stream: av.VideoStream) -> StreamFacts:
+    """What FFmpeg probed (worker thread: it reads the stream)."""
     rate = stream.average_rate or stream.guessed_rate
-    facts = StreamFacts(
+    return StreamFacts(
         codec=codec,
         transport=transport,
         width=stream.codec_context.width or None,
         height=stream.codec_context.height or None,
         frame_rate=float(rate) if rate else None,
     )
-    sps = assembler.sequence if assembler is not None else None
+
+
+def _with_parameter_sets(facts: StreamFacts, assembler: AccessUnitAssembler) -> StreamFacts:
+    """`facts` (probed) with what the parameter sets say, where known."""
+    sps = assembler.sequence
     if sps is None:
         return facts
-    pictures = assembler.pictures if assembler is not None else []
+    pictures = assembler.pictures
     return replace(
         facts,
         profile=sps.profile, profile_idc=sps.profile_idc, constraints=sps.constraints,
@@ -525,7 +654,8 @@ def _facts(
 
 
 class _Timeline:
-    """Maps each connection's timestamps onto one increasing 90 kHz timeline."""
+    """Maps each connection's timestamps onto one increasing 90 kHz timeline that never runs
+    ahead of the units' arrival by more than two frames."""
 
     def __init__(self) -> None:
         #: Timeline minus stream clock, for the current connection; None until it has a pts.
@@ -559,9 +689,17 @@ class _Timeline:
             if raw is not None:
                 self._offset = out - raw
         else:
-            if self._last_raw is not None and 0 < raw - self._last_raw < CLOCK_RATE:
-                self._step = raw - self._last_raw
             out = raw + self._offset
+            assert self._last is not None
+            by_wall = self._last + round((received - self._last_received) * CLOCK_RATE)
+            if out > max(by_wall, self._last) + 2 * self._step:
+                # Ahead of the wall clock: the unit before was older than its arrival said (a
+                # first IDR that took long to make, or sat in a buffer). Anchor again here, or
+                # every later unit would look that much early.
+                out = max(self._last + self._step, by_wall)
+                self._offset = out - raw
+            elif self._last_raw is not None and 0 < raw - self._last_raw < CLOCK_RATE:
+                self._step = raw - self._last_raw
         if raw is not None:
             self._last_raw = raw
         self._last = out
