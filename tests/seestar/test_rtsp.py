@@ -490,10 +490,11 @@ def test_a_unit_that_looked_whole_but_was_not_stops_early_units_for_good() -> No
     sc = b"\x00\x00\x00\x01"
 
     def picture(pts: int, slices: int) -> list[list[_RawUnit] | None]:
-        # Each slice: a fragmentation unit's first piece, one full-size fragment, a short last.
+        # Each slice: a fragmentation unit's first piece (as FFmpeg gives it: start code and
+        # NAL header, then the fragment's 100 bytes), a full-size fragment, a short last.
         out = []
         for _ in range(slices):
-            out.append(grouper.add(sc + b"\x41" + bytes(99), pts, 0.0))
+            out.append(grouper.add(sc + b"\x41" + bytes(100), pts, 0.0))
             out.append(grouper.add(bytes(100), pts, 0.0))
             out.append(grouper.add(bytes(40), pts, 0.0))
         return out
@@ -513,3 +514,16 @@ def test_a_unit_that_looked_whole_but_was_not_stops_early_units_for_good() -> No
     # From then on a unit waits for the next timestamp.
     assert [len(a or []) for a in picture(18_000, 1)] == [0, 0, 0]
     assert [len(a or []) for a in picture(21_000, 1)] == [1, 0, 0]
+
+
+def test_a_whole_nal_unit_as_long_as_a_first_fragment_does_not_end_a_unit_early() -> None:
+    sc = b"\x00\x00\x00\x01"
+    grouper = _UnitGrouper(h264.AccessUnitAssembler(), facts(), early=True)
+    for n in range(4):  # learnt: one slice a picture, fragments of 100 bytes
+        assert len(grouper.add(sc + b"\x41" + bytes(100), 3000 * n, 0.0) or []) == (n > 0)
+        assert grouper.add(bytes(100), 3000 * n, 0.0) == []
+        grouper.add(bytes(40), 3000 * n, 0.0)
+    # A slice in one packet, as long as a first fragment: it might go on, so the unit waits.
+    assert grouper.add(sc + b"\x41" + bytes(100), 12_000, 0.0) == []
+    [unit] = grouper.add(sc + b"\x41" + bytes(100), 15_000, 0.0) or []  # the next picture's
+    assert unit.pts == 12_000 and grouper.early  # out at the next timestamp, nothing split

@@ -529,8 +529,8 @@ class _UnitGrouper:
         #: The timestamp of the unit sent last: a piece with it came too late.
         self._sent_pts: int | None = None
         self._split_pts: int | None = None
-        #: The largest piece so far that starts a NAL unit, and that continues one.
-        self._full_size = [0, 0]
+        #: The largest piece so far that continues a NAL unit (a full fragment).
+        self._full_fragment = 0
         #: Slices per picture, as the last whole pictures had (0: not known yet), and how many
         #: pictures in a row had that many.
         self._per_picture = 0
@@ -549,16 +549,19 @@ class _UnitGrouper:
             out.append(self._flush())
         self._pieces.append(piece)
         self._pts, self._received = pts, received
-        # A piece that starts a NAL unit: one whole (alone or aggregated) or a fragmentation
-        # unit's first. Others continue one. Fragments are full-size but the last, so a piece
-        # shorter than the largest of its kind ends its NAL unit.
-        starts = piece.startswith(_START_CODE)
-        if starts:
+        # A piece that starts a NAL unit is one whole (alone or aggregated) or a fragmentation
+        # unit's first; others continue one. Fragments are full-size but the last, so a
+        # continuing piece shorter than the largest ends its NAL unit; a starting one does if
+        # it is shorter than a full first fragment (FFmpeg puts a start code and the NAL
+        # header in front of the fragment's data: 5 bytes longer). A whole NAL unit as long or
+        # longer is taken for a first fragment: its unit waits for the next timestamp.
+        if piece.startswith(_START_CODE):
             nals = piece.split(_START_CODE)[1:]
             self._slices += sum(h264.nal_type(nal) in _SLICES for nal in nals if nal)
-        kind = 0 if starts else 1
-        ends_nal = len(piece) < self._full_size[kind]
-        self._full_size[kind] = max(self._full_size[kind], len(piece))
+            ends_nal = len(piece) < self._full_fragment + 5
+        else:
+            ends_nal = len(piece) < self._full_fragment
+            self._full_fragment = max(self._full_fragment, len(piece))
         if pts is None or (self.early and ends_nal and self._whole()):
             out.append(self._flush())
         return out
