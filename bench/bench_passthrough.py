@@ -139,6 +139,7 @@ async def session(mode: str, passthrough: bool, viewers: int) -> dict[str, Any]:
                 await asyncio.sleep(SECONDS - 1)
                 cpu_share = (process_cpu_s() - cpu0) / (time.monotonic() - wall0)
                 stats = peers.stats(TELESCOPE)
+                skipped = statistics.mean(s.frames_skipped for s in stats) if stats else 0.0
                 tiers = sorted({s.tier for s in stats})
                 connected = sum(1 for s in stats if s.state == "connected")
                 collected = await collecting
@@ -160,6 +161,10 @@ async def session(mode: str, passthrough: bool, viewers: int) -> dict[str, Any]:
         # The simulator's frames over the same window, by the stamps' numbers: frames shown
         # below it were lost on the way, frames made below 30 the simulator did not make.
         "made_fps": (max(frames) - min(frames) + 1) / SECONDS if frames else 0.0,
+        # Frames the server's track did not send a viewer (behind, or waiting for a keyframe),
+        # per viewer, since it joined.
+        "skipped": skipped,
+        "frames": frames,
         "cpu_share": cpu_share,
         "tiers": tiers,
         "connected": connected,
@@ -215,6 +220,7 @@ async def main(sessions: int) -> None:
                 "medians": [statistics.median(r["latencies"]) for r in runs if r["latencies"]],
                 "shown_fps": statistics.mean(r["shown_fps"] for r in runs),
                 "made_fps": statistics.mean(r["made_fps"] for r in runs),
+                "skipped": statistics.mean(r["skipped"] for r in runs),
                 "cpu": statistics.median(r["cpu_share"] for r in runs),
                 "cpus": [r["cpu_share"] for r in runs],
                 "tiers": sorted({t for r in runs for t in r["tiers"]}),
@@ -227,6 +233,7 @@ async def main(sessions: int) -> None:
                 f"{label}, {viewers} viewer(s): p50 {row['p50']:.1f} ms, p95 {row['p95']:.1f} ms "
                 f"(sessions {', '.join(f'{m:.0f}' for m in row['medians'])}), "
                 f"{row['shown_fps']:.1f} fps shown of {row['made_fps']:.1f} made, "
+                f"{row['skipped']:.1f} frames skipped on the server per viewer, "
                 f"server CPU {row['cpu'] * 100:.1f} % "
                 f"({', '.join(f'{c * 100:.0f}' for c in row['cpus'])}), tiers {row['tiers']}, "
                 f"{row['connected']} connected, {row['decoded']} decoded, receivers' CPU "
@@ -244,7 +251,7 @@ async def main(sessions: int) -> None:
     table = [
         f"| {r['label']} | {r['viewers']} | {r['p50']:.1f} ms | {r['p95']:.1f} ms | "
         f"{', '.join(f'{m:.0f}' for m in r['medians'])} ms | {r['shown_fps']:.1f} | "
-        f"{r['made_fps']:.1f} | "
+        f"{r['made_fps']:.1f} | {r['skipped']:.1f} | "
         f"{r['cpu'] * 100:.1f} % ({', '.join(f'{c * 100:.0f}' for c in r['cpus'])}) | "
         f"{', '.join(r['tiers'])} | {r['decoded']} | {r['receivers_cpu'] * 100:.0f} % |"
         for r in rows
@@ -298,12 +305,15 @@ async def main(sessions: int) -> None:
             "the packets in Python), which competes with Chromium and the simulator for the "
             "same two cores. Frames made per s is the simulator's rate over the window, from "
             "the stamps' numbers: shown below made is frames lost on the way or not presented, "
-            "made below 30 is the simulator falling behind on the shared cores.",
+            "made below 30 is the simulator falling behind on the shared cores. Frames skipped "
+            "by the server: per viewer since it joined, frames its track did not send (it was "
+            "behind, or waited for a keyframe).",
             "",
             "| Path | Viewers | Latency median | Latency p95 | Each session's median | "
-            "Frames shown per s | Frames made per s | Server CPU (sessions) | Tiers sent | "
-            "Frames decoded on the server | CPU of viewers 2–8 |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "Frames shown per s | Frames made per s | Frames skipped by the server per viewer "
+            "| Server CPU (sessions) | Tiers sent | Frames decoded on the server | CPU of viewers "
+            "2–8 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
             *table,
             "",
             *verdicts,

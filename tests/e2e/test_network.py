@@ -46,6 +46,16 @@ LATENCIES = """(ms) => new Promise((resolve) => {
   }, ms);
 })"""
 
+#: Record every frame shown as [stamp's frame, RTP timestamp], for a failure's message.
+WATCH_FRAMES = """() => {
+  window.__frames = [];
+  window.scopelink.transport.addEventListener('frame', (event) => {
+    const {stamp, rtpTimestamp} = event.detail;
+    window.__frames.push([stamp?.frame ?? null, rtpTimestamp]);
+  });
+}"""
+LAST_FRAMES = "() => window.__frames.slice(-40)"
+
 KIND = "() => window.scopelink.transport.kind"
 #: Record each change of the active transport, with the stamp shown then.
 WATCH_KINDS = """() => {
@@ -197,6 +207,7 @@ async def test_with_random_loss_frames_keep_flowing_and_decoding(
     await open_webrtc(ui)
     netns.loss(5)  # % of UDP datagrams, each way
     await ui.page.evaluate(WATCH_KINDS)
+    await ui.page.evaluate(WATCH_FRAMES)
     seen = await latencies(ui, 8)
     frames = [frame for frame, _ in seen]
     # NACK retransmissions and keyframe requests (PLI) keep most frames decodable.
@@ -205,9 +216,16 @@ async def test_with_random_loss_frames_keep_flowing_and_decoding(
     # Within one transport the stamps never go back. (Seen once in CI: 26 then 24. If the page
     # switched transports meanwhile, the new one's first frame may be older than the old one's
     # last; the switches are in the message.)
-    assert frames == sorted(frames), f"stamps went back: {frames}; transports: {kinds}"
+    # [frame, RTP timestamp] of the last frames shown: whether the server sent an older
+    # picture (its RTP time goes back too) or the page showed one again.
+    shown = await ui.page.evaluate(LAST_FRAMES)
+    assert frames == sorted(frames), f"stamps went back: {frames}; transports: {kinds}; {shown}"
     assert max(ms for _, ms in seen) < 2000, seen
-    await stamps_advance(ui)  # and it keeps going
+    try:
+        await stamps_advance(ui)  # and it keeps going
+    except AssertionError as exc:
+        shown = await ui.page.evaluate(LAST_FRAMES)
+        raise AssertionError(f"{exc}; last frames shown: {shown}") from exc
     [peer] = await webrtc_peers(ui)
     assert peer["state"] == "connected"
     assert await ui.page.evaluate(KIND) == "webrtc"

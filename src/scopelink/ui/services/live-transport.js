@@ -50,6 +50,7 @@ const QUALITY_WINDOW = 30;
  * @property {number} height
  * @property {number} shownAt when it was drawn (ms, `performance.now()`)
  * @property {FrameStamp | null} stamp the stamp the server sent alongside, when it did
+ * @property {number | null} rtpTimestamp the frame's RTP timestamp (WebRTC), else null
  */
 
 /** @type {Readonly<Record<LiveState, readonly LiveState[]>>} */
@@ -196,8 +197,9 @@ export class LiveTransport extends EventTarget {
    * @protected
    * @param {FrameStamp | null} stamp
    * @param {number} [shownAt] when it was (or will be) presented (ms, `performance.now()` clock)
+   * @param {number | null} [rtpTimestamp] its RTP timestamp, for a WebRTC frame
    */
-  frameShown(stamp, shownAt = performance.now()) {
+  frameShown(stamp, shownAt = performance.now(), rtpTimestamp = null) {
     this.#meter.tick(shownAt);
     if (stamp) {
       const latencyMs = performance.timeOrigin + shownAt - stamp.emitMs;
@@ -208,7 +210,7 @@ export class LiveTransport extends EventTarget {
     if (this.state !== "playing") this.setState("playing");
     const { width, height } = this.frameSize;
     /** @type {FrameInfo} */
-    const detail = { seq: this.#seq, width, height, shownAt, stamp };
+    const detail = { seq: this.#seq, width, height, shownAt, stamp, rtpTimestamp };
     this.dispatchEvent(new CustomEvent("frame", { detail }));
   }
 }

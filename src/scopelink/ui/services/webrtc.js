@@ -436,7 +436,7 @@ export class WebRtcTransport extends LiveTransport {
       this.lastError = null;
       this.#backoff.reset();
       const stamp = readFrameStampFrom(video, metadata.width, metadata.height);
-      this.frameShown(stamp, metadata.expectedDisplayTime ?? now);
+      this.frameShown(stamp, metadata.expectedDisplayTime ?? now, metadata.rtpTimestamp ?? null);
       const { receiveTime, presentationTime, processingDuration } = metadata;
       const frame = { receiveTime: receiveTime ?? 0, presentationTime, processingDuration };
       if (held.add(frame)) {
