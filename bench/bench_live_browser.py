@@ -73,11 +73,26 @@ async ([kind, width, seconds, warmup, jitterTarget]) => {
     const ms = transport.connectionQuality().jitterBufferMs;
     if (ms !== null && performance.now() - start > warmup * 1000) buffered.push(ms);
   }, 1000);
+  // WebRTC: frames the browser decoded over the measured window (getStats), beside the frames
+  // it presented (the samples); null for MJPEG.
+  const framesDecoded = async () => {
+    if (kind !== "webrtc" || !transport.receiver) return null;
+    let decoded = null;
+    (await transport.receiver.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp") decoded = s.framesDecoded;
+    });
+    return decoded;
+  };
   transport.start("simulator");
-  await new Promise((resolve) => setTimeout(resolve, (seconds + warmup) * 1000));
+  await new Promise((resolve) => setTimeout(resolve, warmup * 1000));
+  const decodedBefore = await framesDecoded();
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  const decodedAfter = await framesDecoded();
   clearInterval(sampler);
   transport.stop();
-  return { samples, buffered };
+  const decoded =
+    decodedBefore === null || decodedAfter === null ? null : decodedAfter - decodedBefore;
+  return { samples, buffered, decoded };
 }
 """
 
