@@ -6,7 +6,9 @@ import asyncio
 import time
 from typing import Any
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 
 from scopelink import astro
@@ -223,7 +225,11 @@ async def test_telescope_that_vanishes_mid_goto_fails_the_operation_and_recovers
 
 
 async def test_telescopes_can_be_added_and_removed_at_run_time(http: httpx.AsyncClient) -> None:
-    async with Simulator(SimulatorConfig.ephemeral(serial="feedbeef")) as other:
+    # An S30 on ports of its own, every one of them given: control, imaging, RTSP, and the
+    # wide camera's imaging and RTSP.
+    config = SimulatorConfig.ephemeral(serial="feedbeef", model="S30")
+    async with Simulator(config) as other:
+        assert other.wide_imaging is not None and other.wide_rtsp is not None
         r = await http.post(
             "/api/telescopes",
             json={
@@ -231,6 +237,9 @@ async def test_telescopes_can_be_added_and_removed_at_run_time(http: httpx.Async
                 "name": "Second",
                 "control_port": other.control.port,
                 "imaging_port": other.imaging.port,
+                "rtsp_port": other.rtsp.port,
+                "wide_imaging_port": other.wide_imaging.port,
+                "wide_rtsp_port": other.wide_rtsp.port,
             },
         )
         assert r.status_code == 201, r.text
@@ -238,6 +247,23 @@ async def test_telescopes_can_be_added_and_removed_at_run_time(http: httpx.Async
         assert tid == "second"
         await wait_connected(http, tid)
         assert (await http.get(f"/api/telescopes/{tid}")).json()["device"]["serial"] == "feedbeef"
+        # The wide camera's pictures come from its own imaging port...
+        wide = await http.get(f"/api/telescopes/{tid}/snapshot.jpg", params={"camera": "wide"})
+        assert wide.status_code == 200 and wide.content.startswith(b"\xff\xd8"), wide.text
+        # ... and in the Moon view the main camera's from its RTSP port (landscape video).
+        r = await http.post(
+            f"/api/telescopes/{tid}/commands", json={"type": "start_view", "mode": "moon"}
+        )
+        assert r.status_code == 200, r.text
+        for _ in range(100):
+            moon = await http.get(f"/api/telescopes/{tid}/snapshot.jpg")
+            if moon.status_code == 200:
+                width, height = _jpeg_size(moon.content)
+                if width > height:
+                    break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"no landscape video from the RTSP port: {moon.status_code}")
         assert (await http.delete(f"/api/telescopes/{tid}")).status_code == 204
         assert (await http.get(f"/api/telescopes/{tid}")).status_code == 404
 
@@ -401,3 +427,10 @@ async def test_the_summary_and_telemetry_name_the_model_and_its_cameras(
         assert (summary["model"], summary["cameras"]) == (product_model, cameras)
         device = (await state(http))["device"]
         assert (device["model"], device["cameras"]) == (product_model, cameras)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a JPEG."""
+    picture = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None, "not a JPEG"
+    return picture.shape[1], picture.shape[0]

@@ -19,7 +19,14 @@ from scopelink.schema.state import CameraName, CommandAck, Problem, TelescopeSta
 from scopelink.services.command_service import CommandService
 from scopelink.services.telemetry import TelemetryHub
 from scopelink.services.telescope import TelescopeSession
-from scopelink.settings import CONTROL_PORT, IMAGING_PORT, TelescopeTarget
+from scopelink.settings import (
+    CONTROL_PORT,
+    IMAGING_PORT,
+    RTSP_PORT,
+    WIDE_IMAGING_PORT,
+    WIDE_RTSP_PORT,
+    TelescopeTarget,
+)
 from scopelink.web.deps import Registry, Session
 from scopelink.web.security import Caller
 
@@ -104,6 +111,11 @@ class NewTelescope(BaseModel):
     name: str | None = Field(default=None, max_length=64)
     control_port: int = Field(default=CONTROL_PORT, ge=1, le=65535)
     imaging_port: int = Field(default=IMAGING_PORT, ge=1, le=65535)
+    #: Its live video in the Moon, Sun, planet and scenery views.
+    rtsp_port: int = Field(default=RTSP_PORT, ge=1, le=65535)
+    #: The wide-angle camera's (S30 models; unused on a model without one).
+    wide_imaging_port: int = Field(default=WIDE_IMAGING_PORT, ge=1, le=65535)
+    wide_rtsp_port: int = Field(default=WIDE_RTSP_PORT, ge=1, le=65535)
 
 
 def _summary(session: Any) -> TelescopeSummary:
@@ -139,6 +151,9 @@ async def add_telescope(
         host=body.host,
         control_port=body.control_port,
         imaging_port=body.imaging_port,
+        rtsp_port=body.rtsp_port,
+        wide_imaging_port=body.wide_imaging_port,
+        wide_rtsp_port=body.wide_rtsp_port,
         name=body.name,
     )
     return _summary(await registry.add(target))

@@ -63,6 +63,9 @@ import { StateMachine } from "../lib/state-machine.js";
  * @property {string | null} [name]
  * @property {number} [control_port]
  * @property {number} [imaging_port]
+ * @property {number} [rtsp_port]
+ * @property {number} [wide_imaging_port] the S30 models' wide-angle camera
+ * @property {number} [wide_rtsp_port]
  */
 
 /**
