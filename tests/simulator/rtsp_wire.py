@@ -160,6 +160,24 @@ class RtspWire:
                 _feed(head[1], data, units)
         return units.decode()
 
+    async def skip_until_quiet(self, quiet: float, limit: float = 5.0) -> int:
+        """Read and drop interleaved data until none comes for `quiet` seconds; the bytes read.
+
+        What a server had written before it was told to stop (in its socket or ours) still
+        arrives: a test of the stop reads past it first."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit
+        dropped = sum(len(data) for _, data in self.interleaved)
+        self.interleaved.clear()
+        while loop.time() < end:
+            try:
+                head = await asyncio.wait_for(self.reader.readexactly(4), quiet)
+            except TimeoutError:
+                return dropped
+            assert head[:1] == b"$", f"interleaved data only, got {head!r}"
+            dropped += len(await self.reader.readexactly(int.from_bytes(head[2:], "big")))
+        raise AssertionError(f"still receiving after {limit} s")
+
     async def close(self) -> None:
         self.writer.close()
         with contextlib.suppress(ConnectionError):
