@@ -193,43 +193,41 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
             await browser.close()
 
 
-async def _ui(browser: Browser, app: RunningApp, **context_options: object) -> UI:
+@contextlib.asynccontextmanager
+async def open_ui(
+    browser: Browser, app: RunningApp, **context_options: object
+) -> AsyncIterator[UI]:
+    """A fresh browser context on `app`, its page's errors collected; closed afterwards."""
     context = await browser.new_context(**context_options)  # type: ignore[arg-type]
-    page = await context.new_page()
-    ui = UI(page, app, context)
-    page.on("console", lambda m: ui.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: ui.errors.append(f"uncaught: {e}"))
-    return ui
+    try:
+        page = await context.new_page()
+        ui = UI(page, app, context)
+        page.on("console", lambda m: ui.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: ui.errors.append(f"uncaught: {e}"))
+        yield ui
+    finally:
+        await context.close()
 
 
 @pytest.fixture
 async def ui(browser: Browser, app: RunningApp) -> AsyncIterator[UI]:
     """The app in a desktop-sized window."""
-    ui = await _ui(browser, app, viewport=DESKTOP)
-    try:
+    async with open_ui(browser, app, viewport=DESKTOP) as ui:
         yield ui
-    finally:
-        await ui.context.close()
 
 
 @pytest.fixture
 async def s30_ui(browser: Browser, s30_app: RunningApp) -> AsyncIterator[UI]:
     """The app with an S30 simulated, in a desktop-sized window."""
-    ui = await _ui(browser, s30_app, viewport=DESKTOP)
-    try:
+    async with open_ui(browser, s30_app, viewport=DESKTOP) as ui:
         yield ui
-    finally:
-        await ui.context.close()
 
 
 @pytest.fixture
 async def phone(browser: Browser, app: RunningApp) -> AsyncIterator[UI]:
     """The app on a phone-sized touch screen."""
-    ui = await _ui(browser, app, **PHONE)
-    try:
+    async with open_ui(browser, app, **PHONE) as ui:
         yield ui
-    finally:
-        await ui.context.close()
 
 
 # -- the browser in its own network namespace (tests/e2e/netns.py) ---------------------------------
@@ -265,11 +263,8 @@ async def ui_in_netns(
                 executable_path=netns.chromium_wrapper(scripts, chromium), args=args
             )
             try:
-                ui = await _ui(browser, app, viewport=DESKTOP)
-                try:
+                async with open_ui(browser, app, viewport=DESKTOP) as ui:
                     yield ui
-                finally:
-                    await ui.context.close()
             finally:
                 await browser.close()
 

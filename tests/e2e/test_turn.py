@@ -25,7 +25,7 @@ from playwright.async_api import Browser, expect
 
 from scopelink.settings import AppSettings
 from scopelink.web.whep import SERVER_TURN_USER
-from tests.e2e.conftest import DESKTOP, UI, _ui
+from tests.e2e.conftest import DESKTOP, UI, open_ui
 from tests.e2e.test_webrtc import NEWER_FRAME, SHOWN_FRAME, playing, stamps_advance
 from tests.web.conftest import serve
 
@@ -156,12 +156,9 @@ def _text(path: Path) -> str:
 async def relayed_ui(browser: Browser, turn: Turn, secret: str) -> AsyncIterator[UI]:
     settings = AppSettings(simulator_fps=5.0, turn_urls=[turn.url], turn_secret=secret)
     async with serve(settings) as app:
-        ui = await _ui(browser, app, viewport=DESKTOP)
-        await ui.page.add_init_script(KEEP_PEER_CONNECTIONS)
-        try:
+        async with open_ui(browser, app, viewport=DESKTOP) as ui:
+            await ui.page.add_init_script(KEEP_PEER_CONNECTIONS)
             yield ui
-        finally:
-            await ui.context.close()
 
 
 async def test_with_relay_only_ice_the_video_flows_through_coturn(

@@ -274,23 +274,23 @@ async def test_a_switch_to_a_tier_running_behind_holds_the_picture_until_it_catc
     decoder = Decoder()
     stamps: list[int | None] = []
     pts: list[int] = []
+
+    async def receive() -> None:
+        packet = await asyncio.wait_for(track.recv(), 2)
+        pts.append(packet.pts)
+        stamps.extend(decoder.stamps(bytes(packet)))
+
     player = asyncio.create_task(play())
     try:
         while len(stamps) < 40:  # a GOP (15) or two on the telescope's stream
-            packet = await asyncio.wait_for(track.recv(), 2)
-            pts.append(packet.pts)
-            stamps += decoder.stamps(bytes(packet))
+            await receive()
         track.switch_to(reduced)
         switched_at = time.monotonic()
         while track.encoder is not reduced:
-            packet = await asyncio.wait_for(track.recv(), 2)
-            pts.append(packet.pts)
-            stamps += decoder.stamps(bytes(packet))
+            await receive()
         took = time.monotonic() - switched_at
         for _ in range(10):
-            packet = await asyncio.wait_for(track.recv(), 2)
-            pts.append(packet.pts)
-            stamps += decoder.stamps(bytes(packet))
+            await receive()
     finally:
         player.cancel()
         track.stop()

@@ -471,14 +471,12 @@ class _Session:
     def _read(self, container: av.container.InputContainer, stream: av.VideoStream) -> str:
         source = self._source
         codec = stream.codec_context
+        facts = probed = _probed_facts(codec.name, self._transport, stream)
         grouper = None
         if codec.name == "h264":
             assembler = AccessUnitAssembler(codec.extradata)
-            probed = _probed_facts(codec.name, self._transport, stream)
             grouper = _UnitGrouper(assembler, probed, early=source.early_units)
             facts = _with_parameter_sets(probed, assembler)
-        else:
-            facts = _probed_facts(codec.name, self._transport, stream)
         self._call(source._on_playing, self, facts)
         to_90k = Fraction(stream.time_base or Fraction(1, CLOCK_RATE)) * CLOCK_RATE
         try:
@@ -544,7 +542,7 @@ class _UnitGrouper:
             first, self._split_pts = self._split_pts != pts, pts
             return None if first else []  # the rest of it goes too, unreported
         out = []
-        if self._pieces and (pts != self._pts or pts is None):
+        if self._pieces and pts != self._pts:  # (pieces without a pts never wait)
             self._learn()  # a new timestamp: the unit before is whole for sure
             out.append(self._flush())
         self._pieces.append(piece)
@@ -695,7 +693,7 @@ class _Timeline:
             out = raw + self._offset
             assert self._last is not None
             by_wall = self._last + round((received - self._last_received) * CLOCK_RATE)
-            if out > max(by_wall, self._last) + 2 * self._step:
+            if out > by_wall + 2 * self._step:
                 # Ahead of the wall clock: the unit before was older than its arrival said (a
                 # first IDR that took long to make, or sat in a buffer). Anchor again here, or
                 # every later unit would look that much early.

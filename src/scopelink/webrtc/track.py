@@ -88,9 +88,8 @@ class EncodedVideoTrack(MediaStreamTrack):
         #: True until a keyframe is sent: after joining, falling behind or a switch.
         self._gated = True
         self._attached = False
+        #: The last frame sent, with its pts as sent (the tier's plus `_pts_offset`).
         self._last: EncodedFrame | None = None
-        #: The pts of the last frame sent as its tier made it (`_last.pts` is as sent).
-        self._shown_pts: int | None = None
         #: Added to every frame's pts so RTP time never goes back across a tier switch.
         self._pts_offset = 0
 
@@ -212,7 +211,6 @@ class EncodedVideoTrack(MediaStreamTrack):
         self.stats.bytes_sent += len(cached.value.data)
         # Stamped as the newest frame; the track stays gated at the newest frame's cursor.
         self._last = replace(cached.value, pts=latest.value.pts + self._pts_offset)
-        self._shown_pts = latest.value.pts
         self._cursor = latest.seq
         return self._last.packet()
 
@@ -233,7 +231,8 @@ class EncodedVideoTrack(MediaStreamTrack):
         # At most one frame old, so joining there adds no more than a frame of delay.
         if keyframe is None or keyframe.seq <= seen or latest.seq - keyframe.seq > 1:
             return None
-        if self._shown_pts is not None and keyframe.value.pts < self._shown_pts:
+        last = self._last
+        if last is not None and keyframe.value.pts < last.pts - self._pts_offset:
             # Older than what the peer already shows: the pending tier runs behind this one.
             # Hold this tier's picture and ask for a newer keyframe; once the hold is over, go
             # anyway (`_send` stamps it after the last frame sent).
@@ -266,8 +265,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         except TimeoutError:
             self._pending.request_keyframe()
         except SlotClosedError:
-            log.debug("track %s: pending tier closed; staying", self.id)
-            self._drop_pending()
+            self._pending_closed()
 
     async def _wait_either(self) -> None:
         """Wait until the current tier has a frame after the cursor or the pending tier moves."""
@@ -282,8 +280,11 @@ class EncodedVideoTrack(MediaStreamTrack):
         if current.done() and not current.cancelled() and current.exception() is not None:
             raise current.exception()  # type: ignore[misc]
         if pending.done() and not pending.cancelled() and pending.exception() is not None:
-            log.debug("track %s: pending tier closed; staying", self.id)
-            self._drop_pending()
+            self._pending_closed()
+
+    def _pending_closed(self) -> None:
+        log.debug("track %s: pending tier closed; staying", self.id)
+        self._drop_pending()
 
     def _send(self, item: Published[EncodedFrame], switched: bool = False) -> av.Packet:
         frame = item.value
@@ -300,7 +301,6 @@ class EncodedVideoTrack(MediaStreamTrack):
                 self._pts_offset = last.pts + 1 - frame.pts
         pts = frame.pts + self._pts_offset
         self._last = frame if pts == frame.pts else replace(frame, pts=pts)
-        self._shown_pts = frame.pts
         self.stats.frames_sent += 1
         self.stats.keyframes_sent += frame.keyframe
         self.stats.bytes_sent += len(frame.data)
