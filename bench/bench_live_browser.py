@@ -83,16 +83,47 @@ async ([kind, width, seconds, warmup, jitterTarget]) => {
     });
     return decoded;
   };
+  // WebRTC: frames Chromium's compositor presented (`presentedFrames` in the frame callbacks'
+  // metadata, summed over players: re-attaching the video starts a new count) and frames it
+  // dropped (`getVideoPlaybackQuality`). A frame callback runs on the page's main thread at a
+  // vsync; when that thread is busy then, the callback sees only the newest frame, so the
+  // samples can miss frames the screen got. Null for MJPEG, whose page draws every frame itself.
+  let presented = null;
+  if (kind === "webrtc") {
+    const video = /** @type {HTMLVideoElement} */ (transport.element);
+    let last = null;
+    presented = 0;
+    const count = (_now, metadata) => {
+      const n = metadata.presentedFrames;
+      if (last !== null) presented += n >= last ? n - last : n;
+      last = n;
+      video.requestVideoFrameCallback(count);
+    };
+    video.requestVideoFrameCallback(count);
+  }
+  const dropped = () =>
+    kind === "webrtc" ? transport.element.getVideoPlaybackQuality().droppedVideoFrames : null;
   transport.start("simulator");
   await new Promise((resolve) => setTimeout(resolve, warmup * 1000));
   const decodedBefore = await framesDecoded();
+  const presentedBefore = presented;
+  const droppedBefore = dropped();
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   const decodedAfter = await framesDecoded();
+  const presentedAfter = presented;
+  const droppedAfter = dropped();
   clearInterval(sampler);
   transport.stop();
   const decoded =
     decodedBefore === null || decodedAfter === null ? null : decodedAfter - decodedBefore;
-  return { samples, buffered, decoded };
+  return {
+    samples,
+    buffered,
+    decoded,
+    presented: presented === null ? null : presentedAfter - presentedBefore,
+    compositorDropped:
+      droppedBefore === null ? null : Math.max(0, droppedAfter - droppedBefore),
+  };
 }
 """
 

@@ -14,10 +14,12 @@ this one, and compares at the same source rate:
 Each with 1 and 8 viewers, adaptation off so that every viewer stays on the tier it asked for (the
 full tier, which is the telescope's own stream where it passes). Viewer 1 is Chromium playing the
 UI's own WebRTC transport; latency is the frame stamp (the simulator's emit time) to the frame's
-expected display time (`requestVideoFrameCallback`), on the shared clock. Viewers 2–8 are aiortc
-receivers in another process that receive, acknowledge (RTCP) and drop every frame without decoding
-it, so the two cores stay with the server and the measuring browser; the server's work per viewer
-(packetise, encrypt, send, RTCP) is the same as for a browser. Server CPU is this process's CPU
+expected display time (`requestVideoFrameCallback`), on the shared clock. Frames shown are those
+Chromium's compositor presented (`presentedFrames`), beside those the page's frame callback saw.
+Viewers 2–8 are aiortc receivers in another process that receive, acknowledge (RTCP) and drop
+every frame without decoding it, so the two cores stay with the server and the measuring
+browser; the server's work per viewer (packetise, encrypt, send, RTCP) is the same as for a
+browser. Server CPU is this process's CPU
 time (the app, and Playwright's light client) over the measured window; the simulator's and the
 browser's are not in it.
 
@@ -157,7 +159,13 @@ async def session(mode: str, passthrough: bool, viewers: int) -> dict[str, Any]:
     frames = [int(s[0]) for s in collected["samples"]]
     return {
         "latencies": latencies,
-        "shown_fps": len(latencies) / SECONDS,
+        # Frames Chromium's compositor presented over the window (what the screen got), and the
+        # frames the page's frame callback saw (the latency samples): the callback runs on the
+        # page's main thread and sees only the newest frame when that thread is late for a vsync.
+        "shown_fps": (collected["presented"] or 0) / SECONDS,
+        "seen_fps": len(latencies) / SECONDS,
+        # Decoded frames the compositor replaced before a vsync showed them.
+        "compositor_dropped": collected["compositorDropped"] or 0,
         # The simulator's frames over the same window, by the stamps' numbers: frames shown
         # below it were lost on the way, frames made below 30 the simulator did not make.
         "made_fps": (max(frames) - min(frames) + 1) / SECONDS if frames else 0.0,
@@ -222,6 +230,9 @@ async def main(sessions: int) -> None:
                 "p95": pct(latencies, 95) if len(latencies) > 1 else float("nan"),
                 "medians": [statistics.median(r["latencies"]) for r in runs if r["latencies"]],
                 "shown_fps": statistics.mean(r["shown_fps"] for r in runs),
+                "shown_fps_each": [r["shown_fps"] for r in runs],
+                "seen_fps": statistics.mean(r["seen_fps"] for r in runs),
+                "compositor_dropped": statistics.mean(r["compositor_dropped"] for r in runs),
                 "made_fps": statistics.mean(r["made_fps"] for r in runs),
                 "decoded_fps": statistics.mean(r["decoded_fps"] for r in runs),
                 "skipped": statistics.mean(r["skipped"] for r in runs),
@@ -236,8 +247,11 @@ async def main(sessions: int) -> None:
             print(
                 f"{label}, {viewers} viewer(s): p50 {row['p50']:.1f} ms, p95 {row['p95']:.1f} ms "
                 f"(sessions {', '.join(f'{m:.0f}' for m in row['medians'])}), "
-                f"{row['shown_fps']:.1f} fps shown of {row['decoded_fps']:.1f} decoded by the "
-                f"browser and {row['made_fps']:.1f} made, "
+                f"{row['shown_fps']:.1f} fps shown "
+                f"({', '.join(f'{x:.1f}' for x in row['shown_fps_each'])}; the page's callback "
+                f"saw {row['seen_fps']:.1f}, the compositor dropped "
+                f"{row['compositor_dropped']:.1f} per session) of {row['decoded_fps']:.1f} "
+                f"decoded by the browser and {row['made_fps']:.1f} made, "
                 f"{row['skipped']:.1f} frames skipped on the server per viewer, "
                 f"server CPU {row['cpu'] * 100:.1f} % "
                 f"({', '.join(f'{c * 100:.0f}' for c in row['cpus'])}), tiers {row['tiers']}, "
@@ -255,8 +269,10 @@ async def main(sessions: int) -> None:
     }
     table = [
         f"| {r['label']} | {r['viewers']} | {r['p50']:.1f} ms | {r['p95']:.1f} ms | "
-        f"{', '.join(f'{m:.0f}' for m in r['medians'])} ms | {r['shown_fps']:.1f} | "
-        f"{r['decoded_fps']:.1f} | {r['made_fps']:.1f} | {r['skipped']:.1f} | "
+        f"{', '.join(f'{m:.0f}' for m in r['medians'])} ms | {r['shown_fps']:.1f} "
+        f"({', '.join(f'{x:.1f}' for x in r['shown_fps_each'])}) | {r['seen_fps']:.1f} | "
+        f"{r['compositor_dropped']:.1f} | {r['decoded_fps']:.1f} | {r['made_fps']:.1f} | "
+        f"{r['skipped']:.1f} | "
         f"{r['cpu'] * 100:.1f} % ({', '.join(f'{c * 100:.0f}' for c in r['cpus'])}) | "
         f"{', '.join(r['tiers'])} | {r['decoded']} | {r['receivers_cpu'] * 100:.0f} % |"
         for r in rows
@@ -308,19 +324,30 @@ async def main(sessions: int) -> None:
             "stream a second later; that is the passthrough rows' decoded count. The last "
             "column is the CPU of the process holding viewers 2–8 (receiving and decrypting "
             "the packets in Python), which competes with Chromium and the simulator for the "
-            "same two cores. Frames made per s is the simulator's rate over the window, from "
-            "the stamps' numbers: shown below made is frames lost on the way or not presented, "
-            "made below 30 is the simulator falling behind on the shared cores; frames decoded "
-            "by Chromium (its `framesDecoded` over the window) above frames shown are pictures "
-            "the browser decoded but did not present. Frames skipped "
+            "same two cores. Frames shown per s is what Chromium's compositor presented over "
+            "the window: the growth of `presentedFrames` in the frame callbacks' metadata, "
+            "which counts every frame put on screen (the sessions' figures in brackets). The "
+            "frame callback itself runs on the page's main thread at a vsync; when that thread "
+            "is busy then, the callback fires once for the newest frame and the frame before "
+            "it goes unseen by the page though the screen got it (the spec's reason for "
+            "`presentedFrames`), so the next column, frames the page's callback saw (the "
+            "latency samples), can be lower. Frames the compositor dropped: decoded frames "
+            "replaced by a newer one before a vsync showed them "
+            "(`getVideoPlaybackQuality().droppedVideoFrames`), per session. Frames made per s "
+            "is the simulator's rate over the window, from the stamps' numbers: made below 30 "
+            "is the simulator falling behind on the shared cores; frames decoded by Chromium "
+            "(its `framesDecoded` over the window) above frames shown are pictures the browser "
+            "decoded but did not present. Frames skipped "
             "by the server: per viewer since it joined, frames its track did not send (it was "
             "behind, or waited for a keyframe).",
             "",
             "| Path | Viewers | Latency median | Latency p95 | Each session's median | "
-            "Frames shown per s | Frames decoded by Chromium per s | Frames made per s | "
+            "Frames shown per s (sessions) | Frames the page's callback saw per s | "
+            "Frames the compositor dropped per session | "
+            "Frames decoded by Chromium per s | Frames made per s | "
             "Frames skipped by the server per viewer | Server CPU (sessions) | Tiers sent | "
             "Frames decoded on the server | CPU of viewers 2–8 |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *table,
             "",
             *verdicts,
