@@ -354,8 +354,8 @@ def test_retransmissions_get_a_share_of_the_estimate_and_no_more(source: Source)
     session = PeerSession(TierEncoder(REDUCED, source.frames), telescope_id="t")
     # No estimate yet: the budget follows the tier's bitrate, 15 % of 1 Mbit/s = 150 kbit/s,
     # and the bucket holds a quarter second of it (4 687 bytes).
-    session._rtx_tokens = 0.0
-    session._rtx_at -= 1.0  # a second ago: the bucket has filled up to its depth
+    session._rtx.tokens = 0.0
+    session._rtx.stamp -= 1.0  # a second ago: the bucket has filled up to its depth
     allowed = sum(session._may_retransmit(seq, 1200) for seq in range(20))
     assert allowed == 3  # 3 × 1 200 ≤ 4 687 < 4 × 1 200
     assert not session._may_retransmit(20, None)  # no longer kept: nothing to resend

@@ -14,11 +14,12 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from scopelink.catalog import Catalogue, Kind, UnknownTargetError
+from scopelink.ratelimit import KeyedLimiter
 from scopelink.schema.commands import (
     COMMAND_ADAPTER,
     DIRECTION_ANGLE,
@@ -162,34 +163,6 @@ def failure_from(exc: Exception, what: str) -> CommandFailure:
 
 
 @dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    stamp: float
-
-
-@dataclass(slots=True)
-class RateLimiter:
-    """A token bucket per client: `rate` commands per second, bursts up to `burst`."""
-
-    rate: float
-    burst: float
-    _buckets: OrderedDict[str, _Bucket] = field(default_factory=OrderedDict)
-
-    def allow(self, client: str) -> bool:
-        now = time.monotonic()
-        bucket = self._buckets.pop(client, None) or _Bucket(self.burst, now)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
-        bucket.stamp = now
-        self._buckets[client] = bucket
-        while len(self._buckets) > 4096:  # forget the longest-idle clients
-            self._buckets.popitem(last=False)
-        if bucket.tokens < 1.0:
-            return False
-        bucket.tokens -= 1.0
-        return True
-
-
-@dataclass(slots=True)
 class _Remembered:
     command: str
     result: asyncio.Future[CommandAck]
@@ -210,7 +183,7 @@ class CommandService:
     ) -> None:
         self.registry = registry
         self.catalogue = catalogue
-        self.limiter = RateLimiter(rate, max(1.0, 2 * rate))
+        self.limiter = KeyedLimiter(rate, max(1.0, 2 * rate))
         self._ttl = idempotency_ttl_s
         self._max_remembered = max_remembered
         self._remembered: OrderedDict[tuple[str, str], _Remembered] = OrderedDict()

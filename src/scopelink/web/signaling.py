@@ -24,6 +24,7 @@ from aiortc.exceptions import InvalidStateError
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from scopelink.ratelimit import TokenBucket
 from scopelink.services.registry import UnknownTelescopeError
 from scopelink.services.telescope import TelescopeSession
 from scopelink.web.security import Caller
@@ -65,25 +66,6 @@ class BadMessage(ValueError):
 
 def problem(status: int, title: str, detail: str) -> dict[str, Any]:
     return {"type": "error", "problem": {"title": title, "status": status, "detail": detail}}
-
-
-class TokenBucket:
-    """`rate` messages a second with bursts of `burst`."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.last = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
 
 
 class SignalingChannel:

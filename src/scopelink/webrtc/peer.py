@@ -52,6 +52,7 @@ from aiortc.rtp import (
 from aiortc.sdp import candidate_from_sdp
 
 from scopelink.media.encoded import VIDEO_CLOCK_HZ
+from scopelink.ratelimit import TokenBucket
 from scopelink.webrtc.adapt import Feedback, RateController, TierChooser
 from scopelink.webrtc.encoder import Codec, Tier
 from scopelink.webrtc.passthrough import VideoTier
@@ -304,8 +305,8 @@ class PeerSession:
         self._remb_fresh = False
         #: The newest unsmoothed RTT since the last sample (ms).
         self._raw_rtt_ms: float | None = None
-        self._rtx_tokens = 0.0
-        self._rtx_at = time.monotonic()
+        #: The retransmission budget, in bytes; its rate follows the estimate (`_may_retransmit`).
+        self._rtx = TokenBucket(rate=0.0, burst=0.0, tokens=0.0)
         #: Sequence numbers NACKed lately (each counts once, however often it is asked for),
         #: and how many first came since the last sample.
         self._nacked: collections.OrderedDict[int, None] = collections.OrderedDict()
@@ -522,15 +523,11 @@ class PeerSession:
         if size is None:
             self._stats.retransmissions_refused += 1
             return False
-        now = time.monotonic()
-        rate = RTX_SHARE * (self.estimate_bps or self.track.encoder.bitrate) / 8
-        depth = rate * RTX_BURST_S
-        self._rtx_tokens = min(depth, self._rtx_tokens + (now - self._rtx_at) * rate)
-        self._rtx_at = now
-        if self._rtx_tokens < size:
+        self._rtx.rate = RTX_SHARE * (self.estimate_bps or self.track.encoder.bitrate) / 8
+        self._rtx.burst = self._rtx.rate * RTX_BURST_S
+        if not self._rtx.take(size):
             self._stats.retransmissions_refused += 1
             return False
-        self._rtx_tokens -= size
         self._stats.retransmitted_packets += 1
         self._stats.retransmitted_bytes += size
         return True
