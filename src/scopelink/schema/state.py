@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -138,6 +139,40 @@ class TelescopeState(BaseModel):
     operation: Operation | None = None
 
 
+class ProblemKind(StrEnum):
+    """Why a command failed, as a stable name; the problem's `type` URL ends with it."""
+
+    #: The caller's role may not command (a viewer).
+    FORBIDDEN = "forbidden"
+    #: More commands a second than the caller may send.
+    RATE_LIMITED = "rate-limited"
+    UNKNOWN_TELESCOPE = "unknown-telescope"
+    #: A catalogue name nothing matches.
+    UNKNOWN_TARGET = "unknown-target"
+    #: The command's parameters are wrong (checked here or by the telescope's limits).
+    INVALID = "invalid"
+    #: The idempotency key was used before for a different command.
+    IDEMPOTENCY_CONFLICT = "idempotency-conflict"
+    #: An operation in progress forbids it (a goto while parking); stop that first.
+    CONFLICT = "conflict"
+    #: The telescope said its equipment is moving (its code 203).
+    TELESCOPE_BUSY = "telescope-busy"
+    #: The telescope refused the command with an error code of its own.
+    TELESCOPE_REFUSED = "telescope-refused"
+    #: No link to the telescope: nothing was sent.
+    NOT_CONNECTED = "not-connected"
+    #: Sent, and no answer came in time: it may have run.
+    TIMEOUT = "timeout"
+    #: Sent, and the link dropped before the answer: it may have run.
+    CONNECTION_LOST = "connection-lost"
+    #: Any other failure of the telescope's link or protocol.
+    TELESCOPE_ERROR = "telescope-error"
+
+
+#: After a failure: nothing happened ("not_run"), or it may have run ("unknown").
+Outcome = Literal["not_run", "unknown"]
+
+
 class Problem(BaseModel):
     """An error, as `application/problem+json` (RFC 9457) and as a data-channel error."""
 
@@ -148,7 +183,7 @@ class Problem(BaseModel):
     #: The telescope's own error code, where there is one (e.g. 203 "equipment is moving").
     telescope_code: int | None = None
     #: For failures after sending: "not_run" (nothing happened) or "unknown" (it may have run).
-    outcome: str | None = None
+    outcome: Outcome | None = None
     #: For validation errors: which field was wrong and why.
     errors: list[dict[str, object]] | None = None
 

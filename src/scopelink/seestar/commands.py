@@ -89,22 +89,25 @@ class SeestarCommands:
 
     # -- state --------------------------------------------------------------------------------
 
-    async def get_device_state(self, keys: list[str] | None = None) -> dict[str, Any]:
-        result = await self._call("get_device_state", {"keys": keys} if keys else None)
+    async def get_device_state(
+        self, keys: list[str] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        params = {"keys": keys} if keys else None
+        result = await self._call("get_device_state", params, timeout=timeout)
         if not isinstance(result, dict):
             raise ProtocolError(f"get_device_state: expected an object, got {result!r}")
         return result
 
-    async def get_view_state(self) -> dict[str, Any]:
-        result = await self._call("get_view_state")
+    async def get_view_state(self, *, timeout: float | None = None) -> dict[str, Any]:
+        result = await self._call("get_view_state", timeout=timeout)
         if isinstance(result, dict) and isinstance(result.get("View"), dict):
             return result["View"]
         if isinstance(result, dict):
             return result
         raise ProtocolError(f"get_view_state: expected an object, got {result!r}")
 
-    async def get_equatorial(self) -> EquatorialCoord:
-        result = await self._call("scope_get_equ_coord")
+    async def get_equatorial(self, *, timeout: float | None = None) -> EquatorialCoord:
+        result = await self._call("scope_get_equ_coord", timeout=timeout)
         if isinstance(result, dict):
             return EquatorialCoord(
                 _number(result.get("ra"), "ra"), _number(result.get("dec"), "dec")
@@ -113,8 +116,8 @@ class SeestarCommands:
             return EquatorialCoord(_number(result[0], "ra"), _number(result[1], "dec"))
         raise ProtocolError(f"scope_get_equ_coord: unexpected result {result!r}")
 
-    async def get_horizontal(self) -> HorizontalCoord:
-        result = await self._call("scope_get_horiz_coord")
+    async def get_horizontal(self, *, timeout: float | None = None) -> HorizontalCoord:
+        result = await self._call("scope_get_horiz_coord", timeout=timeout)
         if isinstance(result, list) and len(result) >= 2:
             return HorizontalCoord(_number(result[0], "alt"), _number(result[1], "az"))
         if isinstance(result, dict):

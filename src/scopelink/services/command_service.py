@@ -51,7 +51,7 @@ from scopelink.schema.commands import (
 )
 from scopelink.schema.operations import FOCUS_KINDS, MOTION_KINDS, Operation, OperationKind
 from scopelink.schema.operations import OperationState as S
-from scopelink.schema.state import CommandAck, Problem
+from scopelink.schema.state import CommandAck, Outcome, ProblemKind
 from scopelink.seestar.errors import (
     CallTimeoutError,
     CommandError,
@@ -74,38 +74,29 @@ VIDEO_STAGE = "RTSP"
 
 
 class CommandFailure(Exception):
-    """A command that did not succeed, with everything a transport needs to say why."""
+    """A command that did not succeed, with everything a transport needs to say why.
+
+    A domain value: each transport maps `kind` to its own terms at its edge (HTTP statuses in
+    `scopelink.web.problems`).
+    """
 
     def __init__(
         self,
-        status: int,
         title: str,
         detail: str,
         *,
-        kind: str,
+        kind: ProblemKind,
+        outcome: Outcome,
         telescope_code: int | None = None,
-        outcome: str | None = None,
         errors: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(f"{title}: {detail}")
-        self.status = status
         self.title = title
         self.detail = detail
         self.kind = kind
-        self.telescope_code = telescope_code
         self.outcome = outcome
+        self.telescope_code = telescope_code
         self.errors = errors
-
-    def problem(self) -> Problem:
-        return Problem(
-            type=f"https://scopelink.invalid/problems/{self.kind}",
-            title=self.title,
-            status=self.status,
-            detail=self.detail,
-            telescope_code=self.telescope_code,
-            outcome=self.outcome,
-            errors=self.errors,
-        )
 
 
 def failure_from(exc: Exception, what: str) -> CommandFailure:
@@ -115,49 +106,51 @@ def failure_from(exc: Exception, what: str) -> CommandFailure:
             return exc
         case CommandError(code=203):
             return CommandFailure(
-                409,
                 "Telescope busy",
                 f"{what}: the equipment is moving",
-                kind="telescope-busy",
+                kind=ProblemKind.TELESCOPE_BUSY,
                 telescope_code=203,
                 outcome="not_run",
             )
         case CommandError():
             return CommandFailure(
-                422,
                 "Telescope refused",
                 f"{what}: {exc.text}",
-                kind="telescope-refused",
+                kind=ProblemKind.TELESCOPE_REFUSED,
                 telescope_code=exc.code,
                 outcome="not_run",
             )
         case NotConnectedError():
             return CommandFailure(
-                503,
                 "Telescope not connected",
                 f"{what}: {exc}",
-                kind="not-connected",
+                kind=ProblemKind.NOT_CONNECTED,
                 outcome="not_run",
             )
         case CallTimeoutError():
             return CommandFailure(
-                504,
                 "No answer from the telescope",
                 f"{what}: {exc}",
-                kind="timeout",
+                kind=ProblemKind.TIMEOUT,
                 outcome="unknown",
             )
         case ConnectionLostError():
             return CommandFailure(
-                502, "Connection lost", f"{what}: {exc}", kind="connection-lost", outcome="unknown"
+                "Connection lost",
+                f"{what}: {exc}",
+                kind=ProblemKind.CONNECTION_LOST,
+                outcome="unknown",
             )
         case ValueError():
             return CommandFailure(
-                422, "Invalid command", f"{what}: {exc}", kind="invalid", outcome="not_run"
+                "Invalid command", f"{what}: {exc}", kind=ProblemKind.INVALID, outcome="not_run"
             )
         case SeestarError():
             return CommandFailure(
-                502, "Telescope error", f"{what}: {exc}", kind="telescope-error", outcome="unknown"
+                "Telescope error",
+                f"{what}: {exc}",
+                kind=ProblemKind.TELESCOPE_ERROR,
+                outcome="unknown",
             )
     raise exc
 
@@ -208,25 +201,23 @@ class CommandService:
         """Run one command; returns its acknowledgement or raises CommandFailure."""
         if role is not Role.OPERATOR:
             raise CommandFailure(
-                403,
                 "Forbidden",
                 "viewers may watch but not command the telescope; sign in with an operator token",
-                kind="forbidden",
+                kind=ProblemKind.FORBIDDEN,
                 outcome="not_run",
             )
         if not self.limiter.allow(client):
             raise CommandFailure(
-                429,
                 "Too many commands",
                 f"slow down: at most {self.limiter.rate:g} commands per second",
-                kind="rate-limited",
+                kind=ProblemKind.RATE_LIMITED,
                 outcome="not_run",
             )
         try:
             session = self.registry.get(telescope_id)
         except UnknownTelescopeError as exc:
             raise CommandFailure(
-                404, "Unknown telescope", str(exc), kind="unknown-telescope", outcome="not_run"
+                "Unknown telescope", str(exc), kind=ProblemKind.UNKNOWN_TELESCOPE, outcome="not_run"
             ) from None
         if idempotency_key is None:
             return await self._run(session, command)
@@ -242,10 +233,9 @@ class CommandService:
         if remembered is not None:
             if remembered.command != text:
                 raise CommandFailure(
-                    409,
                     "Idempotency key reused",
                     f"key {key!r} was already used for a different command",
-                    kind="idempotency-conflict",
+                    kind=ProblemKind.IDEMPOTENCY_CONFLICT,
                     outcome="not_run",
                 )
             return await asyncio.shield(remembered.result)
@@ -289,10 +279,9 @@ class CommandService:
             op = busy[0]
             target = f" to {op.target}" if op.target else ""
             raise CommandFailure(
-                409,
                 "Telescope busy",
                 f"cannot {what}: a {op.kind}{target} is in progress; stop it first",
-                kind="conflict",
+                kind=ProblemKind.CONFLICT,
                 outcome="not_run",
             )
 
@@ -337,10 +326,9 @@ class CommandService:
             except UnknownTargetError as exc:
                 hint = f"; did you mean {', '.join(exc.suggestions)}?" if exc.suggestions else ""
                 raise CommandFailure(
-                    422,
                     "Unknown target",
                     f"no target called {cmd.target!r} in the catalogue{hint}",
-                    kind="unknown-target",
+                    kind=ProblemKind.UNKNOWN_TARGET,
                     outcome="not_run",
                     errors=[{"loc": ["target"], "msg": "unknown target"}],
                 ) from None
@@ -598,10 +586,9 @@ async def _recording_refusal(
         return exc
     what = "start recording" if starting else "stop recording"
     return CommandFailure(
-        422,
         "Telescope refused",
         f"{what}: {reason}",
-        kind="telescope-refused",
+        kind=ProblemKind.TELESCOPE_REFUSED,
         telescope_code=exc.code,
         outcome="not_run",
     )

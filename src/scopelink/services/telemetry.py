@@ -42,6 +42,9 @@ from scopelink.services.telescope import TelescopeSession
 
 log = logging.getLogger(__name__)
 
+#: How long a poll waits for each answer before it gives up until the next poll.
+POLL_TIMEOUT_S = 5.0
+
 #: Firmware events also forwarded as-is, for the UI's event log.
 LOGGED_EVENTS = frozenset(
     {
@@ -250,25 +253,29 @@ class TelemetryChannel:
         while True:
             await asyncio.sleep(self._poll_s)
             self._refresh_live()
-            control = self.session.control
-            if not control.connected:
+            if not self.session.control.connected:
                 continue
+            commands, limit = self.session.commands, POLL_TIMEOUT_S
             try:
-                eq = await control.call("scope_get_equ_coord", timeout=5)
-                hz = await control.call("scope_get_horiz_coord", timeout=5)
-                position: dict[str, Any] = {}
-                if isinstance(eq, dict):
-                    position |= {"ra_hours": eq.get("ra"), "dec_deg": eq.get("dec")}
-                if isinstance(hz, list) and len(hz) >= 2:
-                    position |= {"alt_deg": hz[0], "az_deg": hz[1]}
-                self.update({"position": position})
+                eq = await commands.get_equatorial(timeout=limit)
+                hz = await commands.get_horizontal(timeout=limit)
+                self.update(
+                    {
+                        "position": {
+                            "ra_hours": eq.ra_hours,
+                            "dec_deg": eq.dec_deg,
+                            "alt_deg": hz.alt_deg,
+                            "az_deg": hz.az_deg,
+                        }
+                    }
+                )
                 if time.monotonic() - last_full >= self._full_poll_s:
                     last_full = time.monotonic()
-                    self._apply_device_state(await control.call("get_device_state", timeout=5))
-                    self._apply_view_state(await control.call("get_view_state", timeout=5))
+                    self._apply_device_state(await commands.get_device_state(timeout=limit))
+                    self._apply_view_state(await commands.get_view_state(timeout=limit))
                 elif self.state.recording.active:
                     # AviRecord events come at start and stop only: the frame count comes from here.
-                    self._apply_view_state(await control.call("get_view_state", timeout=5))
+                    self._apply_view_state(await commands.get_view_state(timeout=limit))
             except SeestarError as exc:
                 log.debug("telemetry poll of %s failed: %s", self.session.id, exc)
 
@@ -307,10 +314,8 @@ class TelemetryChannel:
             self.state.settings = wanted
             self._append("delta", {"settings": wanted})
 
-    def _apply_view_state(self, result: Any) -> None:
-        view = result.get("View") if isinstance(result, dict) else None
-        if not isinstance(view, dict):
-            return
+    def _apply_view_state(self, view: dict[str, Any]) -> None:
+        """The view's state, as `get_view_state` gives it (its `View` object)."""
         changes: dict[str, dict[str, Any]] = {
             "view": {
                 "mode": view.get("mode"),

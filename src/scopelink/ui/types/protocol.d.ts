@@ -169,7 +169,7 @@ export interface Problem {
   /** The telescope's own error code, where there is one (e.g. 203 "equipment is moving"). */
   telescope_code?: number | null;
   /** For failures after sending: "not_run" (nothing happened) or "unknown" (it may have run). */
-  outcome?: string | null;
+  outcome?: "not_run" | "unknown" | null;
   /** For validation errors: which field was wrong and why. */
   errors?: { [key: string]: unknown }[] | null;
 }

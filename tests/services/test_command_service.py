@@ -1,0 +1,170 @@
+"""The command service on its own, against the simulator: no HTTP, as every transport uses it.
+
+Each test drives `CommandService.execute` the way REST and the data channel do and looks at what
+the telescope did (the simulator's focuser and mount), or at the failure: its kind and outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from scopelink.catalog import Catalogue
+from scopelink.schema.commands import Focus, Goto, Park, Role, SetGain, Stop
+from scopelink.schema.operations import Operation
+from scopelink.schema.state import CommandAck, ProblemKind
+from scopelink.services.command_service import CommandFailure, CommandService
+from scopelink.services.registry import TelescopeRegistry
+from scopelink.services.telescope import TelescopeSession
+from scopelink.settings import AppSettings
+from scopelink.simulator.simulator import Simulator
+
+OPERATOR, VIEWER = Role.OPERATOR, Role.VIEWER
+
+
+@dataclass
+class Rig:
+    registry: TelescopeRegistry
+    service: CommandService
+    session: TelescopeSession
+    simulator: Simulator
+
+    async def run(self, command: object, *, key: str | None = None, **kw: object) -> CommandAck:
+        args = {"client": "tester", "role": OPERATOR} | kw
+        return await self.service.execute(
+            "simulator",
+            command,  # type: ignore[arg-type]
+            idempotency_key=key,
+            **args,  # type: ignore[arg-type]
+        )
+
+    async def failure(self, command: object, **kw: object) -> CommandFailure:
+        with pytest.raises(CommandFailure) as caught:
+            await self.run(command, **kw)
+        return caught.value
+
+    async def finished(self, op: Operation | None, timeout: float = 20) -> Operation:
+        assert op is not None
+        for _ in range(int(timeout / 0.05)):
+            current = self.session.operations.get(op.id)
+            assert current is not None
+            if current.done:
+                return current
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{op.kind} never finished")
+
+
+async def connected(session: TelescopeSession) -> None:
+    for _ in range(200):
+        if session.control.connected:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the simulator never connected")
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    registry = TelescopeRegistry(AppSettings(simulator_fps=2.0))
+    await registry.start()
+    try:
+        session = registry.get("simulator")
+        await connected(session)
+        assert registry.simulator is not None
+        registry.simulator.telescope.mount.slew_rate_deg_s = 120.0
+        yield Rig(registry, CommandService(registry, Catalogue()), session, registry.simulator)
+    finally:
+        await registry.stop()
+
+
+async def test_a_focus_moves_the_focuser_and_ends_complete(rig: Rig) -> None:
+    telescope = rig.simulator.telescope
+    before = telescope.focuser
+    ack = await rig.run(Focus(delta=12))
+    assert ack.status == "accepted" and ack.operation is not None
+    done = await rig.finished(ack.operation)
+    assert done.state == "complete"
+    assert telescope.focuser == before + 12
+
+
+async def test_the_same_key_runs_once_and_returns_the_first_answer(rig: Rig) -> None:
+    telescope = rig.simulator.telescope
+    before = telescope.focuser
+    first, again = await asyncio.gather(
+        rig.run(Focus(delta=10), key="k1"), rig.run(Focus(delta=10), key="k1")
+    )
+    assert first.command_id == again.command_id
+    await rig.finished(first.operation)
+    assert telescope.focuser == before + 10, "the focuser moved once"
+    third = await rig.run(Focus(delta=10), key="k1")  # later, the same retry
+    assert third.command_id == first.command_id and telescope.focuser == before + 10
+    reused = await rig.failure(Focus(delta=20), key="k1")
+    assert reused.kind is ProblemKind.IDEMPOTENCY_CONFLICT and reused.outcome == "not_run"
+
+
+async def test_a_key_whose_command_did_not_run_may_be_tried_again(rig: Rig) -> None:
+    rig.simulator.faults.drop()  # the link goes; nothing can be sent
+    for _ in range(100):
+        if not rig.session.control.connected:
+            break
+        await asyncio.sleep(0.01)
+    failed = await rig.failure(SetGain(gain=120), key="again")
+    assert failed.kind is ProblemKind.NOT_CONNECTED and failed.outcome == "not_run"
+    await connected(rig.session)
+    ack = await rig.run(SetGain(gain=120), key="again")
+    assert ack.status == "completed" and ack.result == {"gain": 120}
+    assert rig.simulator.telescope.gain == 120
+
+
+async def test_a_viewer_may_not_command_and_nothing_moves(rig: Rig) -> None:
+    telescope = rig.simulator.telescope
+    before = telescope.focuser
+    failed = await rig.failure(Focus(delta=50), role=VIEWER)
+    assert failed.kind is ProblemKind.FORBIDDEN and failed.outcome == "not_run"
+    await asyncio.sleep(0.3)
+    assert telescope.focuser == before
+
+
+async def test_a_client_over_its_rate_is_refused_and_another_is_not(rig: Rig) -> None:
+    service = CommandService(rig.registry, Catalogue(), rate=2.0)
+    kinds = []
+    for _ in range(8):
+        try:
+            await service.execute("simulator", Stop(), client="fast", role=OPERATOR)
+            kinds.append(None)
+        except CommandFailure as exc:
+            kinds.append(exc.kind)
+    assert kinds[0] is None and ProblemKind.RATE_LIMITED in kinds
+    await service.execute("simulator", Stop(), client="calm", role=OPERATOR)
+
+
+async def test_an_unknown_telescope_and_target_are_named(rig: Rig) -> None:
+    with pytest.raises(CommandFailure) as caught:
+        await rig.service.execute("nowhere", Stop(), client="tester", role=OPERATOR)
+    assert caught.value.kind is ProblemKind.UNKNOWN_TELESCOPE
+    failed = await rig.failure(Goto(target="Planet Nine"))
+    assert failed.kind is ProblemKind.UNKNOWN_TARGET and "Planet Nine" in failed.detail
+
+
+async def test_motion_during_a_goto_is_refused_until_it_is_stopped(rig: Rig) -> None:
+    rig.simulator.telescope.mount.slew_rate_deg_s = 3.0
+    goto = await rig.run(Goto(target="M 81"))
+    failed = await rig.failure(Park())
+    assert failed.kind is ProblemKind.CONFLICT and "goto to M 81 is in progress" in failed.detail
+    await rig.run(Stop())
+    assert (await rig.finished(goto.operation)).state == "cancel"
+    park = await rig.run(Park())
+    assert park.operation is not None
+
+
+async def test_a_telescope_that_goes_silent_gives_an_unknown_outcome(rig: Rig) -> None:
+    rig.simulator.faults.stall(30.0)  # the telescope takes the request and never answers
+    rig.session.control._call_timeout = 0.5  # the client's wait for an answer (10 s by default)
+    try:
+        failed = await rig.failure(SetGain(gain=90))
+    finally:
+        rig.simulator.faults.clear()
+    assert failed.kind is ProblemKind.TIMEOUT
+    assert failed.outcome == "unknown", "it may have run: the client must not assume either"
