@@ -12,16 +12,9 @@ from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_f
 
 from scopelink import framestamp
 from scopelink.webrtc.encoder import REDUCED, Codec, TierEncoder
-from scopelink.webrtc.peer import (
-    AIORTC_MODULE_PRIVATES,
-    AIORTC_SENDER_PRIVATES,
-    IceRestartUnsupported,
-    OfferRejected,
-    PeerSession,
-    PeerState,
-    check_offer,
-    parse_sdpfrag,
-)
+from scopelink.webrtc.peer import IceRestartUnsupported, PeerSession, PeerState
+from scopelink.webrtc.sdp import OfferRejected, check_offer, parse_sdpfrag
+from scopelink.webrtc.sender import AIORTC_MODULE_PRIVATES, AIORTC_SENDER_PRIVATES
 from tests.webrtc.conftest import Source, viewer_offer, wait_until
 
 

@@ -31,7 +31,8 @@ from scopelink.web.security import Caller
 from scopelink.web.whep import SERVER_TURN_USER, ice_servers_for, peers
 from scopelink.webrtc.encoder import FULL, REDUCED, Tier
 from scopelink.webrtc.ice import to_aiortc
-from scopelink.webrtc.peer import IceRestartUnsupported, OfferRejected, PeerSession, PeerState
+from scopelink.webrtc.peer import IceRestartUnsupported, PeerSession, PeerState
+from scopelink.webrtc.sdp import OfferRejected
 from scopelink.webrtc.sessions import TooManyPeers
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,8 @@ from scopelink.web.deps import Session
 from scopelink.web.problems import problem_response
 from scopelink.web.security import Caller
 from scopelink.webrtc.ice import ice_servers, to_aiortc
-from scopelink.webrtc.peer import IceRestartUnsupported, OfferRejected, PeerSession
+from scopelink.webrtc.peer import IceRestartUnsupported, PeerSession
+from scopelink.webrtc.sdp import OfferRejected
 from scopelink.webrtc.sessions import (
     PeerSessionManager,
     TooManyPeers,

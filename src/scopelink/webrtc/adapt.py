@@ -313,3 +313,28 @@ def tier_bitrate(tier: Tier, estimates: Iterable[float]) -> int:
     the lowest estimate, within the tier's range (no estimates: the tier's start)."""
     lowest = min((e * MEDIA_SHARE for e in estimates), default=float(tier.bitrate))
     return round(min(max(lowest, tier.min_bitrate), tier.max_bitrate))
+
+
+@dataclass(slots=True)
+class Adaptation:
+    """What moves one peer: its rate estimate and its tier choice (see webrtc/adapt.py)."""
+
+    rate: RateController
+    chooser: TierChooser
+
+    @classmethod
+    def over(
+        cls, tiers: Sequence[Tier], start: Tier, start_bps: int | None = None, limited: bool = False
+    ) -> Adaptation:
+        """Adaptation across `tiers` (lowest first), starting at `start_bps` (default: the
+        starting bitrate of the tier `start`); `limited`: the link is known to have a limit (a
+        returning client's last session had a congestion signal)."""
+        return cls(
+            RateController(
+                start_bps=start.bitrate if start_bps is None else start_bps,
+                min_bps=min(t.min_bitrate for t in tiers),
+                max_bps=max(t.max_bitrate for t in tiers),
+                limited=limited,
+            ),
+            TierChooser(tiers),
+        )

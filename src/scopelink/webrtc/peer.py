@@ -8,10 +8,11 @@ answer carries every server candidate. The viewer's candidates may trickle in af
 ICE; a fragment with a new ufrag raises `IceRestartUnsupported` so the client opens a new
 session instead.
 
-aiortc ignores PLI/FIR and REMB for packet tracks, so this module wraps the sender's RTCP
-handler (see `_observe_rtcp`) and maps feedback itself: PLI/FIR → `track.request_keyframe()`,
-receiver reports and REMB → `PeerStats` and, when adaptation is on, once a second into the
-peer's `Adaptation` (its rate estimate and tier choice, webrtc/adapt.py).
+aiortc ignores PLI/FIR and REMB for packet tracks; `webrtc/sender.py` hooks the sender so that
+this module maps the feedback itself: PLI/FIR → `track.request_keyframe()`, receiver reports and
+REMB → `PeerStats` (`webrtc/stats.py`) and, when adaptation is on, once a second into the peer's
+`Adaptation` (its rate estimate and tier choice, `webrtc/adapt.py`). The offer is read by
+`webrtc/sdp.py`.
 
 Imports nothing from the web layer: a telescope-side proxy can reuse it as it is.
 """
@@ -24,11 +25,9 @@ import contextlib
 import dataclasses
 import enum
 import logging
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import (
@@ -37,7 +36,6 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
-    rtcrtpsender,
 )
 from aiortc.exceptions import InvalidStateError, OperationError
 from aiortc.rtp import (
@@ -53,53 +51,33 @@ from aiortc.sdp import candidate_from_sdp
 
 from scopelink.media.encoded import VIDEO_CLOCK_HZ
 from scopelink.ratelimit import TokenBucket
-from scopelink.webrtc.adapt import Feedback, RateController, TierChooser
+from scopelink.webrtc.adapt import Adaptation, Feedback, TierChooser
 from scopelink.webrtc.encoder import Codec, Tier
 from scopelink.webrtc.passthrough import VideoTier
+from scopelink.webrtc.sdp import OfferRejected, check_offer, ice_ufrag, parse_sdpfrag
+from scopelink.webrtc.sender import (
+    NACK_HISTORY_PACKETS,
+    limit_retransmissions,
+    observe_rtcp,
+    octets_sent,
+    packets_sent,
+    report_rtt_ms,
+    sender_ssrc,
+    smoothed_rtt_ms,
+)
+from scopelink.webrtc.stats import PeerStats
 from scopelink.webrtc.track import EncodedVideoTrack
 
 log = logging.getLogger(__name__)
 
-#: aiortc's private parts this module reads, wraps or sets, all of `RTCRtpSender` but the module
-#: global. They were written against the aiortc pinned in pyproject.toml; several are read with
-#: `getattr` defaults that would hide their loss, so tests/webrtc/test_peer.py checks each one
-#: on a real sender and fails loudly when an aiortc upgrade removes or renames it.
-AIORTC_SENDER_PRIVATES = (
-    "_ssrc",  # our RTCP observer matches reports to the sender
-    "_handle_rtcp_packet",  # wrapped: PLI/FIR/REMB reach us (_observe_rtcp)
-    "_retransmit",  # wrapped: retransmission budget (_limit_retransmissions)
-    "_RTCRtpSender__rtp_history",  # the packets kept for NACKs, for their sizes
-    "_RTCRtpSender__rtt",  # aiortc's smoothed RTT
-    "_RTCRtpSender__lsr",  # last sender report sent, for an unsmoothed RTT
-    "_RTCRtpSender__lsr_time",
-    "_RTCRtpSender__packet_count",  # packets and bytes sent
-    "_RTCRtpSender__octet_count",
-)
-AIORTC_MODULE_PRIVATES = (
-    (rtcrtpsender, "RTP_HISTORY_SIZE"),  # set: the NACK history length
-)
-
 #: How often per-peer rates are sampled and adaptation takes a step.
 SAMPLE_INTERVAL_S = 1.0
-#: Packets aiortc keeps for retransmission on NACK. Its default, 128, is less than one full-tier
-#: keyframe (~200 packets of ~1.2 kB): the keyframe's first packets were gone before the NACK
-#: for them came, so under loss a full-tier keyframe never completed (tests/e2e/test_network.py).
-#: 1024 packets are ~1.2 MB per peer, about 2 s at 4 Mbit/s. aiortc reads the module global on
-#: every packet; 65536 is a multiple of it, so sequence wrap-around stays consistent.
-NACK_HISTORY_PACKETS = 1024
-rtcrtpsender.RTP_HISTORY_SIZE = NACK_HISTORY_PACKETS
 #: Retransmissions may use at most this share of the peer's estimated rate, as a token bucket
 #: holding `RTX_BURST_S` of it (the encoder gets `adapt.MEDIA_SHARE` of the estimate). Under a
 #: rate cap, unlimited NACK retransmissions filled the link and starved new frames; beyond the
 #: budget a lost packet stays lost and the receiver asks for a keyframe instead.
 RTX_SHARE = 0.15
 RTX_BURST_S = 0.25
-#: The codecs we can send, best first: VP8 only for a browser that cannot take H.264.
-CODECS = (Codec.H264, Codec.VP8)
-
-
-class OfferRejected(ValueError):
-    """An SDP offer this server cannot answer (no video it may send, no common codec, bad SDP)."""
 
 
 class IceRestartUnsupported(RuntimeError):
@@ -124,146 +102,6 @@ TRANSITIONS: dict[PeerState, frozenset[PeerState]] = {
     PeerState.FAILED: frozenset({PeerState.CLOSED}),
     PeerState.CLOSED: frozenset(),
 }
-
-
-@dataclass(slots=True)
-class PeerStats:
-    """What one peer was sent and what its receiver said about it."""
-
-    id: str
-    telescope_id: str
-    client: str
-    tier: str
-    codec: str = Codec.H264.value
-    state: str = PeerState.NEW.value
-    created: float = field(default_factory=time.time)
-    frames_sent: int = 0
-    keyframes_sent: int = 0
-    frames_skipped: int = 0
-    #: RTP payload bytes and packets, from the sender's counters.
-    bytes_sent: int = 0
-    packets_sent: int = 0
-    #: Over the last sampling interval.
-    fps: float = 0.0
-    bitrate_bps: int = 0
-    #: From RTCP receiver reports (RTT smoothed by aiortc).
-    rtt_ms: float | None = None
-    fraction_lost: float | None = None
-    #: Interarrival jitter from the newest receiver report (RFC 3550), in ms.
-    jitter_ms: float | None = None
-    #: Over the last sampling interval: the packets the receiver NACKed (each once) over the
-    #: packets sent, i.e. loss before retransmission, which receiver reports do not show.
-    nack_loss: float | None = None
-    #: The receiver's estimated maximum bitrate (REMB).
-    remb_bps: int | None = None
-    keyframe_requests: int = 0
-    tier_switches: int = 0
-    #: Tier switches made to a keyframe older than the picture shown (the new tier stayed
-    #: behind for the whole hold, `track.SWITCH_HOLD_S`): the picture stepped back once.
-    late_switches: int = 0
-    #: NACKed packets resent, their bytes, and NACKed packets not resent (over the budget or no
-    #: longer kept).
-    retransmitted_packets: int = 0
-    retransmitted_bytes: int = 0
-    retransmissions_refused: int = 0
-    #: Adaptation: this peer's estimated available bitrate, why it last changed, whether its
-    #: link has shown its limit, the bitrate its tier's shared encoder runs at now, and the
-    #: largest frame that encoder may send, in ms of that bitrate (its VBV buffer).
-    estimate_bps: int | None = None
-    estimate_reason: str | None = None
-    limited: bool = False
-    tier_bitrate_bps: int | None = None
-    tier_vbv_ms: int | None = None
-
-
-@dataclass(slots=True)
-class Adaptation:
-    """What moves one peer: its rate estimate and its tier choice (see webrtc/adapt.py)."""
-
-    rate: RateController
-    chooser: TierChooser
-
-    @classmethod
-    def over(
-        cls, tiers: Sequence[Tier], start: Tier, start_bps: int | None = None, limited: bool = False
-    ) -> Adaptation:
-        """Adaptation across `tiers` (lowest first), starting at `start_bps` (default: the
-        starting bitrate of the tier `start`); `limited`: the link is known to have a limit (a
-        returning client's last session had a congestion signal)."""
-        return cls(
-            RateController(
-                start_bps=start.bitrate if start_bps is None else start_bps,
-                min_bps=min(t.min_bitrate for t in tiers),
-                max_bps=max(t.max_bitrate for t in tiers),
-                limited=limited,
-            ),
-            TierChooser(tiers),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class SdpFragment:
-    """The parts of an `application/trickle-ice-sdpfrag` body (RFC 8840) this server uses."""
-
-    ufrag: str | None
-    pwd: str | None
-    #: `candidate:` attribute values, without the `a=`.
-    candidates: tuple[str, ...]
-    end_of_candidates: bool
-
-
-def parse_sdpfrag(text: str) -> SdpFragment:
-    ufrag = pwd = None
-    candidates: list[str] = []
-    end = False
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("a=ice-ufrag:"):
-            ufrag = line.split(":", 1)[1]
-        elif line.startswith("a=ice-pwd:"):
-            pwd = line.split(":", 1)[1]
-        elif line.startswith("a=candidate:"):
-            candidates.append(line[2:])
-        elif line == "a=end-of-candidates":
-            end = True
-    return SdpFragment(ufrag, pwd, tuple(candidates), end)
-
-
-def _video_sections(sdp: str) -> list[str]:
-    return [s for s in re.split(r"\r?\n(?=m=)", sdp) if s.startswith("m=video")]
-
-
-def check_offer(sdp: str, codecs: tuple[Codec, ...] = CODECS) -> Codec:
-    """The first of `codecs` the offer's receiving video accepts; refuses any other offer
-    (not SDP, no receiving video, no common codec) before aiortc sees it."""
-    if not sdp.lstrip().startswith("v=0"):
-        raise OfferRejected("the body is not an SDP offer")
-    sections = _video_sections(sdp)
-    if not sections:
-        raise OfferRejected("the offer has no video m-line")
-    for section in sections:
-        if not re.search(r"^a=(sendonly|inactive)\s*$", section, re.MULTILINE):
-            return _choose_codec(section, codecs)
-    raise OfferRejected("the offer's video m-line does not receive (need recvonly or sendrecv)")
-
-
-def _choose_codec(section: str, codecs: tuple[Codec, ...]) -> Codec:
-    offered = re.findall(r"^a=rtpmap:\d+ ([\w-]+)/90000", section, re.MULTILINE)
-    names = {name.upper() for name in offered}
-    for codec in codecs:
-        if codec.rtp_name in names:
-            return codec
-    ours = ", ".join(c.rtp_name for c in codecs)
-    listed = ", ".join(dict.fromkeys(n for n in offered if n.lower() not in ("rtx", "red")))
-    raise OfferRejected(
-        f"the offer's video accepts no codec this server sends ({ours}); "
-        f"it offers {listed or 'none'}"
-    )
-
-
-def _ice_ufrag(sdp: str) -> str | None:
-    found = re.search(r"^a=ice-ufrag:(\S+)", sdp, re.MULTILINE)
-    return found.group(1) if found else None
 
 
 def new_session_id() -> str:
@@ -372,7 +210,7 @@ class PeerSession:
         codec = self.codec
         check_offer(offer_sdp, (codec,))
         self._set_state(PeerState.CONNECTING)
-        self._remote_ufrag = _ice_ufrag(offer_sdp)
+        self._remote_ufrag = ice_ufrag(offer_sdp)
         transceiver = self._pc.addTransceiver(self.track, direction="sendonly")
         # Before setRemoteDescription: aiortc applies preferences while it reads the offer.
         transceiver.setCodecPreferences(
@@ -394,8 +232,8 @@ class PeerSession:
             raise OfferRejected(f"the offer could not be applied: {exc}") from exc
         self._transceiver = transceiver
         self._sender = transceiver.sender
-        _observe_rtcp(transceiver.sender, self._on_rtcp)
-        _limit_retransmissions(transceiver.sender, self._may_retransmit)
+        observe_rtcp(transceiver.sender, self._on_rtcp)
+        limit_retransmissions(transceiver.sender, self._may_retransmit)
         transceiver.sender.transport.on(
             "statechange",
             lambda: log.info("peer %s: DTLS %s", self.log_id, transceiver.sender.transport.state),
@@ -415,7 +253,7 @@ class PeerSession:
     def local_ufrag(self) -> str | None:
         """The server's ICE ufrag (the WHEP ETag names the ICE session by it)."""
         description = self._pc.localDescription
-        return _ice_ufrag(description.sdp) if description is not None else None
+        return ice_ufrag(description.sdp) if description is not None else None
 
     async def add_remote_candidates(self, sdpfrag: str) -> int:
         """Add the viewer's trickled candidates; returns how many were added."""
@@ -444,21 +282,17 @@ class PeerSession:
     # -- feedback ---------------------------------------------------------------------------------
 
     def _on_rtcp(self, packet: object, sender: RTCRtpSender) -> None:
-        ssrc = sender._ssrc
+        ssrc = sender_ssrc(sender)
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == ssrc:
                     self._stats.fraction_lost = report.fraction_lost / 256
                     self._stats.jitter_ms = report.jitter / (VIDEO_CLOCK_HZ / 1000)
-                    rtt = getattr(sender, "_RTCRtpSender__rtt", None)
-                    self._stats.rtt_ms = None if rtt is None else rtt * 1000.0
-                    # aiortc smooths RTT heavily (0.85 per report); adaptation wants each one.
-                    lsr = getattr(sender, "_RTCRtpSender__lsr", None)
-                    lsr_time = getattr(sender, "_RTCRtpSender__lsr_time", None)
-                    if lsr is not None and lsr_time is not None and report.lsr == lsr:
-                        if report.dlsr:
-                            raw = time.time() - lsr_time - report.dlsr / 65536
-                            self._raw_rtt_ms = max(raw, 0.0) * 1000.0
+                    self._stats.rtt_ms = smoothed_rtt_ms(sender)
+                    # aiortc smooths RTT heavily; adaptation wants each report's.
+                    raw = report_rtt_ms(sender, report.lsr, report.dlsr)
+                    if raw is not None:
+                        self._raw_rtt_ms = raw
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             self._stats.keyframe_requests += 1
             self.track.request_keyframe()
@@ -509,8 +343,7 @@ class PeerSession:
                 self.adapt(feedback)
 
     def _packets_sent(self) -> int:
-        # aiortc counts RTP packets sent (not resends); not public but a plain int.
-        return getattr(self._sender, "_RTCRtpSender__packet_count", 0) if self._sender else 0
+        return packets_sent(self._sender) if self._sender is not None else 0
 
     def _may_retransmit(self, sequence_number: int, size: int | None) -> bool:
         """Whether the NACKed packet `sequence_number` of `size` bytes (None: no longer kept)
@@ -612,8 +445,7 @@ class PeerSession:
         s.frames_skipped, s.tier_switches = sent.frames_skipped, sent.tier_switches
         s.late_switches = sent.late_switches
         if self._sender is not None:
-            # aiortc counts RTP payload octets and packets; not public but plain ints.
-            s.bytes_sent = getattr(self._sender, "_RTCRtpSender__octet_count", 0)
+            s.bytes_sent = octets_sent(self._sender)
             s.packets_sent = self._packets_sent()
         return dataclasses.replace(s)
 
@@ -636,43 +468,3 @@ class PeerSession:
             self.closed.set()
             if self._on_close is not None:
                 await self._on_close(self)
-
-
-def _observe_rtcp(sender: RTCRtpSender, observer: Callable[[object, RTCRtpSender], None]) -> None:
-    """Also give every RTCP packet addressed to `sender` to `observer`.
-
-    aiortc 1.16 has no public hook: the DTLS transport awaits `sender._handle_rtcp_packet(p)`
-    for each packet, and that method drops PLI/FIR and REMB when the track sends packets. An
-    instance attribute shadows the method, so aiortc still handles the packet first (RTT, NACK).
-    """
-    original = sender._handle_rtcp_packet
-
-    async def handle(packet: Any) -> None:
-        await original(packet)
-        try:
-            observer(packet, sender)
-        except Exception:
-            # Feedback handling must never break aiortc's RTCP loop.
-            log.exception("RTCP observer failed")
-
-    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
-
-
-def _limit_retransmissions(sender: RTCRtpSender, allow: Callable[[int, int | None], bool]) -> None:
-    """Ask `allow(sequence_number, size)` before aiortc resends a NACKed packet (size None: no
-    longer kept).
-
-    Like `_observe_rtcp`, an instance attribute shadows aiortc 1.16's `_retransmit(seq)`, which
-    the sender awaits for every sequence number a NACK lists. The packet's size is read from the
-    sender's history (private, a dict of sequence number modulo the history size to packet).
-    """
-    original = sender._retransmit
-    history: dict[int, Any] = getattr(sender, "_RTCRtpSender__rtp_history", {})
-
-    async def retransmit(sequence_number: int) -> None:
-        packet = history.get(sequence_number % rtcrtpsender.RTP_HISTORY_SIZE)
-        kept = packet is not None and packet.sequence_number == sequence_number
-        if allow(sequence_number, len(packet.payload) + 12 if kept else None):
-            await original(sequence_number)
-
-    sender._retransmit = retransmit  # type: ignore[method-assign]

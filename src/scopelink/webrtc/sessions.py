@@ -35,11 +35,13 @@ from aiortc import RTCIceServer
 from scopelink.media.display import DisplayFrame
 from scopelink.media.encoded import EncodedFanout
 from scopelink.media.latest import LatestValue
-from scopelink.webrtc.adapt import tier_bitrate
+from scopelink.webrtc.adapt import Adaptation, tier_bitrate
 from scopelink.webrtc.encoder import FULL, TIERS, Codec, Tier, TierEncoder
 from scopelink.webrtc.ice import IceSettings
 from scopelink.webrtc.passthrough import SOURCE_TIER, PassthroughTier, VideoTier, source_tier
-from scopelink.webrtc.peer import Adaptation, PeerSession, PeerStats, check_offer
+from scopelink.webrtc.peer import PeerSession
+from scopelink.webrtc.sdp import check_offer
+from scopelink.webrtc.stats import PeerStats
 
 log = logging.getLogger(__name__)
 
