@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import typing
 
 from scopelink.schema import commands
 from scopelink.schema.export import OUTPUT, render, ts_type
+from scopelink.schema.state import Problem
 
 
 def test_committed_protocol_types_are_up_to_date() -> None:
@@ -29,7 +31,18 @@ def test_sent_models_have_every_field_required_and_inputs_keep_defaults_optional
     text = render()
     assert "  operation: Operation | null;" in text  # TelescopeState, as model_dump sends it
     assert "  speed?: number;" in text  # Move.speed has a default: a client may leave it out
-    assert "  detail?: string | null;" in text  # Problem is sent with empty fields left out
+    # Problem is sent with its empty fields left out (exclude_if): optional, never null.
+    assert "  detail?: string;" in text
+    problem = json.loads(Problem(title="t", status=500).model_dump_json())
+    assert problem == {"type": "about:blank", "title": "t", "status": 500}
+
+
+def test_signaling_messages_are_typed_both_ways() -> None:
+    text = render()
+    assert "export type SignalingClientMessage = SignalingOffer | SignalingCandidate" in text
+    assert "export type SignalingServerMessage = SignalingHello | SignalingAnswer" in text
+    assert '  tier?: "full" | "reduced" | null;' in text  # an input: may be left out
+    assert "  reason: string | null;" in text  # sent: always there
 
 
 def test_nested_unions_flatten_and_arrays_of_unions_keep_their_parentheses() -> None:

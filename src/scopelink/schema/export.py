@@ -7,8 +7,8 @@ enums, literals, unions, arrays, nullable values, `$ref` into `$defs`), to TypeS
 
 Models the server sends are converted in serialization mode with every field required, because
 `model_dump` always writes every field; models the server accepts (commands) are converted in
-validation mode, where a field with a default may be left out. `Problem` is sent with its empty
-fields left out (`exclude_none`), so it is converted like an input.
+validation mode, where a field with a default may be left out. A sent field that is left out
+when it has no value (`exclude_if`, as `Problem`'s optional fields) is optional.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
-from scopelink.schema import commands, operations, state
+from scopelink.schema import commands, operations, signaling, state
 
 OUTPUT = Path(__file__).resolve().parent.parent / "ui" / "types" / "protocol.d.ts"
 
@@ -34,7 +34,7 @@ EXPORTS: tuple[tuple[str, Any, JsonSchemaMode], ...] = (
     ("TelescopeState", state.TelescopeState, "serialization"),
     ("Operation", operations.Operation, "serialization"),
     ("CommandAck", state.CommandAck, "serialization"),
-    ("Problem", state.Problem, "validation"),
+    ("Problem", state.Problem, "serialization"),
     ("Command", commands.Command, "validation"),
     ("Role", commands.Role, "validation"),
     ("ViewMode", commands.ViewMode, "validation"),
@@ -42,6 +42,8 @@ EXPORTS: tuple[tuple[str, Any, JsonSchemaMode], ...] = (
     ("CommandStatus", commands.CommandStatus, "validation"),
     ("OperationKind", operations.OperationKind, "validation"),
     ("OperationState", operations.OperationState, "validation"),
+    ("SignalingClientMessage", signaling.ClientMessage, "validation"),
+    ("SignalingServerMessage", signaling.ServerMessage, "serialization"),
 )
 
 HEADER = """\
@@ -60,6 +62,18 @@ class _SentSchema(GenerateJsonSchema):
         if self.mode == "serialization" and field["type"] != "typed-dict-field":
             return field.get("serialization_exclude_if") is None
         return super().field_is_required(field, total)
+
+    def model_field_schema(self, schema: Any) -> dict[str, Any]:
+        """A sent field left out when it has no value (`exclude_if`) is optional and never
+        null: `field?: T`, not `field?: T | null`."""
+        json_schema = super().model_field_schema(schema)
+        if self.mode != "serialization" or schema.get("serialization_exclude_if") is None:
+            return json_schema
+        options = [o for o in json_schema.get("anyOf", []) if o.get("type") != "null"]
+        if not options:
+            return json_schema
+        rest = {k: v for k, v in json_schema.items() if k not in ("anyOf", "default")}
+        return {**rest, **options[0]} if len(options) == 1 else {**rest, "anyOf": options}
 
 
 class UnsupportedSchemaError(ValueError):
@@ -84,7 +98,7 @@ def field_comments() -> dict[str, dict[str, str]]:
     JSON Schema has no place for them, yet they carry the units and meanings a caller needs.
     """
     found: dict[str, dict[str, str]] = {}
-    for module in (commands, operations, state):
+    for module in (commands, operations, signaling, state):
         for model in vars(module).values():
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
                 continue

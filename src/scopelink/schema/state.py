@@ -169,23 +169,28 @@ class ProblemKind(StrEnum):
     TELESCOPE_ERROR = "telescope-error"
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 #: After a failure: nothing happened ("not_run"), or it may have run ("unknown").
 Outcome = Literal["not_run", "unknown"]
 
 
 class Problem(BaseModel):
-    """An error, as `application/problem+json` (RFC 9457) and as a data-channel error."""
+    """An error, as `application/problem+json` (RFC 9457) and in signaling and data-channel
+    messages. Fields without a value are left out."""
 
     type: str = "about:blank"
     title: str
     status: int
-    detail: str | None = None
+    detail: str | None = Field(default=None, exclude_if=_absent)
     #: The telescope's own error code, where there is one (e.g. 203 "equipment is moving").
-    telescope_code: int | None = None
+    telescope_code: int | None = Field(default=None, exclude_if=_absent)
     #: For failures after sending: "not_run" (nothing happened) or "unknown" (it may have run).
-    outcome: Outcome | None = None
+    outcome: Outcome | None = Field(default=None, exclude_if=_absent)
     #: For validation errors: which field was wrong and why.
-    errors: list[dict[str, object]] | None = None
+    errors: list[dict[str, object]] | None = Field(default=None, exclude_if=_absent)
 
 
 class CommandAck(BaseModel):

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from scopelink.schema.state import Problem, ProblemKind
 from scopelink.services.command_service import CommandFailure
 from scopelink.services.registry import UnknownTelescopeError
+from scopelink.webrtc.negotiation import NegotiationError, NegotiationProblem
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE = "https://scopelink.invalid/problems/"
@@ -31,6 +32,25 @@ HTTP_STATUS: dict[ProblemKind, int] = {
     ProblemKind.CONNECTION_LOST: 502,
     ProblemKind.TELESCOPE_ERROR: 502,
 }
+
+
+#: A refused offer or candidate's HTTP status (WHEP's, and the `status` of a signaling error).
+NEGOTIATION_STATUS: dict[NegotiationProblem, int] = {
+    NegotiationProblem.TOO_MANY_PEERS: 503,
+    NegotiationProblem.OFFER_REJECTED: 400,
+    NegotiationProblem.BAD_CANDIDATE: 400,
+    NegotiationProblem.ICE_RESTART_UNSUPPORTED: 422,
+    NegotiationProblem.NO_SESSION: 409,
+}
+
+
+def negotiation_problem(error: NegotiationError) -> Problem:
+    return Problem(
+        type=PROBLEM_TYPE + error.kind.value,
+        title=error.title,
+        status=NEGOTIATION_STATUS[error.kind],
+        detail=error.detail,
+    )
 
 
 def command_problem(failure: CommandFailure) -> Problem:

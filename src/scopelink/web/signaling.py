@@ -20,20 +20,41 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from aiortc.exceptions import InvalidStateError
 from fastapi import APIRouter, WebSocket
+from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from scopelink.ratelimit import TokenBucket
+from scopelink.schema.signaling import (
+    CLIENT_MESSAGE,
+    CLIENT_TYPES,
+    ClientMessage,
+    IceServer,
+    SignalingAnswer,
+    SignalingBye,
+    SignalingCandidate,
+    SignalingError,
+    SignalingHello,
+    SignalingOffer,
+    SignalingRestart,
+    SignalingSession,
+    SignalingStats,
+)
+from scopelink.schema.state import Problem
 from scopelink.services.registry import UnknownTelescopeError
 from scopelink.services.telescope import TelescopeSession
+from scopelink.web.problems import negotiation_problem
 from scopelink.web.security import Caller
 from scopelink.web.whep import SERVER_TURN_USER, ice_servers_for, peers
 from scopelink.webrtc.encoder import FULL, REDUCED, Tier
 from scopelink.webrtc.ice import to_aiortc
-from scopelink.webrtc.peer import IceRestartUnsupported, PeerSession, PeerState
-from scopelink.webrtc.sdp import OfferRejected
-from scopelink.webrtc.sessions import TooManyPeers
+from scopelink.webrtc.negotiation import (
+    NegotiationError,
+    add_candidates,
+    candidate_fragment,
+    start_session,
+)
+from scopelink.webrtc.peer import PeerSession, PeerState
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +81,16 @@ class BadMessage(ValueError):
 
     def __init__(self, status: int, title: str, detail: str) -> None:
         super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
+        self.problem = Problem(title=title, status=status, detail=detail)
 
 
-def problem(status: int, title: str, detail: str) -> dict[str, Any]:
-    return {"type": "error", "problem": {"title": title, "status": status, "detail": detail}}
+def _invalid(kind: str, exc: ValidationError) -> BadMessage:
+    """A message of a known type with fields it may not have, named field by field."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    fields = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'][1:]) or 'message'}: {e['msg']}" for e in errors
+    )
+    return BadMessage(400, f"Bad {kind}", fields)
 
 
 class SignalingChannel:
@@ -86,20 +110,27 @@ class SignalingChannel:
 
     # -- sending ----------------------------------------------------------------------------------
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: BaseModel) -> None:
         """Send one message; a socket that went away is not an error."""
         if not self._open:
             return
         async with self._send_lock:
             try:
-                await self.websocket.send_text(json.dumps(message))
+                await self.websocket.send_text(message.model_dump_json())
             except (WebSocketDisconnect, RuntimeError, OSError):
                 self._open = False
+
+    async def error(self, problem: Problem) -> None:
+        await self.send(SignalingError(problem=problem))
 
     async def hello(self) -> None:
         servers = ice_servers_for(self.websocket, self.caller.client)
         max_peers = peers(self.websocket).max_peers
-        await self.send({"type": "hello", "ice_servers": servers, "max_peers": max_peers})
+        await self.send(
+            SignalingHello(
+                ice_servers=[IceServer.model_validate(s) for s in servers], max_peers=max_peers
+            )
+        )
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -110,11 +141,11 @@ class SignalingChannel:
                 if message["type"] == "websocket.disconnect":
                     break
                 if not self._bucket.take():
-                    await self.send(
-                        problem(
-                            429,
-                            "Too many messages",
-                            f"at most {RATE_PER_S:g} messages a second; closing",
+                    await self.error(
+                        Problem(
+                            title="Too many messages",
+                            status=429,
+                            detail=f"at most {RATE_PER_S:g} messages a second; closing",
                         )
                     )
                     await self._close_socket(CLOSE_POLICY, "too many messages")
@@ -122,14 +153,16 @@ class SignalingChannel:
                 try:
                     await self.handle(self.parse(message))
                 except BadMessage as exc:
-                    await self.send(problem(exc.status, exc.title, exc.detail))
+                    await self.error(exc.problem)
+                except NegotiationError as exc:
+                    await self.error(negotiation_problem(exc))
         except WebSocketDisconnect:
             pass
         finally:
             self._open = False
             await self.end_session("socket closed")
 
-    def parse(self, message: dict[str, Any]) -> dict[str, Any]:
+    def parse(self, message: dict[str, Any]) -> ClientMessage:
         text = message.get("text")
         if text is None:
             raise BadMessage(400, "Unsupported message", "messages are JSON text, not binary")
@@ -143,96 +176,56 @@ class SignalingChannel:
             raise BadMessage(400, "Not JSON", "a message is a JSON object") from None
         if not isinstance(data, dict):
             raise BadMessage(400, "Not an object", "a message is a JSON object with a type")
-        if not isinstance(data.get("type"), str):
+        kind = data.get("type")
+        if not isinstance(kind, str):
             raise BadMessage(400, "No type", "a message needs a string 'type'")
-        return data
-
-    async def handle(self, data: dict[str, Any]) -> None:
-        kind = data["type"]
-        if kind == "offer":
-            await self.on_offer(data)
-        elif kind == "candidate":
-            await self.on_candidate(data)
-        elif kind == "restart":
-            raise BadMessage(
-                422,
-                "ICE restart unsupported",
-                "this server cannot restart ICE; send a new offer for a new session",
-            )
-        elif kind == "bye":
-            await self.end_session("bye")
-        else:
+        if kind not in CLIENT_TYPES:
             raise BadMessage(400, "Unknown message type", f"no message of type {kind[:40]!r}")
+        try:
+            return CLIENT_MESSAGE.validate_python(data)
+        except ValidationError as exc:
+            raise _invalid(kind, exc) from None
+
+    async def handle(self, message: ClientMessage) -> None:
+        match message:
+            case SignalingOffer():
+                await self.on_offer(message)
+            case SignalingCandidate():
+                fragment = candidate_fragment(message.candidate, message.usernameFragment)
+                await add_candidates(self.session, fragment)
+            case SignalingRestart():
+                raise BadMessage(
+                    422,
+                    "ICE restart unsupported",
+                    "this server cannot restart ICE; send a new offer for a new session",
+                )
+            case SignalingBye():
+                await self.end_session("bye")
 
     # -- messages ---------------------------------------------------------------------------------
 
-    async def on_offer(self, data: dict[str, Any]) -> None:
-        sdp = data.get("sdp")
-        if not isinstance(sdp, str):
-            raise BadMessage(400, "Bad offer", "an offer needs 'sdp', a string")
-        tier_name = data.get("tier", FULL.name)
-        if tier_name is None:
-            tier_name = FULL.name
-        if not isinstance(tier_name, str) or tier_name not in TIERS:
-            raise BadMessage(400, "Bad offer", f"'tier' is one of {sorted(TIERS)}")
+    async def on_offer(self, offer: SignalingOffer) -> None:
         # A renegotiation: the previous session ends first (it frees its place in the limit).
         await self.end_session("renegotiated")
         server_ice = to_aiortc(ice_servers_for(self.websocket, SERVER_TURN_USER))
-        try:
-            session, answer = await peers(self.websocket).create(
-                self.telescope.id,
-                self.telescope.pipeline,
-                sdp,
-                client=self.caller.client,
-                tier=TIERS[tier_name],
-                ice_servers=server_ice,
-            )
-        except TooManyPeers as exc:
-            raise BadMessage(503, "Too many viewers", str(exc)) from None
-        except OfferRejected as exc:
-            raise BadMessage(400, "Offer not accepted", str(exc)) from None
+        session, answer = await start_session(
+            peers(self.websocket),
+            self.telescope.id,
+            self.telescope.pipeline,
+            offer.sdp,
+            client=self.caller.client,
+            tier=TIERS[offer.tier or FULL.name],
+            ice_servers=server_ice,
+        )
         if not self._open:
             await session.close()
             return
         self.session = session
         self._reason = None
-        await self.send({"type": "answer", "sdp": answer, "session_id": session.id})
+        await self.send(SignalingAnswer(sdp=answer, session_id=session.id))
         self._watcher = asyncio.create_task(
             self._watch(session), name=f"signaling-{session.log_id}"
         )
-
-    async def on_candidate(self, data: dict[str, Any]) -> None:
-        candidate = data.get("candidate")
-        mid, index = data.get("sdpMid"), data.get("sdpMLineIndex")
-        ufrag = data.get("usernameFragment")
-        if candidate is not None and not isinstance(candidate, str):
-            raise BadMessage(400, "Bad candidate", "'candidate' is a string or null")
-        if mid is not None and not isinstance(mid, str):
-            raise BadMessage(400, "Bad candidate", "'sdpMid' is a string or null")
-        if index is not None and (not isinstance(index, int) or isinstance(index, bool)):
-            raise BadMessage(400, "Bad candidate", "'sdpMLineIndex' is an integer or null")
-        if ufrag is not None and not isinstance(ufrag, str):
-            raise BadMessage(400, "Bad candidate", "'usernameFragment' is a string or null")
-        session = self.session
-        if session is None:
-            raise BadMessage(409, "No session", "send an offer before candidates")
-        lines = [] if ufrag is None else [f"a=ice-ufrag:{ufrag}"]
-        if candidate:
-            value = candidate.removeprefix("a=").strip()
-            if not value.startswith("candidate:") or "\n" in value or "\r" in value:
-                raise BadMessage(400, "Bad candidate", "a candidate is 'candidate:…' on one line")
-            lines.append(f"a={value}")
-        else:
-            lines.append("a=end-of-candidates")
-        try:
-            await session.add_remote_candidates("\r\n".join(lines) + "\r\n")
-        except IceRestartUnsupported as exc:
-            raise BadMessage(422, "ICE restart unsupported", str(exc)) from None
-        except OfferRejected as exc:
-            raise BadMessage(400, "Bad candidate", str(exc)) from None
-        except InvalidStateError:
-            detail = "the session is closed; send a new offer"
-            raise BadMessage(409, "Session closed", detail) from None
 
     # -- the session ------------------------------------------------------------------------------
 
@@ -257,14 +250,12 @@ class SignalingChannel:
         while True:
             state = session.state
             if state is not last:
-                event: dict[str, Any] = {
-                    "type": "session",
-                    "session_id": session.id,
-                    "state": state.value,
-                }
+                reason = None
                 if state is PeerState.CLOSED:
-                    event["reason"] = self._closed_reason(last, ever_connected)
-                await self.send(event)
+                    reason = self._closed_reason(last, ever_connected)
+                await self.send(
+                    SignalingSession(session_id=session.id, state=state.value, reason=reason)
+                )
                 last = state
             if state is PeerState.CLOSED:
                 return
@@ -273,7 +264,7 @@ class SignalingChannel:
                 now = time.monotonic()
                 if now >= next_stats:
                     next_stats = now + STATS_INTERVAL_S
-                    await self.send({"type": "stats", "stats": _public(session)})
+                    await self.send(SignalingStats(stats=_public(session)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(session.closed.wait(), WATCH_INTERVAL_S)
 
@@ -308,7 +299,8 @@ async def signaling(websocket: WebSocket, telescope_id: str) -> None:
     try:
         telescope = websocket.app.state.registry.get(telescope_id)
     except UnknownTelescopeError as exc:
-        await websocket.send_text(json.dumps(problem(404, "Unknown telescope", str(exc))))
+        refusal = Problem(title="Unknown telescope", status=404, detail=str(exc))
+        await websocket.send_text(SignalingError(problem=refusal).model_dump_json())
         await websocket.close(CLOSE_UNKNOWN_TELESCOPE, "unknown telescope")
         return
     channel = SignalingChannel(websocket, telescope, caller)

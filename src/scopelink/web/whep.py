@@ -24,17 +24,17 @@ from starlette.requests import HTTPConnection
 from scopelink.schema.commands import Role
 from scopelink.schema.state import Problem
 from scopelink.web.deps import Session
-from scopelink.web.problems import problem_response
+from scopelink.web.problems import negotiation_problem, problem_response
 from scopelink.web.security import Caller
 from scopelink.webrtc.ice import ice_servers, to_aiortc
-from scopelink.webrtc.peer import IceRestartUnsupported, PeerSession
-from scopelink.webrtc.sdp import OfferRejected
-from scopelink.webrtc.sessions import (
-    PeerSessionManager,
-    TooManyPeers,
-    UnknownPeer,
-    WebRtcSettings,
+from scopelink.webrtc.negotiation import (
+    NegotiationError,
+    NegotiationProblem,
+    add_candidates,
+    start_session,
 )
+from scopelink.webrtc.peer import PeerSession
+from scopelink.webrtc.sessions import PeerSessionManager, UnknownPeer, WebRtcSettings
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +160,17 @@ async def whep_offer(request: Request, session: Session) -> Response:
     caller = _caller(request)
     server_ice = to_aiortc(ice_servers_for(request, SERVER_TURN_USER))
     try:
-        peer, answer = await peers(request).create(
-            session.id, session.pipeline, offer, client=caller.client, ice_servers=server_ice
+        peer, answer = await start_session(
+            peers(request),
+            session.id,
+            session.pipeline,
+            offer,
+            client=caller.client,
+            ice_servers=server_ice,
         )
-    except TooManyPeers as exc:
-        return _problem(503, "Too many viewers", str(exc), {"Retry-After": "10"})
-    except OfferRejected as exc:
-        return _problem(400, "Offer not accepted", str(exc))
+    except NegotiationError as exc:
+        retry = {"Retry-After": "10"} if exc.kind is NegotiationProblem.TOO_MANY_PEERS else None
+        return problem_response(negotiation_problem(exc), retry)
     headers = {
         "Location": _resource(session.id, peer.id),
         "ETag": f'"{peer.local_ufrag or peer.id}"',
@@ -197,11 +201,9 @@ async def whep_trickle(request: Request, telescope_id: str, session_id: str) -> 
     if fragment is None:
         return _problem(413, "Fragment too large", f"at most {MAX_BODY_BYTES} bytes")
     try:
-        await found.add_remote_candidates(fragment)
-    except IceRestartUnsupported as exc:
-        return _problem(422, "ICE restart not supported", str(exc))
-    except OfferRejected as exc:
-        return _problem(400, "Bad candidate", str(exc))
+        await add_candidates(found, fragment)
+    except NegotiationError as exc:
+        return problem_response(negotiation_problem(exc))
     return Response(status_code=204)
 
 

@@ -205,6 +205,7 @@ export class ApiClient extends EventTarget {
       if (signal?.aborted) throw error; // the caller gave up: not the backend's fault
       this.#setReachability("unreachable");
       throw new ApiError({
+        type: "about:blank",
         title: "Backend unreachable",
         status: 0,
         detail: `scopelink did not answer (${error instanceof Error ? error.message : error})`,
@@ -228,6 +229,7 @@ export class ApiClient extends EventTarget {
         throw new ApiError({ status: response.status, ...data });
       }
       throw new ApiError({
+        type: "about:blank",
         title: response.statusText || "Error",
         status: response.status,
         detail: text.slice(0, 200) || `HTTP ${response.status}`,

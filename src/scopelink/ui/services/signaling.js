@@ -20,81 +20,14 @@
 import { StateMachine } from "../lib/state-machine.js";
 
 /** @typedef {import('./api.js').ApiClient} ApiClient */
-/** @typedef {import('../types/protocol').Problem} Problem */
-
-/**
- * @typedef {object} IceServer
- * @property {string | string[]} urls
- * @property {string} [username]
- * @property {string} [credential]
- */
-
-/**
- * @typedef {object} HelloMessage
- * @property {"hello"} type
- * @property {IceServer[]} ice_servers
- * @property {number} max_peers
- */
-
-/**
- * @typedef {object} AnswerMessage
- * @property {"answer"} type
- * @property {string} sdp
- * @property {string} session_id
- */
-
-/**
- * @typedef {object} SignalingProblem
- * @property {string} title
- * @property {number} status
- * @property {string} [detail]
- */
-
-/**
- * @typedef {object} ErrorMessage
- * @property {"error"} type
- * @property {SignalingProblem} problem
- */
-
-/** @typedef {"new" | "connecting" | "connected" | "failed" | "closed"} PeerState */
-
-/**
- * @typedef {object} SessionMessage
- * @property {"session"} type
- * @property {string} session_id
- * @property {PeerState} state
- * @property {string} [reason]
- */
-
-/**
- * @typedef {object} StatsMessage
- * @property {"stats"} type
- * @property {Record<string, unknown>} stats the server's per-peer statistics (PeerStats)
- */
-
-/**
- * @typedef {HelloMessage | AnswerMessage | ErrorMessage | SessionMessage | StatsMessage}
- *   ServerMessage
- */
-
-/**
- * @typedef {object} OfferMessage
- * @property {"offer"} type
- * @property {string} sdp
- * @property {"full" | "reduced"} [tier]
- */
-
-/**
- * @typedef {object} CandidateMessage
- * @property {"candidate"} type
- * @property {string} candidate `candidate:…`, or "" for end-of-candidates
- * @property {string | null} [sdpMid]
- * @property {number | null} [sdpMLineIndex]
- */
-
-/** @typedef {{type: "restart"}} RestartMessage */
-/** @typedef {{type: "bye"}} ByeMessage */
-/** @typedef {OfferMessage | CandidateMessage | RestartMessage | ByeMessage} ClientMessage */
+// The messages, generated from the server's models (scopelink.schema.signaling).
+/** @typedef {import('../types/protocol').SignalingHello} HelloMessage */
+/** @typedef {import('../types/protocol').SignalingAnswer} AnswerMessage */
+/** @typedef {import('../types/protocol').SignalingError} ErrorMessage */
+/** @typedef {import('../types/protocol').SignalingSession} SessionMessage */
+/** @typedef {import('../types/protocol').SignalingStats} StatsMessage */
+/** @typedef {import('../types/protocol').SignalingServerMessage} ServerMessage */
+/** @typedef {import('../types/protocol').SignalingClientMessage} ClientMessage */
 
 /** @typedef {"idle" | "connecting" | "open" | "closed"} SignalingState */
 

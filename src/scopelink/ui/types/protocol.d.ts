@@ -73,6 +73,13 @@ export interface Goto {
   lp_filter?: boolean;
 }
 
+/** One entry of `RTCConfiguration.iceServers`; TURN entries carry fresh credentials. */
+export interface IceServer {
+  urls: string | string[];
+  username?: string;
+  credential?: string;
+}
+
 /** Where the live picture comes from and what the telescope's video stream is. */
 export interface Live {
   /** "preview" (the star view's frames, stretched and encoded here) or "video" (the telescope's own H.264, in the video views). */
@@ -159,19 +166,21 @@ export interface Power {
   temperature_c: number | null;
 }
 
-/** An error, as `application/problem+json` (RFC 9457) and as a data-channel error. */
+/**
+ * An error, as `application/problem+json` (RFC 9457) and in signaling and data-channel
+ * messages. Fields without a value are left out.
+ */
 export interface Problem {
-  /** Default: "about:blank". */
-  type?: string;
+  type: string;
   title: string;
   status: number;
-  detail?: string | null;
+  detail?: string;
   /** The telescope's own error code, where there is one (e.g. 203 "equipment is moving"). */
-  telescope_code?: number | null;
+  telescope_code?: number;
   /** For failures after sending: "not_run" (nothing happened) or "unknown" (it may have run). */
-  outcome?: "not_run" | "unknown" | null;
+  outcome?: "not_run" | "unknown";
   /** For validation errors: which field was wrong and why. */
-  errors?: { [key: string]: unknown }[] | null;
+  errors?: { [key: string]: unknown }[];
 }
 
 /** The telescope's video recording, as its view state and `AviRecord` events say. */
@@ -229,6 +238,74 @@ export interface SetTracking {
 export interface SetZoom {
   type: "set_zoom";
   zoom: 1 | 2 | 4;
+}
+
+/** The answer to an offer, with every server candidate; `session_id` names the session. */
+export interface SignalingAnswer {
+  type: "answer";
+  sdp: string;
+  session_id: string;
+}
+
+/** End this socket's session; the socket stays open. */
+export interface SignalingBye {
+  type: "bye";
+}
+
+/** One trickled ICE candidate (`candidate:…`), or the end of them (null or ""). */
+export interface SignalingCandidate {
+  type: "candidate";
+  candidate?: string | null;
+  sdpMid?: string | null;
+  sdpMLineIndex?: number | null;
+  usernameFragment?: string | null;
+}
+
+export type SignalingClientMessage = SignalingOffer | SignalingCandidate | SignalingRestart | SignalingBye;
+
+/**
+ * A message the server could not take, or a request it refused; the socket stays open
+ * (except for a flood).
+ */
+export interface SignalingError {
+  type: "error";
+  problem: Problem;
+}
+
+/** Sent when the socket opens: the ICE servers for the browser, and the peer limit. */
+export interface SignalingHello {
+  type: "hello";
+  ice_servers: IceServer[];
+  max_peers: number;
+}
+
+/** Start a session (or replace this socket's session: renegotiation). */
+export interface SignalingOffer {
+  type: "offer";
+  sdp: string;
+  /** The tier to watch; the full tier when left out. */
+  tier?: "full" | "reduced" | null;
+}
+
+/** Ask for an ICE restart; always refused (aiortc cannot restart ICE): offer again. */
+export interface SignalingRestart {
+  type: "restart";
+}
+
+export type SignalingServerMessage = SignalingHello | SignalingAnswer | SignalingSession | SignalingStats | SignalingError;
+
+/** The session's state changed; `reason` says why it closed (null otherwise). */
+export interface SignalingSession {
+  type: "session";
+  session_id: string;
+  state: "new" | "connecting" | "connected" | "failed" | "closed";
+  reason: string | null;
+}
+
+/** Every 2 s while connected: the server's statistics of this peer (`PeerStats`). */
+export interface SignalingStats {
+  type: "stats";
+  stats: { [key: string]: unknown };
 }
 
 export interface StackCount {
