@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
-from scopelink.schema import commands, operations, signaling, state
+from scopelink.schema import commands, operations, rest, signaling, state
 
 OUTPUT = Path(__file__).resolve().parent.parent / "ui" / "types" / "protocol.d.ts"
 
@@ -42,6 +42,10 @@ EXPORTS: tuple[tuple[str, Any, JsonSchemaMode], ...] = (
     ("CommandStatus", commands.CommandStatus, "validation"),
     ("OperationKind", operations.OperationKind, "validation"),
     ("OperationState", operations.OperationState, "validation"),
+    ("SessionInfo", rest.SessionInfo, "serialization"),
+    ("TelescopeSummary", rest.TelescopeSummary, "serialization"),
+    ("CatalogueEntry", rest.CatalogueEntry, "serialization"),
+    ("NewTelescope", rest.NewTelescope, "validation"),
     ("SignalingClientMessage", signaling.ClientMessage, "validation"),
     ("SignalingServerMessage", signaling.ServerMessage, "serialization"),
 )
@@ -98,7 +102,7 @@ def field_comments() -> dict[str, dict[str, str]]:
     JSON Schema has no place for them, yet they carry the units and meanings a caller needs.
     """
     found: dict[str, dict[str, str]] = {}
-    for module in (commands, operations, signaling, state):
+    for module in (commands, operations, rest, signaling, state):
         for model in vars(module).values():
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
                 continue

@@ -8,10 +8,11 @@ import { chooseTransport, parseTier, parseVideoCodec } from "./lib/live-quality.
 import { WIDE_INSET_WIDTH } from "./lib/wide-camera.js";
 import { ApiClient } from "./services/api.js";
 import { CatalogueSearch } from "./services/catalogue-search.js";
+import { CommandPort, RestCommands } from "./services/commands.js";
 import { JogController } from "./services/jog.js";
 import { LiveSwitch } from "./services/live-switch.js";
 import { MjpegTransport } from "./services/mjpeg.js";
-import { TelemetryService } from "./services/telemetry.js";
+import { SseStatus, TelemetryService } from "./services/telemetry.js";
 import { TelescopeList } from "./services/telescopes.js";
 import { WebRtcTransport } from "./services/webrtc.js";
 import { mountCameraPanel } from "./views/camera-panel.js";
@@ -110,13 +111,16 @@ function rememberTransport(kind) {
 }
 
 const api = new ApiClient({ token: accessToken() });
-const telemetry = new TelemetryService(api);
+// The one status source; server-sent events carry it (services/telemetry.js).
+const telemetry = new TelemetryService(new SseStatus(api));
 const telescopes = new TelescopeList(api);
 const transport = createTransport(api);
 // The S30's wide camera: MJPEG only (WebRTC carries the main camera), small, in the inset.
 const wide = new MjpegTransport(api, { camera: "wide", width: WIDE_INSET_WIDTH });
 const search = new CatalogueSearch(api);
-const jog = new JogController(api, () => telescopes.selectedId);
+// Every command goes through this port; REST carries it (services/commands.js).
+const commands = new CommandPort(new RestCommands(api));
+const jog = new JogController(commands, () => telescopes.selectedId);
 /** @type {Role} */
 let role = "operator";
 
@@ -154,21 +158,34 @@ const wideInset = mountWideInset(byTestId(page, "live-view", HTMLElement), {
 mountStatusPanel(byTestId(page, "status-panel", HTMLElement), { telemetry });
 const panels = [
   mountGotoPanel(byTestId(page, "goto-panel", HTMLElement), {
-    api,
+    commands,
     search,
     telemetry,
     telescopeId,
   }),
   mountMotionPanel(byTestId(page, "motion-panel", HTMLElement), {
-    api,
+    commands,
     jog,
     telemetry,
     telescopeId,
     parkDialog,
   }),
-  mountFocusPanel(byTestId(page, "focus-panel", HTMLElement), { api, telemetry, telescopeId }),
-  mountCameraPanel(byTestId(page, "camera-panel", HTMLElement), { api, telemetry, telescopeId }),
-  mountVideoPanel(byTestId(page, "video-panel", HTMLElement), { api, telemetry, telescopeId }),
+  mountFocusPanel(byTestId(page, "focus-panel", HTMLElement), {
+    commands,
+    telemetry,
+    telescopeId,
+  }),
+  mountCameraPanel(byTestId(page, "camera-panel", HTMLElement), {
+    api,
+    commands,
+    telemetry,
+    telescopeId,
+  }),
+  mountVideoPanel(byTestId(page, "video-panel", HTMLElement), {
+    commands,
+    telemetry,
+    telescopeId,
+  }),
   mountEventLog(byTestId(page, "log-panel", HTMLElement), { telemetry }),
 ];
 const gate = mountCommandGate(

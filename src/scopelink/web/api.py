@@ -10,21 +10,17 @@ import inspect
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from scopelink.catalog import Catalogue
 from scopelink.schema import commands as c
 from scopelink.schema.operations import Operation
-from scopelink.schema.state import CameraName, CommandAck, Problem, TelescopeState
+from scopelink.schema.rest import CatalogueEntry, NewTelescope, SessionInfo, TelescopeSummary
+from scopelink.schema.state import CommandAck, Problem, TelescopeState
 from scopelink.services.command_service import CommandService
 from scopelink.services.telemetry import TelemetryHub
 from scopelink.services.telescope import TelescopeSession
 from scopelink.settings import (
-    CONTROL_PORT,
-    IMAGING_PORT,
-    RTSP_PORT,
-    WIDE_IMAGING_PORT,
-    WIDE_RTSP_PORT,
     TelescopeTarget,
 )
 from scopelink.web.deps import Registry, Session
@@ -76,13 +72,6 @@ def require_operator(caller: CallerDep) -> Caller:
 # -- session and telescopes -------------------------------------------------------------------
 
 
-class SessionInfo(BaseModel):
-    role: c.Role
-    token_required: bool
-    #: The deployment default of the WebRTC feature flag (the UI may override it per user).
-    webrtc_default: bool
-
-
 @router.get("/session", response_model=SessionInfo, tags=["session"])
 async def session_info(request: Request, caller: CallerDep) -> SessionInfo:
     """Who the server thinks you are."""
@@ -91,31 +80,6 @@ async def session_info(request: Request, caller: CallerDep) -> SessionInfo:
         token_required=request.app.state.policy.tokens_required,
         webrtc_default=request.app.state.settings.webrtc_default,
     )
-
-
-class TelescopeSummary(BaseModel):
-    id: str
-    name: str
-    host: str
-    simulated: bool
-    control: str
-    imaging: str
-    #: `product_model` as the telescope reports it ("Seestar S30"); null until it has said.
-    model: str | None
-    #: Its cameras, for `?camera=` on the MJPEG stream and the snapshot.
-    cameras: list[CameraName]
-
-
-class NewTelescope(BaseModel):
-    host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:\-\[\]]+$")
-    name: str | None = Field(default=None, max_length=64)
-    control_port: int = Field(default=CONTROL_PORT, ge=1, le=65535)
-    imaging_port: int = Field(default=IMAGING_PORT, ge=1, le=65535)
-    #: Its live video in the Moon, Sun, planet and scenery views.
-    rtsp_port: int = Field(default=RTSP_PORT, ge=1, le=65535)
-    #: The wide-angle camera's (S30 models; unused on a model without one).
-    wide_imaging_port: int = Field(default=WIDE_IMAGING_PORT, ge=1, le=65535)
-    wide_rtsp_port: int = Field(default=WIDE_RTSP_PORT, ge=1, le=65535)
 
 
 def _summary(session: Any) -> TelescopeSummary:
@@ -299,20 +263,6 @@ for _path, _model, _title in (
 
 
 # -- catalogue --------------------------------------------------------------------------------
-
-
-class CatalogueEntry(BaseModel):
-    id: str
-    name: str
-    common_name: str | None
-    kind: str
-    ra_hours: float
-    dec_deg: float
-    magnitude: float | None
-    constellation: str | None
-    #: Altitude and azimuth now at the telescope's site, when a telescope is given.
-    alt_deg: float | None = None
-    az_deg: float | None = None
 
 
 @router.get("/catalog", response_model=list[CatalogueEntry], tags=["catalogue"])

@@ -1,8 +1,8 @@
 /**
  * The REST API client: JSON in and out, `application/problem+json` turned into a typed
- * `ApiError`, and commands sent with an `Idempotency-Key` so that retrying a command whose answer
- * was lost never runs it twice. It also reports whether the backend answers at all
- * (`reachable` / `unreachable`), which the connection banner shows.
+ * `ApiError`. It also reports whether the backend answers at all (`reachable` /
+ * `unreachable`), which the connection banner shows. Commands go through
+ * `services/commands.js`.
  */
 
 import { StateMachine } from "../lib/state-machine.js";
@@ -14,80 +14,10 @@ import { StateMachine } from "../lib/state-machine.js";
 /** @typedef {import('../types/protocol').Role} Role */
 /** @typedef {import('../types/protocol').Device["cameras"][number]} CameraName */
 
-/**
- * Command routes and the command each one takes (`POST /api/telescopes/{id}/{route}`).
- *
- * @typedef {{
- *   "goto": import('../types/protocol').Goto,
- *   "stop": import('../types/protocol').Stop,
- *   "move": import('../types/protocol').Move,
- *   "park": import('../types/protocol').Park,
- *   "tracking": import('../types/protocol').SetTracking,
- *   "focus": import('../types/protocol').Focus,
- *   "autofocus": import('../types/protocol').Autofocus,
- *   "autofocus/stop": import('../types/protocol').StopAutofocus,
- *   "view": import('../types/protocol').StartView,
- *   "view/stop": import('../types/protocol').StopView,
- *   "stack": import('../types/protocol').StartStack,
- *   "stack/stop": import('../types/protocol').StopStack,
- *   "zoom": import('../types/protocol').SetZoom,
- *   "recording": import('../types/protocol').StartRecording,
- *   "recording/stop": import('../types/protocol').StopRecording,
- *   "settings/exposure": import('../types/protocol').SetExposure,
- *   "settings/gain": import('../types/protocol').SetGain,
- *   "settings/lp-filter": import('../types/protocol').SetLpFilter,
- *   "settings/dew-heater": import('../types/protocol').SetDewHeater,
- *   "time": import('../types/protocol').SyncTime,
- *   "location": import('../types/protocol').SyncLocation,
- * }} CommandRoutes
- */
-
-// The REST-only models below live with their routes in scopelink/web/api.py, outside the
-// generated schema; keep them in step with it (or move those models into scopelink.schema).
-
-/**
- * @typedef {object} TelescopeSummary
- * @property {string} id
- * @property {string} name
- * @property {string} host
- * @property {boolean} simulated
- * @property {string} control the control link's state
- * @property {string} imaging the imaging link's state
- * @property {string | null} model `product_model` ("Seestar S30"), null until the telescope said
- * @property {CameraName[]} cameras `["main"]`, or `["main", "wide"]` on the S30 models
- */
-
-/**
- * @typedef {object} NewTelescope
- * @property {string} host
- * @property {string | null} [name]
- * @property {number} [control_port]
- * @property {number} [imaging_port]
- * @property {number} [rtsp_port]
- * @property {number} [wide_imaging_port] the S30 models' wide-angle camera
- * @property {number} [wide_rtsp_port]
- */
-
-/**
- * @typedef {object} CatalogueEntry
- * @property {string} id
- * @property {string} name
- * @property {string | null} common_name
- * @property {string} kind
- * @property {number} ra_hours
- * @property {number} dec_deg
- * @property {number | null} magnitude
- * @property {string | null} constellation
- * @property {number | null} [alt_deg] at the telescope's site now, when a telescope was given
- * @property {number | null} [az_deg]
- */
-
-/**
- * @typedef {object} SessionInfo
- * @property {Role} role
- * @property {boolean} token_required
- * @property {boolean} [webrtc_default] the deployment default of the WebRTC flag (true if absent)
- */
+/** @typedef {import('../types/protocol').TelescopeSummary} TelescopeSummary */
+/** @typedef {import('../types/protocol').NewTelescope} NewTelescope */
+/** @typedef {import('../types/protocol').CatalogueEntry} CatalogueEntry */
+/** @typedef {import('../types/protocol').SessionInfo} SessionInfo */
 
 /** An API failure: the problem the server described, or a network failure (`status` 0). */
 export class ApiError extends Error {
@@ -129,16 +59,6 @@ export const REACHABILITY_TRANSITIONS = {
   reachable: ["unreachable"],
   unreachable: ["reachable"],
 };
-
-/** Network failures of a command are retried this many times, with the same key. */
-const COMMAND_RETRIES = 2;
-const RETRY_DELAY_MS = 400;
-
-/**
- * @param {number} ms
- * @returns {Promise<void>}
- */
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class ApiClient extends EventTarget {
   #reachability = new StateMachine(
@@ -246,35 +166,6 @@ export class ApiClient extends EventTarget {
    */
   get(path, options) {
     return this.request("GET", path, options);
-  }
-
-  /**
-   * Send a command. A network failure is retried with the same `Idempotency-Key`: the server
-   * runs a key once, so a retry of a command that did arrive gets the first answer back.
-   *
-   * @template {keyof CommandRoutes} R
-   * @param {string} telescopeId
-   * @param {R} route
-   * @param {Omit<CommandRoutes[R], "type">} [body]
-   * @returns {Promise<CommandAck>}
-   * @throws {ApiError}
-   */
-  async command(telescopeId, route, body) {
-    const key = crypto.randomUUID();
-    const path = `/api/telescopes/${encodeURIComponent(telescopeId)}/${route}`;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.request("POST", path, {
-          body: body ?? {},
-          headers: { "Idempotency-Key": key },
-        });
-      } catch (error) {
-        if (!(error instanceof ApiError) || !error.unreachable || attempt >= COMMAND_RETRIES) {
-          throw error;
-        }
-        await sleep(RETRY_DELAY_MS * (attempt + 1));
-      }
-    }
   }
 
   // -- typed shorthands ---------------------------------------------------------------------

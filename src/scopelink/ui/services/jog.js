@@ -10,7 +10,7 @@
 
 import { StateMachine } from "../lib/state-machine.js";
 
-/** @typedef {import('./api.js').ApiClient} ApiClient */
+/** @typedef {import('./commands.js').CommandPort} CommandPort */
 /** @typedef {import('../types/protocol').Direction} Direction */
 /** @typedef {"idle" | "moving" | "stopping"} JogState */
 
@@ -32,13 +32,13 @@ export class JogController extends EventTarget {
   speed = 720;
 
   /**
-   * @param {ApiClient} api
+   * @param {CommandPort} commands
    * @param {() => string | null} telescopeId which telescope to move
    * @param {{repeatMs?: number, durationS?: number}} [options]
    */
-  constructor(api, telescopeId, { repeatMs = 500, durationS = 1 } = {}) {
+  constructor(commands, telescopeId, { repeatMs = 500, durationS = 1 } = {}) {
     super();
-    this.api = api;
+    this.commands = commands;
     this.telescopeId = telescopeId;
     this.repeatMs = repeatMs;
     this.durationS = durationS;
@@ -73,7 +73,7 @@ export class JogController extends EventTarget {
     const id = this.telescopeId();
     try {
       await this.#inflight;
-      if (id) await this.api.command(id, "stop");
+      if (id) await this.commands.send(id, { type: "stop" });
     } catch (error) {
       this.dispatchEvent(new CustomEvent("error", { detail: error }));
     } finally {
@@ -89,7 +89,8 @@ export class JogController extends EventTarget {
     const id = this.telescopeId();
     const direction = this.direction;
     if (!id || !direction || this.state !== "moving") return;
-    const sent = this.api.command(id, "move", {
+    const sent = this.commands.send(id, {
+      type: "move",
       direction,
       speed: this.speed,
       duration_s: this.durationS,

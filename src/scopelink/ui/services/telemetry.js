@@ -1,6 +1,8 @@
 /**
- * Telemetry over server-sent events: keeps one telescope's `TelescopeState` from the stream's
- * `snapshot` and `delta` messages and re-emits what happens.
+ * The UI's one status source: keeps one telescope's `TelescopeState` from `snapshot` and `delta`
+ * messages and re-emits what happens, whatever transport carries them. The transport behind it
+ * is `SseStatus` (server-sent events, `GET /api/telescopes/{id}/events`), which resumes from the
+ * last event id after a break.
  *
  * Events: `statechange` (the connection state below), `telescope` (detail: the state and the
  * sections that changed), `operation` (an Operation), `event` (a raw firmware event, for the log).
@@ -9,8 +11,8 @@
  * - `idle`: not following any telescope.
  * - `connecting`: the first connection for this telescope; nothing to show yet.
  * - `live`: the stream is open; the state shown is current.
- * - `reconnecting`: the stream broke; the browser (or we) retry, resuming from the last event
- *   id, so nothing is missed. What is shown is the last known state.
+ * - `reconnecting`: the stream broke; the transport retries, resuming from the last message, so
+ *   nothing is missed. What is shown is the last known state.
  * - `offline`: still broken after `offlineAfterMs`: the backend or the network is down. Retries
  *   go on with backoff (and at once when the browser says it is back online); the UI says so.
  */
@@ -36,29 +38,146 @@ export const TELEMETRY_TRANSITIONS = {
   offline: ["live", "idle"],
 };
 
+/** @typedef {"snapshot" | "delta" | "operation" | "event"} MessageKind */
+
+/**
+ * What a status transport tells the service.
+ *
+ * @typedef {object} StatusSink
+ * @property {() => void} opened the stream is open
+ * @property {() => void} lost the stream broke (the transport retries by itself)
+ * @property {(kind: MessageKind, data: unknown) => void} message one message, parsed
+ */
+
+/**
+ * What carries status messages: opened for one telescope, reopened (resuming after the last
+ * message) when the service asks, closed.
+ *
+ * @typedef {object} StatusTransport
+ * @property {(telescopeId: string, sink: StatusSink) => void} open follow from a snapshot
+ * @property {() => void} reopen reopen now, resuming
+ * @property {() => void} close
+ */
+
+/**
+ * Status over server-sent events. Our own reopen resumes with `since`; the browser's own retries
+ * send `Last-Event-ID`. A stream the browser gave up on (an HTTP error such as a restarting
+ * proxy's 502) is reopened with capped backoff.
+ *
+ * @implements {StatusTransport}
+ */
+export class SseStatus {
+  /** @type {EventSource | null} */
+  #source = null;
+  /** @type {string | null} */
+  #telescopeId = null;
+  /** @type {StatusSink | null} */
+  #sink = null;
+  /** @type {string | null} */
+  #lastEventId = null;
+  /** @type {ReturnType<typeof setTimeout> | null} */
+  #retryTimer = null;
+  #backoff = new Backoff({ initialMs: 1_000, maximumMs: 15_000 });
+
+  /**
+   * @param {ApiClient} api
+   * @param {(url: string) => EventSource} [eventSource] for tests
+   */
+  constructor(api, eventSource) {
+    this.api = api;
+    this.createEventSource = eventSource ?? ((url) => new EventSource(url));
+  }
+
+  /**
+   * @param {string} telescopeId
+   * @param {StatusSink} sink
+   */
+  open(telescopeId, sink) {
+    this.close();
+    this.#telescopeId = telescopeId;
+    this.#sink = sink;
+    this.#lastEventId = null;
+    this.#backoff.reset();
+    this.#connect();
+  }
+
+  reopen() {
+    if (!this.#telescopeId) return;
+    this.#backoff.reset();
+    this.#scheduleReopen(0);
+  }
+
+  close() {
+    this.#disconnect();
+    this.#telescopeId = null;
+    this.#sink = null;
+  }
+
+  #connect() {
+    const sink = this.#sink;
+    if (!this.#telescopeId || !sink) return;
+    const path = `/api/telescopes/${encodeURIComponent(this.#telescopeId)}/events`;
+    const source = this.createEventSource(this.api.url(path, { since: this.#lastEventId }));
+    this.#source = source;
+    source.onopen = () => {
+      if (source !== this.#source) return;
+      this.#backoff.reset();
+      sink.opened();
+    };
+    source.onerror = () => {
+      if (source !== this.#source) return;
+      sink.lost();
+      if (source.readyState === EventSource.CLOSED) this.#scheduleReopen(this.#backoff.next());
+    };
+    for (const kind of /** @type {MessageKind[]} */ (["snapshot", "delta", "operation", "event"])) {
+      source.addEventListener(kind, (event) => {
+        if (source !== this.#source) return;
+        const message = /** @type {MessageEvent} */ (event);
+        if (message.lastEventId) this.#lastEventId = message.lastEventId;
+        let data;
+        try {
+          data = JSON.parse(message.data);
+        } catch (error) {
+          console.warn("telemetry: unreadable message", kind, error);
+          return;
+        }
+        sink.message(kind, data);
+      });
+    }
+  }
+
+  #disconnect() {
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    this.#source?.close();
+    this.#source = null;
+  }
+
+  /** @param {number} delayMs */
+  #scheduleReopen(delayMs) {
+    this.#disconnect();
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      this.#connect();
+    }, delayMs);
+  }
+}
+
 /**
  * @typedef {object} TelemetryOptions
  * @property {number} [offlineAfterMs] broken this long: `offline` instead of `reconnecting`
  * @property {number} [silenceLimitMs] no message this long: assume a dead connection that the
  *   browser has not noticed (a silently dropped Wi-Fi) and reopen it, resuming
- * @property {(url: string) => EventSource} [eventSource] for tests
  */
 
 export class TelemetryService extends EventTarget {
   #machine = new StateMachine(TELEMETRY_TRANSITIONS, /** @type {TelemetryState} */ ("idle"));
-  /** @type {EventSource | null} */
-  #source = null;
   /** @type {string | null} */
   #telescopeId = null;
-  /** @type {string | null} */
-  #lastEventId = null;
-  /** @type {ReturnType<typeof setTimeout> | null} */
-  #retryTimer = null;
   /** @type {ReturnType<typeof setInterval> | null} */
   #watchdog = null;
   /** When the stream broke (ms, `performance.now()`), or null while it is fine. */
   #lostAt = /** @type {number | null} */ (null);
-  #backoff = new Backoff({ initialMs: 1_000, maximumMs: 15_000 });
 
   /** The telescope's state as last received, or null before the first snapshot. */
   telescope = /** @type {TelescopeState | null} */ (null);
@@ -66,15 +185,14 @@ export class TelemetryService extends EventTarget {
   lastMessageAt = /** @type {number | null} */ (null);
 
   /**
-   * @param {ApiClient} api
+   * @param {StatusTransport} transport
    * @param {TelemetryOptions} [options]
    */
-  constructor(api, { offlineAfterMs = 6_000, silenceLimitMs = 40_000, eventSource } = {}) {
+  constructor(transport, { offlineAfterMs = 6_000, silenceLimitMs = 40_000 } = {}) {
     super();
-    this.api = api;
+    this.transport = transport;
     this.offlineAfterMs = offlineAfterMs;
     this.silenceLimitMs = silenceLimitMs;
-    this.createEventSource = eventSource ?? ((url) => new EventSource(url));
     this.onOnline = () => this.#reopenNow();
   }
 
@@ -105,18 +223,31 @@ export class TelemetryService extends EventTarget {
   start(telescopeId) {
     this.stop();
     this.#telescopeId = telescopeId;
-    this.#lastEventId = null;
     this.telescope = null;
-    this.#backoff.reset();
     this.#setState("connecting");
-    this.#open();
+    /** @type {StatusSink} */
+    const sink = {
+      opened: () => {
+        if (this.#telescopeId !== telescopeId) return;
+        this.lastMessageAt = performance.now();
+        this.#lostAt = null;
+        this.#setState("live");
+      },
+      lost: () => {
+        if (this.#telescopeId === telescopeId) this.#lost();
+      },
+      message: (kind, data) => {
+        if (this.#telescopeId === telescopeId) this.#receive(kind, data);
+      },
+    };
+    this.transport.open(telescopeId, sink);
     this.#watchdog = setInterval(() => this.#check(), 1_000);
     globalThis.addEventListener?.("online", this.onOnline);
   }
 
   /** Stop following; the service can be started again. */
   stop() {
-    this.#close();
+    this.transport.close();
     if (this.#watchdog) clearInterval(this.#watchdog);
     this.#watchdog = null;
     globalThis.removeEventListener?.("online", this.onOnline);
@@ -125,54 +256,9 @@ export class TelemetryService extends EventTarget {
     this.#setState("idle");
   }
 
-  #open() {
-    if (!this.#telescopeId) return;
-    const path = `/api/telescopes/${encodeURIComponent(this.#telescopeId)}/events`;
-    // Our own reopen resumes with `since`; the browser's own retries send Last-Event-ID.
-    const source = this.createEventSource(this.api.url(path, { since: this.#lastEventId }));
-    this.#source = source;
-    source.onopen = () => {
-      if (source !== this.#source) return;
-      this.lastMessageAt = performance.now();
-      this.#backoff.reset();
-      this.#lostAt = null;
-      this.#setState("live");
-    };
-    source.onerror = () => {
-      if (source !== this.#source) return;
-      this.#lost();
-      if (source.readyState === EventSource.CLOSED) {
-        // The browser gave up (an HTTP error such as a restarting proxy's 502): retry ourselves.
-        this.#scheduleReopen(this.#backoff.next());
-      }
-    };
-    for (const kind of ["snapshot", "delta", "operation", "event"]) {
-      source.addEventListener(kind, (message) => {
-        if (source === this.#source) this.#receive(kind, /** @type {MessageEvent} */ (message));
-      });
-    }
-  }
-
-  #close() {
-    if (this.#retryTimer) clearTimeout(this.#retryTimer);
-    this.#retryTimer = null;
-    this.#source?.close();
-    this.#source = null;
-  }
-
-  /** @param {number} delayMs */
-  #scheduleReopen(delayMs) {
-    this.#close();
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = null;
-      this.#open();
-    }, delayMs);
-  }
-
   #reopenNow() {
     if (this.state === "idle") return;
-    this.#backoff.reset();
-    this.#scheduleReopen(0);
+    this.transport.reopen();
   }
 
   #lost() {
@@ -192,39 +278,31 @@ export class TelemetryService extends EventTarget {
     if (this.state === "live" && this.silenceMs(now) > this.silenceLimitMs) {
       // Reopen quietly: the state only changes if the new connection fails too.
       this.lastMessageAt = now;
-      this.#scheduleReopen(0);
+      this.transport.reopen();
     }
   }
 
   /**
-   * @param {string} kind
-   * @param {MessageEvent} message
+   * @param {MessageKind} kind
+   * @param {unknown} data
    */
-  #receive(kind, message) {
+  #receive(kind, data) {
     this.lastMessageAt = performance.now();
-    if (message.lastEventId) this.#lastEventId = message.lastEventId;
     if (this.state !== "live") {
       this.#lostAt = null;
       this.#setState("live");
     }
-    let data;
-    try {
-      data = JSON.parse(message.data);
-    } catch (error) {
-      console.warn("telemetry: unreadable message", kind, error);
-      return;
-    }
     switch (kind) {
       case "snapshot":
-        this.telescope = data;
-        this.#emitTelescope(new Set(/** @type {Section[]} */ (Object.keys(data))));
+        this.telescope = /** @type {TelescopeState} */ (data);
+        this.#emitTelescope(new Set(/** @type {Section[]} */ (Object.keys(this.telescope))));
         break;
       case "delta":
-        this.#merge(data);
+        this.#merge(/** @type {Record<string, Record<string, unknown>>} */ (data));
         break;
       case "operation":
         if (this.telescope) {
-          this.telescope.operation = data;
+          this.telescope.operation = /** @type {Operation} */ (data);
           this.#emitTelescope(new Set(["operation"]));
         }
         this.dispatchEvent(

@@ -5,6 +5,21 @@ export interface Autofocus {
   type: "autofocus";
 }
 
+/** One object of the catalogue (`GET /api/catalog`). */
+export interface CatalogueEntry {
+  id: string;
+  name: string;
+  common_name: string | null;
+  kind: string;
+  ra_hours: number;
+  dec_deg: number;
+  magnitude: number | null;
+  constellation: string | null;
+  /** Altitude and azimuth now at the telescope's site, when a telescope is given. */
+  alt_deg: number | null;
+  az_deg: number | null;
+}
+
 export type Command = Goto | Stop | Move | Park | SetTracking | Focus | Autofocus | StopAutofocus | StartView | StopView | StartStack | StopStack | SetZoom | StartRecording | StopRecording | SetExposure | SetGain | SetLpFilter | SetDewHeater | SyncTime | SyncLocation;
 
 /** The answer to a command: completed, or accepted and running as an operation. */
@@ -124,6 +139,44 @@ export interface Move {
   duration_s?: number;
 }
 
+/** A telescope to add at run time (`POST /api/telescopes`). */
+export interface NewTelescope {
+  /**
+   * length 1..253
+   * pattern `^[A-Za-z0-9.:\-\[\]]+$`
+   */
+  host: string;
+  /** length 0..64 */
+  name?: string | null;
+  /**
+   * 1 ≤ value ≤ 65535
+   * Default: 4700.
+   */
+  control_port?: number;
+  /**
+   * 1 ≤ value ≤ 65535
+   * Default: 4800.
+   */
+  imaging_port?: number;
+  /**
+   * Its live video in the Moon, Sun, planet and scenery views.
+   * 1 ≤ value ≤ 65535
+   * Default: 4554.
+   */
+  rtsp_port?: number;
+  /**
+   * The wide-angle camera's (S30 models; unused on a model without one).
+   * 1 ≤ value ≤ 65535
+   * Default: 4804.
+   */
+  wide_imaging_port?: number;
+  /**
+   * 1 ≤ value ≤ 65535
+   * Default: 4555.
+   */
+  wide_rtsp_port?: number;
+}
+
 /** A long operation as transports show it. */
 export interface Operation {
   id: string;
@@ -199,6 +252,14 @@ export interface Recording {
 
 /** What a client may do: viewers watch, operators also command. */
 export type Role = "viewer" | "operator";
+
+/** Who the server thinks you are (`GET /api/session`). */
+export interface SessionInfo {
+  role: Role;
+  token_required: boolean;
+  /** The deployment default of the WebRTC feature flag (the UI may override it per user). */
+  webrtc_default: boolean;
+}
 
 export interface SetDewHeater {
   type: "set_dew_heater";
@@ -394,6 +455,20 @@ export interface TelescopeState {
   settings: { [key: string]: unknown };
   /** The running operation (or the last one, finished), if any. */
   operation: Operation | null;
+}
+
+/** One telescope in `GET /api/telescopes`. */
+export interface TelescopeSummary {
+  id: string;
+  name: string;
+  host: string;
+  simulated: boolean;
+  control: string;
+  imaging: string;
+  /** `product_model` as the telescope reports it ("Seestar S30"); null until it has said. */
+  model: string | null;
+  /** Its cameras, for `?camera=` on the MJPEG stream and the snapshot. */
+  cameras: ("main" | "wide")[];
 }
 
 export interface View {

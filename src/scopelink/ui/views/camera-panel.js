@@ -7,6 +7,7 @@ import { clearError, runCommand, showError } from "./command-feedback.js";
 import { byTestId, setText } from "./dom.js";
 
 /** @typedef {import('../services/api.js').ApiClient} ApiClient */
+/** @typedef {import('../services/commands.js').CommandPort} CommandPort */
 /** @typedef {import('../services/telemetry.js').TelemetryService} TelemetryService */
 /** @typedef {import('../services/telemetry.js').TelescopeDetail} TelescopeDetail */
 /** @typedef {import('../types/protocol').TelescopeState} TelescopeState */
@@ -30,9 +31,10 @@ function exposures(t) {
 
 /**
  * @param {HTMLElement} root the camera panel
- * @param {{api: ApiClient, telemetry: TelemetryService, telescopeId: () => string | null}} services
+ * @param {{api: ApiClient, commands: CommandPort, telemetry: TelemetryService,
+ *   telescopeId: () => string | null}} services
  */
-export function mountCameraPanel(root, { api, telemetry, telescopeId }) {
+export function mountCameraPanel(root, { api, commands, telemetry, telescopeId }) {
   const $button = (/** @type {string} */ id) => byTestId(root, id, HTMLButtonElement);
   const $input = (/** @type {string} */ id) => byTestId(root, id, HTMLInputElement);
   const $slot = (/** @type {string} */ id) => byTestId(root, id, HTMLElement);
@@ -68,16 +70,14 @@ export function mountCameraPanel(root, { api, telemetry, telescopeId }) {
   const started = new Set();
 
   /**
-   * @template {keyof import('../services/api.js').CommandRoutes} R
    * @param {HTMLButtonElement | null} control
    * @param {HTMLElement} slot
-   * @param {R} route
-   * @param {Omit<import('../services/api.js').CommandRoutes[R], "type">} [body]
+   * @param {import('../types/protocol').Command} command
    */
-  async function send(control, slot, route, body) {
+  async function send(control, slot, command) {
     const id = telescopeId();
     if (!id) return null;
-    const ack = await runCommand(control, slot, () => api.command(id, route, body));
+    const ack = await runCommand(control, slot, () => commands.send(id, command));
     if (ack?.operation) started.add(ack.operation.id);
     renderButtons();
     return ack;
@@ -85,11 +85,11 @@ export function mountCameraPanel(root, { api, telemetry, telescopeId }) {
 
   viewStart.addEventListener("click", () => {
     const mode = /** @type {ViewMode} */ (viewMode.value);
-    void send(viewStart, errors.view, "view", { mode });
+    void send(viewStart, errors.view, { type: "start_view", mode });
   });
-  viewStop.addEventListener("click", () => void send(viewStop, errors.view, "view/stop"));
-  stackStart.addEventListener("click", () => void send(stackStart, errors.stack, "stack"));
-  stackStop.addEventListener("click", () => void send(stackStop, errors.stack, "stack/stop"));
+  viewStop.addEventListener("click", () => void send(viewStop, errors.view, { type: "stop_view" }));
+  stackStart.addEventListener("click", () => void send(stackStart, errors.stack, { type: "start_stack" }));
+  stackStop.addEventListener("click", () => void send(stackStop, errors.stack, { type: "stop_stack" }));
 
   exposureForm.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -100,7 +100,8 @@ export function mountCameraPanel(root, { api, telemetry, telescopeId }) {
       return;
     }
     const submit = byTestId(exposureForm, "exposure-set", HTMLButtonElement);
-    void send(submit, errors.exposure, "settings/exposure", {
+    void send(submit, errors.exposure, {
+      type: "set_exposure",
       continuous_ms: continuous,
       stack_ms: stack,
     });
@@ -108,22 +109,22 @@ export function mountCameraPanel(root, { api, telemetry, telescopeId }) {
   gainForm.addEventListener("submit", (event) => {
     event.preventDefault();
     const submit = byTestId(gainForm, "gain-set", HTMLButtonElement);
-    void send(submit, errors.gain, "settings/gain", { gain: Math.round(Number(gain.value)) });
+    void send(submit, errors.gain, { type: "set_gain", gain: Math.round(Number(gain.value)) });
   });
 
   /**
    * @param {HTMLButtonElement} toggle
-   * @param {"settings/lp-filter" | "settings/dew-heater"} route
+   * @param {"set_lp_filter" | "set_dew_heater"} type
    */
-  function bindSwitch(toggle, route) {
+  function bindSwitch(toggle, type) {
     toggle.addEventListener("click", async () => {
       const on = toggle.getAttribute("aria-checked") !== "true";
-      const ack = await send(toggle, errors.switches, route, { on });
+      const ack = await send(toggle, errors.switches, { type, on });
       if (ack) toggle.setAttribute("aria-checked", String(on));
     });
   }
-  bindSwitch(lpFilter, "settings/lp-filter");
-  bindSwitch(dewHeater, "settings/dew-heater");
+  bindSwitch(lpFilter, "set_lp_filter");
+  bindSwitch(dewHeater, "set_dew_heater");
 
   function renderButtons() {
     stackStart.disabled = stacking;

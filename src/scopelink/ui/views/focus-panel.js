@@ -6,16 +6,16 @@
 import { clearError, runCommand, showError } from "./command-feedback.js";
 import { buttons, byTestId, setText } from "./dom.js";
 
-/** @typedef {import('../services/api.js').ApiClient} ApiClient */
+/** @typedef {import('../services/commands.js').CommandPort} CommandPort */
 /** @typedef {import('../services/telemetry.js').TelemetryService} TelemetryService */
 /** @typedef {import('../services/telemetry.js').TelescopeDetail} TelescopeDetail */
 /** @typedef {import('../types/protocol').Operation} Operation */
 
 /**
  * @param {HTMLElement} root the focus panel
- * @param {{api: ApiClient, telemetry: TelemetryService, telescopeId: () => string | null}} services
+ * @param {{commands: CommandPort, telemetry: TelemetryService, telescopeId: () => string | null}} services
  */
-export function mountFocusPanel(root, { api, telemetry, telescopeId }) {
+export function mountFocusPanel(root, { commands, telemetry, telescopeId }) {
   const position = byTestId(root, "focus-position", HTMLOutputElement);
   const autofocus = byTestId(root, "autofocus", HTMLButtonElement);
   const error = byTestId(root, "focus-error", HTMLElement);
@@ -28,7 +28,7 @@ export function mountFocusPanel(root, { api, telemetry, telescopeId }) {
       const id = telescopeId();
       if (!id) return;
       const delta = Number(step.dataset.delta);
-      const ack = await runCommand(step, error, () => api.command(id, "focus", { delta }));
+      const ack = await runCommand(step, error, () => commands.send(id, { type: "focus", delta }));
       if (ack?.operation) started.add(ack.operation.id);
     });
   }
@@ -37,7 +37,7 @@ export function mountFocusPanel(root, { api, telemetry, telescopeId }) {
     const id = telescopeId();
     if (!id) return;
     const ack = await runCommand(autofocus, error, () =>
-      api.command(id, autofocusRunning ? "autofocus/stop" : "autofocus"),
+      commands.send(id, { type: autofocusRunning ? "stop_autofocus" : "autofocus" }),
     );
     if (ack?.operation) started.add(ack.operation.id);
     render();

@@ -12,7 +12,7 @@ import {
 import { clearError, runCommand, showError } from "./command-feedback.js";
 import { byTestId, create, setText } from "./dom.js";
 
-/** @typedef {import('../services/api.js').ApiClient} ApiClient */
+/** @typedef {import('../services/commands.js').CommandPort} CommandPort */
 /** @typedef {import('../services/api.js').CatalogueEntry} CatalogueEntry */
 /** @typedef {import('../services/catalogue-search.js').CatalogueSearch} CatalogueSearch */
 /** @typedef {import('../services/telemetry.js').TelemetryService} TelemetryService */
@@ -60,10 +60,10 @@ function altitudeText(entry) {
 
 /**
  * @param {HTMLElement} root the goto panel
- * @param {{api: ApiClient, search: CatalogueSearch, telemetry: TelemetryService,
+ * @param {{commands: CommandPort, search: CatalogueSearch, telemetry: TelemetryService,
  *          telescopeId: () => string | null}} services
  */
-export function mountGotoPanel(root, { api, search, telemetry, telescopeId }) {
+export function mountGotoPanel(root, { commands, search, telemetry, telescopeId }) {
   const input = byTestId(root, "goto-search", HTMLInputElement);
   const list = byTestId(root, "goto-results", HTMLUListElement);
   const selected = byTestId(root, "goto-selected", HTMLElement);
@@ -254,17 +254,17 @@ export function mountGotoPanel(root, { api, search, telemetry, telescopeId }) {
   async function goto() {
     const id = telescopeId();
     if (!id) return;
-    /** @type {Omit<import('../types/protocol').Goto, "type">} */
+    /** @type {import('../types/protocol').Goto} */
     let command;
     if (mode === "name") {
       if (!choice) return;
-      command = { target: choice.name, mode: viewModeFor(choice.kind) };
+      command = { type: "goto", target: choice.name, mode: viewModeFor(choice.kind) };
     } else {
       const parsed = coordinates();
       if (typeof parsed === "string") return;
-      command = { ra_hours: parsed.ra, dec_deg: parsed.dec };
+      command = { type: "goto", ra_hours: parsed.ra, dec_deg: parsed.dec };
     }
-    const ack = await runCommand(go, error, () => api.command(id, "goto", command));
+    const ack = await runCommand(go, error, () => commands.send(id, command));
     // A refused goto leaves the one already running (and its reporting) as it was.
     if (ack) startedOp = ack.operation?.id ?? null;
     updateGo();
@@ -272,7 +272,7 @@ export function mountGotoPanel(root, { api, search, telemetry, telescopeId }) {
   go.addEventListener("click", () => void goto());
   stop.addEventListener("click", async () => {
     const id = telescopeId();
-    if (id) await runCommand(stop, error, () => api.command(id, "stop"));
+    if (id) await runCommand(stop, error, () => commands.send(id, { type: "stop" }));
   });
 
   telemetry.addEventListener("operation", (event) => {

@@ -6,7 +6,7 @@
 import { clearError, runCommand, showError } from "./command-feedback.js";
 import { buttons, byTestId } from "./dom.js";
 
-/** @typedef {import('../services/api.js').ApiClient} ApiClient */
+/** @typedef {import('../services/commands.js').CommandPort} CommandPort */
 /** @typedef {import('../services/jog.js').JogController} JogController */
 /** @typedef {import('../services/telemetry.js').TelemetryService} TelemetryService */
 /** @typedef {import('../services/telemetry.js').TelescopeDetail} TelescopeDetail */
@@ -18,10 +18,10 @@ const KEYS = { ArrowUp: "up", ArrowDown: "down", ArrowLeft: "left", ArrowRight: 
 
 /**
  * @param {HTMLElement} root the motion panel
- * @param {{api: ApiClient, jog: JogController, telemetry: TelemetryService,
+ * @param {{commands: CommandPort, jog: JogController, telemetry: TelemetryService,
  *          telescopeId: () => string | null, parkDialog: HTMLDialogElement}} services
  */
-export function mountMotionPanel(root, { api, jog, telemetry, telescopeId, parkDialog }) {
+export function mountMotionPanel(root, { commands, jog, telemetry, telescopeId, parkDialog }) {
   const pad = byTestId(root, "dpad", HTMLElement);
   const speed = byTestId(root, "move-speed", HTMLSelectElement);
   const stop = byTestId(root, "stop", HTMLButtonElement);
@@ -92,14 +92,14 @@ export function mountMotionPanel(root, { api, jog, telemetry, telescopeId, parkD
     const id = telescopeId();
     if (!id) return;
     await jog.release();
-    await runCommand(stop, error, () => api.command(id, "stop"));
+    await runCommand(stop, error, () => commands.send(id, { type: "stop" }));
   });
 
   tracking.addEventListener("click", async () => {
     const id = telescopeId();
     if (!id) return;
     const on = tracking.getAttribute("aria-checked") !== "true";
-    const ack = await runCommand(tracking, error, () => api.command(id, "tracking", { on }));
+    const ack = await runCommand(tracking, error, () => commands.send(id, { type: "tracking", on }));
     if (ack) tracking.setAttribute("aria-checked", String(on));
   });
 
@@ -110,7 +110,7 @@ export function mountMotionPanel(root, { api, jog, telemetry, telescopeId, parkD
   parkDialog.addEventListener("close", async () => {
     const id = telescopeId();
     if (parkDialog.returnValue !== "park" || !id) return;
-    const ack = await runCommand(park, error, () => api.command(id, "park"));
+    const ack = await runCommand(park, error, () => commands.send(id, { type: "park" }));
     startedPark = ack?.operation?.id ?? null;
   });
 

@@ -14,16 +14,16 @@ import {
 import { clearError, runCommand } from "./command-feedback.js";
 import { buttons, byTestId, setData, setText } from "./dom.js";
 
-/** @typedef {import('../services/api.js').ApiClient} ApiClient */
+/** @typedef {import('../services/commands.js').CommandPort} CommandPort */
 /** @typedef {import('../services/telemetry.js').TelemetryService} TelemetryService */
 /** @typedef {import('../services/telemetry.js').TelescopeDetail} TelescopeDetail */
 /** @typedef {import('../types/protocol').SetZoom} SetZoom */
 
 /**
  * @param {HTMLElement} root the video panel
- * @param {{api: ApiClient, telemetry: TelemetryService, telescopeId: () => string | null}} services
+ * @param {{commands: CommandPort, telemetry: TelemetryService, telescopeId: () => string | null}} services
  */
-export function mountVideoPanel(root, { api, telemetry, telescopeId }) {
+export function mountVideoPanel(root, { commands, telemetry, telescopeId }) {
   const zoom = byTestId(root, "zoom", HTMLElement);
   const zoomButtons = buttons(zoom, "[data-zoom]");
   const record = byTestId(root, "record", HTMLButtonElement);
@@ -44,7 +44,7 @@ export function mountVideoPanel(root, { api, telemetry, telescopeId }) {
       if (!id || button.getAttribute("aria-checked") === "true") return;
       const factor = /** @type {SetZoom["zoom"]} */ (Number(button.dataset.zoom));
       sending = true;
-      await runCommand(button, error, () => api.command(id, "zoom", { zoom: factor }));
+      await runCommand(button, error, () => commands.send(id, { type: "set_zoom", zoom: factor }));
       sending = false;
       render();
     });
@@ -56,7 +56,7 @@ export function mountVideoPanel(root, { api, telemetry, telescopeId }) {
     const recording = telemetry.telescope?.recording.active ?? false;
     sending = true;
     await runCommand(record, error, () =>
-      api.command(id, recording ? "recording/stop" : "recording"),
+      commands.send(id, { type: recording ? "stop_recording" : "start_recording" }),
     );
     sending = false;
     render();

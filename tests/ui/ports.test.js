@@ -1,0 +1,112 @@
+// The UI's command port and status source with a scripted transport behind each: what any
+// transport (REST and SSE today, the data channel next) can rely on. `npm test`.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { CommandPort } from "../../src/scopelink/ui/services/commands.js";
+import { TelemetryService } from "../../src/scopelink/ui/services/telemetry.js";
+
+/** A status transport the test drives: it keeps the sink the service gave it. */
+class ScriptedStatus {
+  /** @type {any} */
+  sink = null;
+  opened = [];
+  reopens = 0;
+  closes = 0;
+  open(telescopeId, sink) {
+    this.opened.push(telescopeId);
+    this.sink = sink;
+  }
+  reopen() {
+    this.reopens += 1;
+  }
+  close() {
+    this.closes += 1;
+  }
+}
+
+function follow(service) {
+  const seen = { states: [], telescopes: [], operations: [], events: [] };
+  service.addEventListener("statechange", (e) => seen.states.push(e.detail.to));
+  service.addEventListener("telescope", (e) =>
+    seen.telescopes.push([...e.detail.changed].sort()),
+  );
+  service.addEventListener("operation", (e) => seen.operations.push(e.detail.id));
+  service.addEventListener("event", (e) => seen.events.push(e.detail.Event));
+  return seen;
+}
+
+test("the status source keeps the state from a snapshot and deltas, whatever carries them", () => {
+  const transport = new ScriptedStatus();
+  const service = new TelemetryService(transport);
+  const seen = follow(service);
+  service.start("scope");
+  try {
+    assert.deepEqual(transport.opened, ["scope"]);
+    assert.equal(service.state, "connecting");
+    transport.sink.message("delta", { mount: { tracking: true } }); // before any snapshot
+    assert.equal(service.telescope, null, "a delta without a snapshot is not applied");
+    transport.sink.message("snapshot", { id: "scope", mount: { motion: "idle", tracking: false } });
+    assert.equal(service.state, "live");
+    transport.sink.message("delta", { mount: { tracking: true }, focuser: { position: 7 } });
+    assert.deepEqual(service.telescope?.mount, { motion: "idle", tracking: true });
+    assert.deepEqual(service.telescope?.focuser, { position: 7 });
+    transport.sink.message("operation", { id: "op-1", state: "working" });
+    transport.sink.message("event", { Event: "ScopeGoto", state: "working" });
+    assert.deepEqual(seen.telescopes, [["id", "mount"], ["focuser", "mount"], ["operation"]]);
+    assert.deepEqual(seen.operations, ["op-1"]);
+    assert.deepEqual(seen.events, ["ScopeGoto"]);
+  } finally {
+    service.stop();
+  }
+  assert.equal(service.state, "idle");
+  assert.equal(transport.closes >= 1, true);
+});
+
+test("a broken stream shows reconnecting, then offline, and live again when it returns", () => {
+  const transport = new ScriptedStatus();
+  const service = new TelemetryService(transport, { offlineAfterMs: 0 });
+  const seen = follow(service);
+  service.start("scope");
+  try {
+    transport.sink.opened();
+    transport.sink.lost();
+    assert.deepEqual(seen.states, ["connecting", "live", "reconnecting", "offline"]);
+    transport.sink.message("snapshot", { id: "scope" });
+    assert.equal(service.state, "live");
+  } finally {
+    service.stop();
+  }
+});
+
+test("a transport left behind by a new start cannot touch the new telescope's state", () => {
+  const transport = new ScriptedStatus();
+  const service = new TelemetryService(transport);
+  service.start("first");
+  const oldSink = transport.sink;
+  service.start("second");
+  try {
+    oldSink.message("snapshot", { id: "first" });
+    assert.equal(service.telescope, null);
+    transport.sink.message("snapshot", { id: "second" });
+    assert.equal(service.telescope?.id, "second");
+  } finally {
+    service.stop();
+  }
+});
+
+test("each command gets its own id, the idempotency key its transport sends", async () => {
+  const sent = [];
+  const port = new CommandPort({
+    send: async (telescopeId, command, id) => {
+      sent.push({ telescopeId, command, id });
+      return { command_id: `cmd-${sent.length}`, status: "completed" };
+    },
+  });
+  const ack = await port.send("scope", { type: "focus", delta: 10 });
+  await port.send("scope", { type: "focus", delta: 10 });
+  assert.equal(ack.command_id, "cmd-1");
+  assert.deepEqual(sent[0].command, { type: "focus", delta: 10 });
+  assert.notEqual(sent[0].id, sent[1].id, "two clicks are two commands");
+  assert.match(sent[0].id, /^[0-9a-f-]{36}$/);
+});
