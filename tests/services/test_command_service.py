@@ -168,3 +168,73 @@ async def test_a_telescope_that_goes_silent_gives_an_unknown_outcome(rig: Rig) -
         rig.simulator.faults.clear()
     assert failed.kind is ProblemKind.TIMEOUT
     assert failed.outcome == "unknown", "it may have run: the client must not assume either"
+
+
+async def test_a_retry_is_answered_even_over_the_rate_and_keys_belong_to_their_client(
+    rig: Rig,
+) -> None:
+    service = CommandService(rig.registry, Catalogue(), rate=1.0)  # a burst of 2
+    telescope = rig.simulator.telescope
+    before = telescope.focuser
+    kw = {"client": "a", "role": OPERATOR}
+    first = await service.execute("simulator", Focus(delta=5), idempotency_key="k", **kw)
+    await rig.finished(first.operation)
+    await service.execute("simulator", Stop(), **kw)  # the burst is spent
+    with pytest.raises(CommandFailure) as limited:
+        await service.execute("simulator", Stop(), **kw)
+    assert limited.value.kind is ProblemKind.RATE_LIMITED
+    # The retry of a command that ran must not say "not run": it gets the first answer.
+    again = await service.execute("simulator", Focus(delta=5), idempotency_key="k", **kw)
+    assert again.command_id == first.command_id
+    # Another client's key "k" is its own command.
+    other = await service.execute(
+        "simulator", Focus(delta=5), idempotency_key="k", client="b", role=OPERATOR
+    )
+    assert other.command_id != first.command_id
+    await rig.finished(other.operation)
+    assert telescope.focuser == before + 10
+
+
+async def test_one_clients_flood_of_keys_does_not_push_out_anothers(rig: Rig) -> None:
+    # Room for 6 keys in all, 4 per client: without the per-client bound the busy client's
+    # ten keys would push the calm client's out.
+    service = CommandService(
+        rig.registry, Catalogue(), rate=1000.0, max_remembered=6, max_remembered_per_client=4
+    )
+    kw = {"role": OPERATOR}
+    kept = await service.execute(
+        "simulator", SetGain(gain=100), idempotency_key="mine", client="calm", **kw
+    )
+    firsts = [
+        await service.execute(
+            "simulator", SetGain(gain=n), idempotency_key=f"k{n}", client="busy", **kw
+        )
+        for n in range(10)
+    ]
+    again = await service.execute(
+        "simulator", SetGain(gain=100), idempotency_key="mine", client="calm", **kw
+    )
+    assert again.command_id == kept.command_id
+    latest = await service.execute(
+        "simulator", SetGain(gain=9), idempotency_key="k9", client="busy", **kw
+    )
+    assert latest.command_id == firsts[9].command_id, "the busy client's newest keys are kept"
+    forgotten = await service.execute(
+        "simulator", SetGain(gain=0), idempotency_key="k0", client="busy", **kw
+    )
+    assert forgotten.command_id != firsts[0].command_id, "its oldest key was let go: ran anew"
+
+
+async def test_a_command_runs_to_its_end_when_its_caller_goes_away(rig: Rig) -> None:
+    telescope = rig.simulator.telescope
+    before = telescope.focuser
+    rig.simulator.faults.reply_delay_s = 0.3
+    caller = asyncio.create_task(rig.run(SetGain(gain=150), key="gone"))
+    await asyncio.sleep(0.1)
+    caller.cancel()  # an HTTP client that hung up, a data channel that closed
+    await asyncio.sleep(0.6)
+    rig.simulator.faults.clear()
+    assert telescope.gain == 150
+    retry = await rig.run(SetGain(gain=150), key="gone")
+    assert retry.result == {"gain": 150}
+    assert telescope.focuser == before

@@ -155,6 +155,10 @@ def failure_from(exc: Exception, what: str) -> CommandFailure:
     raise exc
 
 
+#: Where an idempotency key is remembered: (telescope, client, key).
+_Slot = tuple[str, str, str]
+
+
 @dataclass(slots=True)
 class _Remembered:
     command: str
@@ -162,8 +166,18 @@ class _Remembered:
     expires: float
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A command taken to run: `outcome` resolves to its acknowledgement or fails with a
+    `CommandFailure`. `repeat`: the same idempotency key was taken before, so nothing new runs
+    and `outcome` is the first one's."""
+
+    outcome: asyncio.Future[CommandAck]
+    repeat: bool
+
+
 class CommandService:
-    """Executes commands for every transport (REST today, the data channel tomorrow)."""
+    """Executes commands for every transport (REST, the data channel)."""
 
     def __init__(
         self,
@@ -172,17 +186,22 @@ class CommandService:
         *,
         rate: float = 10.0,
         idempotency_ttl_s: float = 600.0,
-        max_remembered: int = 1024,
+        max_remembered: int = 4096,
+        max_remembered_per_client: int = 256,
     ) -> None:
         self.registry = registry
         self.catalogue = catalogue
         self.limiter = KeyedLimiter(rate, max(1.0, 2 * rate))
         self._ttl = idempotency_ttl_s
         self._max_remembered = max_remembered
-        self._remembered: OrderedDict[tuple[str, str], _Remembered] = OrderedDict()
+        self._max_per_client = max_remembered_per_client
+        #: (telescope, client, key) → the command and its outcome, oldest first.
+        self._remembered: OrderedDict[_Slot, _Remembered] = OrderedDict()
+        self._per_client: dict[str, int] = {}
         self._ids = itertools.count(1)
+        self._running: set[asyncio.Task[CommandAck]] = set()
 
-    # -- entry point ----------------------------------------------------------------------------
+    # -- entry points ---------------------------------------------------------------------------
 
     @staticmethod
     def parse(data: Any) -> Command:
@@ -199,18 +218,32 @@ class CommandService:
         idempotency_key: str | None = None,
     ) -> CommandAck:
         """Run one command; returns its acknowledgement or raises CommandFailure."""
+        admission = self.submit(
+            telescope_id, command, client=client, role=role, idempotency_key=idempotency_key
+        )
+        return await asyncio.shield(admission.outcome)
+
+    def submit(
+        self,
+        telescope_id: str,
+        command: Command,
+        *,
+        client: str,
+        role: Role,
+        idempotency_key: str | None = None,
+    ) -> Admission:
+        """Take one command to run, or refuse it (raises CommandFailure: nothing ran).
+
+        It runs in a task of its own: a caller that goes away does not cut it short. With an
+        idempotency key, a key this client used before gets the first command's outcome (a
+        retry is never refused for the rate, and never runs twice); the key is forgotten when
+        its command did not run, so a retry may try again.
+        """
         if role is not Role.OPERATOR:
             raise CommandFailure(
                 "Forbidden",
                 "viewers may watch but not command the telescope; sign in with an operator token",
                 kind=ProblemKind.FORBIDDEN,
-                outcome="not_run",
-            )
-        if not self.limiter.allow(client):
-            raise CommandFailure(
-                "Too many commands",
-                f"slow down: at most {self.limiter.rate:g} commands per second",
-                kind=ProblemKind.RATE_LIMITED,
                 outcome="not_run",
             )
         try:
@@ -219,41 +252,81 @@ class CommandService:
             raise CommandFailure(
                 "Unknown telescope", str(exc), kind=ProblemKind.UNKNOWN_TELESCOPE, outcome="not_run"
             ) from None
-        if idempotency_key is None:
-            return await self._run(session, command)
-        return await self._run_once(session, command, idempotency_key)
-
-    async def _run_once(self, session: TelescopeSession, command: Command, key: str) -> CommandAck:
-        now = time.monotonic()
-        for k in [k for k, r in self._remembered.items() if r.expires < now]:
-            del self._remembered[k]
+        slot = None if idempotency_key is None else (session.id, client, idempotency_key)
         text = command.model_dump_json()
-        slot = (session.id, key)
-        remembered = self._remembered.get(slot)
-        if remembered is not None:
-            if remembered.command != text:
-                raise CommandFailure(
-                    "Idempotency key reused",
-                    f"key {key!r} was already used for a different command",
-                    kind=ProblemKind.IDEMPOTENCY_CONFLICT,
-                    outcome="not_run",
-                )
-            return await asyncio.shield(remembered.result)
-        future: asyncio.Future[CommandAck] = asyncio.get_running_loop().create_future()
-        self._remembered[slot] = _Remembered(text, future, now + self._ttl)
+        if slot is not None:
+            remembered = self._recall(slot)
+            if remembered is not None:
+                if remembered.command != text:
+                    raise CommandFailure(
+                        "Idempotency key reused",
+                        f"key {idempotency_key!r} was already used for a different command",
+                        kind=ProblemKind.IDEMPOTENCY_CONFLICT,
+                        outcome="not_run",
+                    )
+                return Admission(remembered.result, repeat=True)
+        if not self.limiter.allow(client):
+            raise CommandFailure(
+                "Too many commands",
+                f"slow down: at most {self.limiter.rate:g} commands per second",
+                kind=ProblemKind.RATE_LIMITED,
+                outcome="not_run",
+            )
+        task = asyncio.get_running_loop().create_task(
+            self._run(session, command), name=f"command-{_describe(command)}"
+        )
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        task.add_done_callback(_retrieve)
+        if slot is not None:
+            self._remember(slot, _Remembered(text, task, time.monotonic() + self._ttl))
+            task.add_done_callback(lambda t: self._forget_if_not_run(slot, t))
+        return Admission(task, repeat=False)
+
+    # -- idempotency ----------------------------------------------------------------------------
+
+    def _recall(self, slot: _Slot) -> _Remembered | None:
+        now = time.monotonic()
+        while self._remembered:
+            oldest_slot, oldest = next(iter(self._remembered.items()))
+            if oldest.expires >= now:
+                break
+            self._drop(oldest_slot)
+        return self._remembered.get(slot)
+
+    def _remember(self, slot: _Slot, entry: _Remembered) -> None:
+        client = slot[1]
+        self._remembered[slot] = entry
+        self._per_client[client] = self._per_client.get(client, 0) + 1
+        if self._per_client[client] > self._max_per_client:
+            # One client's flood of keys must not push out everyone else's.
+            self._drop(next(k for k in self._remembered if k[1] == client))
         while len(self._remembered) > self._max_remembered:
-            self._remembered.popitem(last=False)
-        try:
-            ack = await self._run(session, command)
-        except CommandFailure as exc:
-            if exc.outcome == "not_run":
-                # Nothing happened: a retry with the same key may try again.
-                self._remembered.pop(slot, None)
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: other waiters may not exist
-            raise
-        future.set_result(ack)
-        return ack
+            self._drop(next(iter(self._remembered)))
+
+    def _drop(self, slot: _Slot) -> None:
+        if self._remembered.pop(slot, None) is None:
+            return
+        left = self._per_client[slot[1]] - 1
+        if left:
+            self._per_client[slot[1]] = left
+        else:
+            del self._per_client[slot[1]]
+
+    def _forget_if_not_run(self, slot: _Slot, task: asyncio.Task[CommandAck]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, CommandFailure) and exc.outcome == "not_run":
+            remembered = self._remembered.get(slot)
+            if remembered is not None and remembered.result is task:
+                self._drop(slot)  # nothing happened: a retry with the same key may try again
+
+    async def close(self) -> None:
+        """Wait for the commands still running (the app is stopping)."""
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
 
     async def _run(self, session: TelescopeSession, command: Command) -> CommandAck:
         command_id = f"cmd-{next(self._ids)}"
@@ -592,6 +665,12 @@ async def _recording_refusal(
         telescope_code=exc.code,
         outcome="not_run",
     )
+
+
+def _retrieve(task: asyncio.Task[CommandAck]) -> None:
+    """Mark a command's failure as seen: whoever waits for it may be gone."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _describe(command: Command) -> str:

@@ -67,6 +67,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.peers.close_all()
+            await app.state.commands.close()
             await app.state.telemetry.stop()
             await registry.stop()
 
