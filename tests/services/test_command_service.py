@@ -17,6 +17,7 @@ from scopelink.schema.commands import Focus, Goto, Park, Role, SetGain, Stop
 from scopelink.schema.operations import Operation
 from scopelink.schema.state import CommandAck, ProblemKind
 from scopelink.services.command_service import CommandFailure, CommandService
+from scopelink.services.control import Controller
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telescope import TelescopeSession
 from scopelink.settings import AppSettings
@@ -176,7 +177,9 @@ async def test_a_retry_is_answered_even_over_the_rate_and_keys_belong_to_their_c
     service = CommandService(rig.registry, Catalogue(), rate=1.0)  # a burst of 2
     telescope = rig.simulator.telescope
     before = telescope.focuser
-    kw = {"client": "a", "role": OPERATOR}
+    # One person at the keyboard (the lease's holder), two identities for the rate and keys.
+    tab = Controller("tab")
+    kw = {"client": "a", "role": OPERATOR, "controller": tab}
     first = await service.execute("simulator", Focus(delta=5), idempotency_key="k", **kw)
     await rig.finished(first.operation)
     await service.execute("simulator", Stop(), **kw)  # the burst is spent
@@ -188,7 +191,7 @@ async def test_a_retry_is_answered_even_over_the_rate_and_keys_belong_to_their_c
     assert again.command_id == first.command_id
     # Another client's key "k" is its own command.
     other = await service.execute(
-        "simulator", Focus(delta=5), idempotency_key="k", client="b", role=OPERATOR
+        "simulator", Focus(delta=5), idempotency_key="k", client="b", role=OPERATOR, controller=tab
     )
     assert other.command_id != first.command_id
     await rig.finished(other.operation)
@@ -201,7 +204,7 @@ async def test_one_clients_flood_of_keys_does_not_push_out_anothers(rig: Rig) ->
     service = CommandService(
         rig.registry, Catalogue(), rate=1000.0, max_remembered=6, max_remembered_per_client=4
     )
-    kw = {"role": OPERATOR}
+    kw = {"role": OPERATOR, "controller": Controller("tab")}
     kept = await service.execute(
         "simulator", SetGain(gain=100), idempotency_key="mine", client="calm", **kw
     )

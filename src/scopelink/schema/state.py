@@ -155,6 +155,8 @@ class ProblemKind(StrEnum):
     IDEMPOTENCY_CONFLICT = "idempotency-conflict"
     #: An operation in progress forbids it (a goto while parking); stop that first.
     CONFLICT = "conflict"
+    #: Another client holds the control lease; ask for control first.
+    NOT_IN_CONTROL = "not-in-control"
     #: The telescope said its equipment is moving (its code 203).
     TELESCOPE_BUSY = "telescope-busy"
     #: The telescope refused the command with an error code of its own.

@@ -61,6 +61,7 @@ from scopelink.seestar.errors import (
 )
 from scopelink.seestar.events import AutoFocus, AutoGoto, Event, FocuserMove, ScopeGoto, ScopeHome
 from scopelink.seestar.events import Stack as StackEvent
+from scopelink.services.control import DEADMAN_S, ControlLease, Controller, LeaseHeld
 from scopelink.services.registry import TelescopeRegistry, UnknownTelescopeError
 from scopelink.services.telescope import TelescopeSession
 
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 #: The view a goto by name starts when the command names none: the video views for the Sun,
 #: the Moon and the planets (the telescope films them), the star view for everything else.
 VIEW_FOR_KIND = {Kind.MOON: ViewMode.MOON, Kind.SUN: ViewMode.SUN, Kind.PLANET: ViewMode.PLANET}
+#: How often a running move's deadman looks at its sender's silence.
+DEADMAN_POLL_S = 0.05
 #: The view stage in which the telescope streams (and can record) video.
 VIDEO_STAGE = "RTSP"
 
@@ -199,7 +202,17 @@ class CommandService:
         self._remembered: OrderedDict[_Slot, _Remembered] = OrderedDict()
         self._per_client: dict[str, int] = {}
         self._ids = itertools.count(1)
-        self._running: set[asyncio.Task[CommandAck]] = set()
+        self._running: set[asyncio.Task[Any]] = set()
+        self._leases: dict[str, ControlLease] = {}
+        #: Per telescope: the deadman watching the running move, if any.
+        self._deadmen: dict[str, asyncio.Task[None]] = {}
+
+    def lease(self, telescope_id: str) -> ControlLease:
+        """The control lease of a telescope (made on first use)."""
+        lease = self._leases.get(telescope_id)
+        if lease is None:
+            lease = self._leases[telescope_id] = ControlLease(telescope_id)
+        return lease
 
     # -- entry points ---------------------------------------------------------------------------
 
@@ -216,10 +229,16 @@ class CommandService:
         client: str,
         role: Role,
         idempotency_key: str | None = None,
+        controller: Controller | None = None,
     ) -> CommandAck:
         """Run one command; returns its acknowledgement or raises CommandFailure."""
         admission = self.submit(
-            telescope_id, command, client=client, role=role, idempotency_key=idempotency_key
+            telescope_id,
+            command,
+            client=client,
+            role=role,
+            idempotency_key=idempotency_key,
+            controller=controller,
         )
         return await asyncio.shield(admission.outcome)
 
@@ -231,8 +250,13 @@ class CommandService:
         client: str,
         role: Role,
         idempotency_key: str | None = None,
+        controller: Controller | None = None,
     ) -> Admission:
         """Take one command to run, or refuse it (raises CommandFailure: nothing ran).
+
+        `client` is who is rate-limited (a token, an address); `controller` is who holds the
+        control lease (a tab, a script; by default `client` over REST). A command from anyone
+        but the lease's holder is refused, except `stop`.
 
         It runs in a task of its own: a caller that goes away does not cut it short. With an
         idempotency key, a key this client used before gets the first command's outcome (a
@@ -272,6 +296,18 @@ class CommandService:
                 kind=ProblemKind.RATE_LIMITED,
                 outcome="not_run",
             )
+        controller = controller or Controller(client)
+        lease = self.lease(session.id)
+        if not isinstance(command, Stop):
+            try:
+                lease.admit(controller)
+            except LeaseHeld as exc:
+                raise CommandFailure(
+                    "Not in control", str(exc), kind=ProblemKind.NOT_IN_CONTROL, outcome="not_run"
+                ) from None
+        else:
+            lease.touch(controller.client)
+            self._call_off_deadman(session.id)
         task = asyncio.get_running_loop().create_task(
             self._run(session, command), name=f"command-{_describe(command)}"
         )
@@ -281,7 +317,60 @@ class CommandService:
         if slot is not None:
             self._remember(slot, _Remembered(text, task, time.monotonic() + self._ttl))
             task.add_done_callback(lambda t: self._forget_if_not_run(slot, t))
+        if isinstance(command, Move) and controller.keepalive:
+            self._watch_move(session, lease, controller.client, task, command.duration_s)
         return Admission(task, repeat=False)
+
+    # -- the deadman ----------------------------------------------------------------------------
+
+    def _watch_move(
+        self,
+        session: TelescopeSession,
+        lease: ControlLease,
+        client: str,
+        sent: asyncio.Task[CommandAck],
+        duration_s: float,
+    ) -> None:
+        """Stop the mount if `client` goes silent while its move runs (a newer move or a stop
+        takes over the watch)."""
+        self._call_off_deadman(session.id)
+        watch = asyncio.get_running_loop().create_task(
+            self._deadman(session, lease, client, sent, duration_s),
+            name=f"deadman-{session.id}",
+        )
+        self._deadmen[session.id] = watch
+        self._running.add(watch)
+        watch.add_done_callback(self._running.discard)
+
+    def _call_off_deadman(self, telescope_id: str) -> None:
+        watch = self._deadmen.pop(telescope_id, None)
+        if watch is not None:
+            watch.cancel()
+
+    async def _deadman(
+        self,
+        session: TelescopeSession,
+        lease: ControlLease,
+        client: str,
+        sent: asyncio.Task[CommandAck],
+        duration_s: float,
+    ) -> None:
+        try:
+            await asyncio.shield(sent)
+        except CommandFailure:
+            return  # the move was not made
+        end = time.monotonic() + duration_s
+        while time.monotonic() < end:
+            silence = lease.silence_s(client)
+            if silence is None or silence > DEADMAN_S:
+                why = "lost control" if silence is None else f"silent for {silence:.1f} s"
+                log.warning("deadman: stopping %s: the client moving it %s", session.id, why)
+                try:
+                    await session.commands.stop_move()
+                except SeestarError as exc:
+                    log.error("deadman: the stop for %s failed: %s", session.id, exc)
+                return
+            await asyncio.sleep(DEADMAN_POLL_S)
 
     # -- idempotency ----------------------------------------------------------------------------
 
