@@ -46,6 +46,8 @@ EXPORTS: tuple[tuple[str, Any, JsonSchemaMode], ...] = (
     ("TelescopeSummary", rest.TelescopeSummary, "serialization"),
     ("CatalogueEntry", rest.CatalogueEntry, "serialization"),
     ("NewTelescope", rest.NewTelescope, "validation"),
+    ("ControlAction", rest.ControlAction, "validation"),
+    ("ControlState", state.ControlState, "serialization"),
     ("SignalingClientMessage", signaling.ClientMessage, "validation"),
     ("SignalingServerMessage", signaling.ServerMessage, "serialization"),
 )

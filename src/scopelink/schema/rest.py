@@ -4,6 +4,8 @@ who you are, the telescopes, the catalogue. Defined here so the browser's types 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from scopelink.schema.commands import Role
@@ -69,3 +71,11 @@ class CatalogueEntry(BaseModel):
     #: Altitude and azimuth now at the telescope's site, when a telescope is given.
     alt_deg: float | None = None
     az_deg: float | None = None
+
+
+class ControlAction(BaseModel):
+    """What to do with the control lease (`POST …/control`): `take` it (free, or already
+    yours), `request` it from its holder (the answer waits for the holder's, at most the
+    handover timeout), `release` it, or, as its holder, `grant` or `deny` a request."""
+
+    action: Literal["take", "request", "release", "grant", "deny"]

@@ -195,6 +195,31 @@ class Problem(BaseModel):
     errors: list[dict[str, object]] | None = Field(default=None, exclude_if=_absent)
 
 
+class Holder(BaseModel):
+    """Who holds (or asks for) the control lease, as others see them: never their client id."""
+
+    #: The name the client gave, if any.
+    name: str | None
+    #: How it commands: "datachannel" or "rest".
+    transport: str
+
+
+class ControlState(BaseModel):
+    """The control lease of one telescope, as seen by one client."""
+
+    holder: Holder | None
+    #: Whether the client asking holds it.
+    yours: bool
+    #: The holder's lease ends this long after it was last heard from (null: nobody holds it).
+    expires_in_ms: int | None
+    #: Someone asked the holder for control and has no answer yet.
+    requested_by: Holder | None
+    #: Whether the one who asked is the client asking.
+    requested_by_you: bool
+    #: How long a holder has to answer a request before control passes to the one who asked.
+    handover_timeout_ms: int
+
+
 class CommandAck(BaseModel):
     """The answer to a command: completed, or accepted and running as an operation."""
 

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from scopelink.schema.state import ControlState, Holder
+
 log = logging.getLogger(__name__)
 
 #: A holder not heard from for this long loses the lease.
@@ -149,8 +151,10 @@ class ControlLease:
             log.info("control of %s: no answer from %s", self.telescope_id, holder.client)
         finally:
             self._request = None
+        if self.holds(who.client):
+            return True  # granted: `answer` handed it over
         if (granted and self.holder == holder) or self.holder is None:
-            self._take(who)
+            self._take(who)  # the holder did not answer, or left meanwhile
             return True
         self._notify()
         return False
@@ -159,10 +163,13 @@ class ControlLease:
         """The holder's answer to a pending request; False if there is none or it is not ours."""
         if self._request is None or not self.holds(client):
             return False
+        asking, future = self._request
+        if future.done():
+            return False
         self._seen = self._clock()
-        future = self._request[1]
-        if not future.done():
-            future.set_result(grant)
+        if grant:
+            self._take(asking)  # at once: the old holder's next command is already refused
+        future.set_result(grant)
         return True
 
     def drop(self, client: str) -> None:
@@ -191,3 +198,21 @@ class ControlLease:
                 listener(self)
             except Exception:
                 log.exception("control lease listener failed")
+
+
+def _public(who: Controller | None) -> Holder | None:
+    return None if who is None else Holder(name=who.name, transport=who.transport)
+
+
+def control_state(lease: ControlLease, client: str) -> ControlState:
+    """The lease as `client` sees it (other clients' ids are never shown)."""
+    expires = lease.expires_in_s
+    asking = lease.requested_by
+    return ControlState(
+        holder=_public(lease.holder),
+        yours=lease.holds(client),
+        expires_in_ms=None if expires is None else round(expires * 1000),
+        requested_by=_public(asking),
+        requested_by_you=asking is not None and asking.client == client,
+        handover_timeout_ms=round(lease.handover_timeout_s * 1000),
+    )

@@ -7,6 +7,7 @@ nothing here talks to a telescope directly.
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
@@ -15,9 +16,16 @@ from pydantic import BaseModel, ValidationError
 from scopelink.catalog import Catalogue
 from scopelink.schema import commands as c
 from scopelink.schema.operations import Operation
-from scopelink.schema.rest import CatalogueEntry, NewTelescope, SessionInfo, TelescopeSummary
-from scopelink.schema.state import CommandAck, Problem, TelescopeState
-from scopelink.services.command_service import CommandService
+from scopelink.schema.rest import (
+    CatalogueEntry,
+    ControlAction,
+    NewTelescope,
+    SessionInfo,
+    TelescopeSummary,
+)
+from scopelink.schema.state import CommandAck, ControlState, Problem, ProblemKind, TelescopeState
+from scopelink.services.command_service import CommandFailure, CommandService
+from scopelink.services.control import Controller, LeaseHeld, control_state
 from scopelink.services.telemetry import TelemetryHub
 from scopelink.services.telescope import TelescopeSession
 from scopelink.settings import (
@@ -166,13 +174,89 @@ async def get_operation(session: Session, operation_id: str) -> Operation:
 # -- commands ---------------------------------------------------------------------------------
 
 
+#: `Scopelink-Client`: a client's own id (a browser tab's), so that its REST commands and its
+#: data channel are one controller for the control lease.
+CLIENT_HEADER = "scopelink-client"
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def _controller(request: Request, caller: Caller) -> Controller:
+    """Who controls, for the lease: the caller (its token or address), and within it the client
+    that named itself (bound to the caller, so another caller cannot pose as it)."""
+    named = request.headers.get(CLIENT_HEADER)
+    if named is not None and not _CLIENT_ID.match(named):
+        raise HTTPException(400, f"{CLIENT_HEADER} is 8 to 64 letters, digits, '-' or '_'")
+    client = caller.client if named is None else f"{caller.client}/{named}"
+    return Controller(client, transport="rest")
+
+
 async def _execute(
     request: Request, session: Any, command: Any, caller: Caller, key: str | None
 ) -> CommandAck:
     service: CommandService = request.app.state.commands
     return await service.execute(
-        session.id, command, client=caller.client, role=caller.role, idempotency_key=key
+        session.id,
+        command,
+        client=caller.client,
+        role=caller.role,
+        idempotency_key=key,
+        controller=_controller(request, caller),
     )
+
+
+@router.get(
+    "/telescopes/{telescope_id}/control",
+    response_model=ControlState,
+    responses=PROBLEMS,
+    tags=["control"],
+)
+async def get_control(request: Request, session: Session, caller: CallerDep) -> ControlState:
+    """Who controls this telescope (the one client whose commands it takes), as you see it."""
+    lease = request.app.state.commands.lease(session.id)
+    return control_state(lease, _controller(request, caller).client)
+
+
+@router.post(
+    "/telescopes/{telescope_id}/control",
+    response_model=ControlState,
+    responses=PROBLEMS,
+    tags=["control"],
+)
+async def change_control(
+    request: Request, session: Session, caller: CallerDep, body: ControlAction
+) -> ControlState:
+    """Take, ask for, release, grant or deny control (see `ControlAction`)."""
+    if caller.role is not c.Role.OPERATOR:
+        raise CommandFailure(
+            "Forbidden",
+            "viewers may watch but not control the telescope",
+            kind=ProblemKind.FORBIDDEN,
+            outcome="not_run",
+        )
+    lease = request.app.state.commands.lease(session.id)
+    who = _controller(request, caller)
+    match body.action:
+        case "take":
+            try:
+                lease.take(who)
+            except LeaseHeld as exc:
+                raise CommandFailure(
+                    "Not in control", str(exc), kind=ProblemKind.NOT_IN_CONTROL, outcome="not_run"
+                ) from None
+        case "request":
+            if not await lease.request(who):
+                raise CommandFailure(
+                    "Control not handed over",
+                    "the holder said no, or someone else asked first",
+                    kind=ProblemKind.NOT_IN_CONTROL,
+                    outcome="not_run",
+                )
+        case "release":
+            lease.release(who.client)
+        case "grant" | "deny":
+            if not lease.answer(who.client, body.action == "grant"):
+                raise HTTPException(409, "nobody asked you for control")
+    return control_state(lease, who.client)
 
 
 @router.post(

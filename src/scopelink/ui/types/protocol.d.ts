@@ -40,6 +40,30 @@ export interface Connection {
   last_error: string | null;
 }
 
+/**
+ * What to do with the control lease (`POST …/control`): `take` it (free, or already
+ * yours), `request` it from its holder (the answer waits for the holder's, at most the
+ * handover timeout), `release` it, or, as its holder, `grant` or `deny` a request.
+ */
+export interface ControlAction {
+  action: "take" | "request" | "release" | "grant" | "deny";
+}
+
+/** The control lease of one telescope, as seen by one client. */
+export interface ControlState {
+  holder: Holder | null;
+  /** Whether the client asking holds it. */
+  yours: boolean;
+  /** The holder's lease ends this long after it was last heard from (null: nobody holds it). */
+  expires_in_ms: number | null;
+  /** Someone asked the holder for control and has no answer yet. */
+  requested_by: Holder | null;
+  /** Whether the one who asked is the client asking. */
+  requested_by_you: boolean;
+  /** How long a holder has to answer a request before control passes to the one who asked. */
+  handover_timeout_ms: number;
+}
+
 export interface Device {
   /** `product_model` as the telescope reports it, e.g. "Seestar S50". */
   model: string | null;
@@ -86,6 +110,14 @@ export interface Goto {
   mode?: ViewMode | null;
   /** Default: false. */
   lp_filter?: boolean;
+}
+
+/** Who holds (or asks for) the control lease, as others see them: never their client id. */
+export interface Holder {
+  /** The name the client gave, if any. */
+  name: string | null;
+  /** How it commands: "datachannel" or "rest". */
+  transport: string;
 }
 
 /** One entry of `RTCConfiguration.iceServers`; TURN entries carry fresh credentials. */
