@@ -177,8 +177,7 @@ async def test_a_retry_is_answered_even_over_the_rate_and_keys_belong_to_their_c
     service = CommandService(rig.registry, Catalogue(), rate=1.0)  # a burst of 2
     telescope = rig.simulator.telescope
     before = telescope.focuser
-    # One person at the keyboard (the lease's holder), two identities for the rate and keys.
-    tab = Controller("tab")
+    tab = Controller("tab-a")
     kw = {"client": "a", "role": OPERATOR, "controller": tab}
     first = await service.execute("simulator", Focus(delta=5), idempotency_key="k", **kw)
     await rig.finished(first.operation)
@@ -190,8 +189,14 @@ async def test_a_retry_is_answered_even_over_the_rate_and_keys_belong_to_their_c
     again = await service.execute("simulator", Focus(delta=5), idempotency_key="k", **kw)
     assert again.command_id == first.command_id
     # Another client's key "k" is its own command.
+    service.lease("simulator").release(tab.client)
     other = await service.execute(
-        "simulator", Focus(delta=5), idempotency_key="k", client="b", role=OPERATOR, controller=tab
+        "simulator",
+        Focus(delta=5),
+        idempotency_key="k",
+        client="b",
+        role=OPERATOR,
+        controller=Controller("tab-b"),
     )
     assert other.command_id != first.command_id
     await rig.finished(other.operation)
@@ -204,27 +209,27 @@ async def test_one_clients_flood_of_keys_does_not_push_out_anothers(rig: Rig) ->
     service = CommandService(
         rig.registry, Catalogue(), rate=1000.0, max_remembered=6, max_remembered_per_client=4
     )
-    kw = {"role": OPERATOR, "controller": Controller("tab")}
-    kept = await service.execute(
-        "simulator", SetGain(gain=100), idempotency_key="mine", client="calm", **kw
-    )
-    firsts = [
-        await service.execute(
-            "simulator", SetGain(gain=n), idempotency_key=f"k{n}", client="busy", **kw
+    lease = service.lease("simulator")
+
+    async def gain(value: int, key: str, tab: str) -> CommandAck:
+        holder = lease.holder
+        if holder is not None:
+            lease.release(holder.client)  # the two take turns at the controls
+        return await service.execute(
+            "simulator",
+            SetGain(gain=value),
+            idempotency_key=key,
+            client="one-caller",
+            role=OPERATOR,
+            controller=Controller(tab),
         )
-        for n in range(10)
-    ]
-    again = await service.execute(
-        "simulator", SetGain(gain=100), idempotency_key="mine", client="calm", **kw
-    )
-    assert again.command_id == kept.command_id
-    latest = await service.execute(
-        "simulator", SetGain(gain=9), idempotency_key="k9", client="busy", **kw
-    )
+
+    kept = await gain(100, "mine", "calm")
+    firsts = [await gain(n, f"k{n}", "busy") for n in range(10)]
+    assert (await gain(100, "mine", "calm")).command_id == kept.command_id
+    latest = await gain(9, "k9", "busy")
     assert latest.command_id == firsts[9].command_id, "the busy client's newest keys are kept"
-    forgotten = await service.execute(
-        "simulator", SetGain(gain=0), idempotency_key="k0", client="busy", **kw
-    )
+    forgotten = await gain(0, "k0", "busy")
     assert forgotten.command_id != firsts[0].command_id, "its oldest key was let go: ran anew"
 
 

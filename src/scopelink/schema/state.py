@@ -157,6 +157,8 @@ class ProblemKind(StrEnum):
     CONFLICT = "conflict"
     #: Another client holds the control lease; ask for control first.
     NOT_IN_CONTROL = "not-in-control"
+    #: It arrived after its deadline (a queued command no longer wanted): not run.
+    EXPIRED = "expired"
     #: The telescope said its equipment is moving (its code 203).
     TELESCOPE_BUSY = "telescope-busy"
     #: The telescope refused the command with an error code of its own.

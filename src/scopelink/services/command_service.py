@@ -276,7 +276,9 @@ class CommandService:
             raise CommandFailure(
                 "Unknown telescope", str(exc), kind=ProblemKind.UNKNOWN_TELESCOPE, outcome="not_run"
             ) from None
-        slot = None if idempotency_key is None else (session.id, client, idempotency_key)
+        controller = controller or Controller(client)
+        # Keys belong to the controller: a tab that comes back on a new connection finds its own.
+        slot = None if idempotency_key is None else (session.id, controller.client, idempotency_key)
         text = command.model_dump_json()
         if slot is not None:
             remembered = self._recall(slot)
@@ -296,7 +298,6 @@ class CommandService:
                 kind=ProblemKind.RATE_LIMITED,
                 outcome="not_run",
             )
-        controller = controller or Controller(client)
         lease = self.lease(session.id)
         if not isinstance(command, Stop):
             try:

@@ -26,6 +26,7 @@ HTTP_STATUS: dict[ProblemKind, int] = {
     ProblemKind.IDEMPOTENCY_CONFLICT: 409,
     ProblemKind.CONFLICT: 409,
     ProblemKind.NOT_IN_CONTROL: 409,
+    ProblemKind.EXPIRED: 422,
     ProblemKind.TELESCOPE_BUSY: 409,
     ProblemKind.TELESCOPE_REFUSED: 422,
     ProblemKind.NOT_CONNECTED: 503,

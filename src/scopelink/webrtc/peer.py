@@ -32,6 +32,7 @@ from typing import Any
 
 from aiortc import (
     RTCConfiguration,
+    RTCDataChannel,
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
@@ -109,6 +110,10 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+#: What takes the data channels a viewer opens: the protocol's endpoint (outside this package).
+DataChannelHandler = Callable[["PeerSession", RTCDataChannel], None]
+
+
 class PeerSession:
     """One RTCPeerConnection sending one tier's encoded video to one viewer."""
 
@@ -123,6 +128,7 @@ class PeerSession:
         adaptation: Adaptation | None = None,
         on_feedback: Callable[[PeerSession], None] | None = None,
         on_close: Callable[[PeerSession], Awaitable[None]] | None = None,
+        on_datachannel: DataChannelHandler | None = None,
     ) -> None:
         """`encoder_for` and `adaptation` together turn on adaptive bitrate and tiers;
         `on_feedback` runs after each adaptation step (the manager sets the shared encoders'
@@ -161,6 +167,19 @@ class PeerSession:
             self.id, telescope_id, client, encoder.tier.name, codec=encoder.codec.value
         )
         self._watch_states()
+        self._pc.on("datachannel", self._datachannel)
+        self._on_datachannel = on_datachannel
+        #: The data channels the viewer opened, by label (the protocol's are docs/protocol.md).
+        self.channels: dict[str, RTCDataChannel] = {}
+
+    def _datachannel(self, channel: RTCDataChannel) -> None:
+        if self._on_datachannel is None or channel.label in self.channels:
+            log.info("peer %s: data channel %r refused", self.log_id, channel.label)
+            channel.close()
+            return
+        self.channels[channel.label] = channel
+        log.info("peer %s: data channel %r open", self.log_id, channel.label)
+        self._on_datachannel(self, channel)
 
     # -- state ------------------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from scopelink.webrtc.adapt import Adaptation, tier_bitrate
 from scopelink.webrtc.encoder import FULL, TIERS, Codec, Tier, TierEncoder
 from scopelink.webrtc.ice import IceSettings
 from scopelink.webrtc.passthrough import SOURCE_TIER, PassthroughTier, VideoTier, source_tier
-from scopelink.webrtc.peer import PeerSession
+from scopelink.webrtc.peer import DataChannelHandler, PeerSession
 from scopelink.webrtc.sdp import check_offer
 from scopelink.webrtc.stats import PeerStats
 
@@ -185,8 +185,10 @@ class PeerSessionManager:
         client: str = "",
         tier: Tier = FULL,
         ice_servers: list[RTCIceServer] | None = None,
+        on_datachannel: DataChannelHandler | None = None,
     ) -> tuple[PeerSession, str]:
         """A new peer for `telescope_id` answering `offer_sdp`: the session and its answer SDP.
+        `on_datachannel` gets each data channel the viewer opens (none taken without it).
 
         Raises `TooManyPeers` at the limit and `OfferRejected` for an offer it cannot answer.
         """
@@ -209,6 +211,7 @@ class PeerSessionManager:
                 adaptation=adaptation,
                 on_feedback=self._rebalance,
                 on_close=self._forget,
+                on_datachannel=on_datachannel,
             )
             self._sessions[session.id] = session
             self._viewing[session.id] = viewing
