@@ -24,7 +24,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from scopelink.settings import AppSettings
-from scopelink.web.whep import SERVER_TURN_USER
+from scopelink.web.rtc import SERVER_TURN_USER
 from tests.e2e.conftest import DESKTOP, UI, open_ui
 from tests.e2e.test_webrtc import NEWER_FRAME, SHOWN_FRAME, playing, stamps_advance
 from tests.web.conftest import serve

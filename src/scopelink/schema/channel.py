@@ -92,6 +92,8 @@ class Renegotiate(_FromClient):
 
     type: Literal["offer"]
     sdp: str = Field(max_length=60_000)
+    #: The tier to watch on the new connection; the full tier when left out.
+    tier: Literal["full", "reduced"] | None = None
 
 
 ClientMessage = Annotated[
@@ -185,8 +187,12 @@ class Pong(_FromServer):
 
 
 class RenegotiateAnswer(_FromServer):
+    """The answer to an `offer` sent over the data channel: a new peer connection (its own
+    data channels, its own `hello`); the client closes the old one once the new one plays."""
+
     type: Literal["answer"] = "answer"
     sdp: str
+    session_id: str
 
 
 class ProtocolError(_FromServer):

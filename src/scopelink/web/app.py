@@ -19,13 +19,14 @@ from scopelink.settings import AppSettings
 from scopelink.web import api, mjpeg, problems, signaling, sse, whep
 from scopelink.web.security import SecurityMiddleware, SecurityPolicy
 from scopelink.webrtc.ice import IceSettings
+from scopelink.webrtc.sessions import PeerSessionManager, WebRtcSettings
 
 log = logging.getLogger(__name__)
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 
 
-def webrtc_settings(settings: AppSettings) -> whep.WebRtcSettings:
+def webrtc_settings(settings: AppSettings) -> WebRtcSettings:
     """The WebRTC settings the app's settings describe."""
     if settings.turn_urls and not settings.turn_secret:
         raise ValueError("TURN servers need a TURN secret (--turn-secret)")
@@ -35,7 +36,7 @@ def webrtc_settings(settings: AppSettings) -> whep.WebRtcSettings:
         turn_secret=settings.turn_secret,
         turn_ttl_s=settings.turn_ttl_s,
     )
-    return whep.WebRtcSettings(
+    return WebRtcSettings(
         ice=ice,
         max_peers=settings.max_peers,
         connect_timeout_s=settings.webrtc_connect_timeout_s,
@@ -56,7 +57,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         app.state.commands = CommandService(
             registry, app.state.catalogue, rate=settings.command_rate
         )
-        peers = whep.PeerSessionManager.from_settings(app.state.webrtc_settings)
+        peers = PeerSessionManager.from_settings(app.state.webrtc_settings)
         app.state.peers = peers
         # A telescope's live source changes with its view mode: its peers move with it.
         registry.on_added(

@@ -43,10 +43,11 @@ from scopelink.schema.signaling import (
 from scopelink.schema.state import Problem
 from scopelink.services.registry import UnknownTelescopeError
 from scopelink.services.telescope import TelescopeSession
+from scopelink.web.datachannel import TIERS, channel_handler
 from scopelink.web.problems import negotiation_problem
+from scopelink.web.rtc import SERVER_TURN_USER, ice_servers_for, peers
 from scopelink.web.security import Caller
-from scopelink.web.whep import SERVER_TURN_USER, ice_servers_for, peers
-from scopelink.webrtc.encoder import FULL, REDUCED, Tier
+from scopelink.webrtc.encoder import FULL
 from scopelink.webrtc.ice import to_aiortc
 from scopelink.webrtc.negotiation import (
     NegotiationError,
@@ -73,7 +74,6 @@ WATCH_INTERVAL_S = 0.05
 #: Close codes: policy violation (flood), and 4404 for an unknown telescope.
 CLOSE_POLICY = 1008
 CLOSE_UNKNOWN_TELESCOPE = 4404
-TIERS: dict[str, Tier] = {FULL.name: FULL, REDUCED.name: REDUCED}
 
 
 class BadMessage(ValueError):
@@ -216,6 +216,7 @@ class SignalingChannel:
             client=self.caller.client,
             tier=TIERS[offer.tier or FULL.name],
             ice_servers=server_ice,
+            on_datachannel=channel_handler(self.websocket, self.telescope, self.caller),
         )
         if not self._open:
             await session.close()

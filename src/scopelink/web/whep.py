@@ -13,20 +13,20 @@ the capability to change or end a session: only its creator (or an operator) may
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.requests import HTTPConnection
 
 from scopelink.schema.commands import Role
 from scopelink.schema.state import Problem
+from scopelink.web.datachannel import channel_handler
 from scopelink.web.deps import Session
 from scopelink.web.problems import negotiation_problem, problem_response
+from scopelink.web.rtc import SERVER_TURN_USER, ice_servers_for, peers
 from scopelink.web.security import Caller
-from scopelink.webrtc.ice import ice_servers, to_aiortc
+from scopelink.webrtc.ice import to_aiortc
 from scopelink.webrtc.negotiation import (
     NegotiationError,
     NegotiationProblem,
@@ -34,7 +34,7 @@ from scopelink.webrtc.negotiation import (
     start_session,
 )
 from scopelink.webrtc.peer import PeerSession
-from scopelink.webrtc.sessions import PeerSessionManager, UnknownPeer, WebRtcSettings
+from scopelink.webrtc.sessions import UnknownPeer
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +44,7 @@ SDP = "application/sdp"
 SDPFRAG = "application/trickle-ice-sdpfrag"
 #: An offer is a few kB; anything far larger is not one.
 MAX_BODY_BYTES = 64 * 1024
-#: The name the server itself uses for TURN credentials.
-SERVER_TURN_USER = "scopelink-server"
 _NO_STORE = {"Cache-Control": "no-store"}
-
-
-def webrtc_settings(request: HTTPConnection) -> WebRtcSettings:
-    settings = getattr(request.app.state, "webrtc_settings", None)
-    return settings if isinstance(settings, WebRtcSettings) else WebRtcSettings()
-
-
-def peers(request: HTTPConnection) -> PeerSessionManager:
-    """The app's peer manager (created on first use when the app did not make one)."""
-    manager = getattr(request.app.state, "peers", None)
-    if manager is None:
-        manager = PeerSessionManager.from_settings(webrtc_settings(request))
-        request.app.state.peers = manager
-    return manager
 
 
 def _caller(request: Request) -> Caller:
@@ -73,11 +57,6 @@ def _media_type(request: Request) -> str:
 
 def _problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> Any:
     return problem_response(Problem(title=title, status=status, detail=detail), headers)
-
-
-def ice_servers_for(request: HTTPConnection, user: str) -> list[dict[str, Any]]:
-    """Browser-style ICE servers for `user` (a non-secret id), with fresh TURN credentials."""
-    return ice_servers(webrtc_settings(request).ice, user, time.time())
 
 
 def _quote(value: str) -> str:
@@ -167,6 +146,7 @@ async def whep_offer(request: Request, session: Session) -> Response:
             offer,
             client=caller.client,
             ice_servers=server_ice,
+            on_datachannel=channel_handler(request, session, caller),
         )
     except NegotiationError as exc:
         retry = {"Retry-After": "10"} if exc.kind is NegotiationProblem.TOO_MANY_PEERS else None

@@ -11,7 +11,7 @@ from aiortc import RTCIceServer
 from aiortc.exceptions import InvalidStateError
 
 from scopelink.webrtc.encoder import FULL, Tier
-from scopelink.webrtc.peer import IceRestartUnsupported, PeerSession
+from scopelink.webrtc.peer import DataChannelHandler, IceRestartUnsupported, PeerSession
 from scopelink.webrtc.sdp import OfferRejected
 from scopelink.webrtc.sessions import FrameSource, PeerSessionManager, TooManyPeers
 
@@ -48,11 +48,19 @@ async def start_session(
     client: str,
     tier: Tier = FULL,
     ice_servers: list[RTCIceServer] | None = None,
+    on_datachannel: DataChannelHandler | None = None,
 ) -> tuple[PeerSession, str]:
-    """A new peer session for `offer`, and its answer SDP."""
+    """A new peer session for `offer`, and its answer SDP; `on_datachannel` takes the data
+    channels the viewer opens."""
     try:
         return await manager.create(
-            telescope_id, source, offer, client=client, tier=tier, ice_servers=ice_servers
+            telescope_id,
+            source,
+            offer,
+            client=client,
+            tier=tier,
+            ice_servers=ice_servers,
+            on_datachannel=on_datachannel,
         )
     except TooManyPeers as exc:
         raise NegotiationError(

@@ -1,0 +1,174 @@
+"""The data-channel protocol against the real app, its simulator and a real aiortc peer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from scopelink.settings import AppSettings
+from tests.web.conftest import RunningApp, serve, wait_connected
+from tests.web.dc_client import DcClient
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[RunningApp]:
+    async with serve(AppSettings(simulator_fps=2.0)) as app:
+        app.simulator.telescope.mount.slew_rate_deg_s = 120.0
+        async with httpx.AsyncClient(base_url=app.base_url, timeout=20) as http:
+            await wait_connected(http)
+        yield app
+
+
+@pytest.fixture
+async def client(running: RunningApp) -> AsyncIterator[DcClient]:
+    dc = DcClient(running.base_url, name="Tester")
+    try:
+        yield dc
+    finally:
+        await dc.close()
+
+
+async def test_hello_commands_results_progress_and_telemetry(
+    running: RunningApp, client: DcClient
+) -> None:
+    welcome = await client.connect()
+    assert welcome is not None
+    assert welcome["telescope_id"] == "simulator" and welcome["role"] == "operator"
+    assert welcome["keepalive_ms"] == 500 and welcome["deadman_ms"] == 1500
+    assert welcome["lease"]["holder"] is None
+
+    telescope = running.simulator.telescope
+    ack, result = await client.run("set_gain", {"gain": 120})
+    assert ack["accepted"] is True and ack.get("problem") is None
+    assert result["ok"] and result["ack"]["result"] == {"gain": 120}
+    assert telescope.gain == 120
+    lease = await client.next("lease", lambda m: m["yours"])
+    assert lease["holder"] == {"name": "Tester", "transport": "datachannel"}
+
+    before = telescope.focuser
+    ack, result = await client.run("focus", {"delta": 9})
+    operation = result["ack"]["operation"]
+    assert result["ok"] and operation["kind"] == "focus"
+    done = await client.next(
+        "progress",
+        lambda m: m["operation"]["id"] == operation["id"] and m["operation"]["state"] == "complete",
+    )
+    assert done["operation"]["message"].startswith("focuser at")
+    assert telescope.focuser == before + 9
+
+    # Telemetry: a snapshot first, then numbered deltas, the focuser's position among them.
+    first = client.telemetry_seen[0]
+    assert first["kind"] == "snapshot" and first["data"]["id"] == "simulator"
+    for _ in range(100):
+        if any(
+            m["kind"] == "delta" and m["data"].get("focuser", {}).get("position") == before + 9
+            for m in client.telemetry_seen
+        ):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the focuser's move never came as a delta")
+    numbers = [m["seq"] for m in client.telemetry_seen if m["kind"] == "delta"]
+    assert numbers == sorted(numbers)
+
+    client.send({"v": 1, "type": "ping", "t": 123.5})
+    pong = await client.next("pong")
+    assert pong["t"] == 123.5 and pong["server_time_ms"] > 0
+
+
+async def test_refusals_come_as_acks_with_a_problem(running: RunningApp, client: DcClient) -> None:
+    await client.connect()
+    ack, _ = await client.run("focus", {"delta": 5000})
+    assert ack["accepted"] is False
+    assert ack["problem"]["status"] == 422 and ack["problem"]["outcome"] == "not_run"
+    ack, _ = await client.run("launch")
+    assert ack["accepted"] is False and ack["problem"]["type"].endswith("/invalid")
+    ack, _ = await client.run("set_gain", {"gain": 1, "type": "park"})
+    assert ack["accepted"] is False
+    ack, _ = await client.run("goto", {"target": "M 81"}, deadline_ms=1)
+    assert ack["accepted"] is False and ack["problem"]["type"].endswith("/expired")
+    ack, result = await client.run("goto", {"target": "Planet Nine"})
+    assert ack["accepted"] is True  # taken; the catalogue says no when it runs
+    assert result["ok"] is False and result["problem"]["type"].endswith("/unknown-target")
+
+
+async def test_a_retried_command_runs_once_and_its_result_comes_again_on_a_new_connection(
+    running: RunningApp, client: DcClient
+) -> None:
+    await client.connect()
+    telescope = running.simulator.telescope
+    before = telescope.focuser
+    # The first ack and result are lost on the way back.
+    client.drop_received = lambda m: m.get("type") in ("ack", "result")
+    command_id = client.command("focus", {"delta": 11})
+    await asyncio.sleep(1.5)
+    client.drop_received = lambda _: False
+    assert telescope.focuser == before + 11, "it ran"
+    client.command("focus", {"delta": 11}, id=command_id)  # the client's retry
+    ack = await client.next("ack", lambda m: m["id"] == command_id)
+    result = await client.next("result", lambda m: m["id"] == command_id)
+    assert ack["accepted"] and result["ok"]
+    await asyncio.sleep(0.5)
+    assert telescope.focuser == before + 11, "the retry ran nothing"
+    first_ack = result["ack"]["command_id"]
+
+    # The connection dies; the same client (its id) comes back on a new one and asks again.
+    await client.close()
+    again = DcClient(running.base_url, client_id=client.client_id)
+    try:
+        await again.connect()
+        again.command("focus", {"delta": 11}, id=command_id)
+        result = await again.next("result", lambda m: m["id"] == command_id)
+        assert result["ok"] and result["ack"]["command_id"] == first_ack
+        assert telescope.focuser == before + 11
+        # Another client's id is another command, even with the same command id.
+        again.send({"v": 1, "type": "lease", "action": "release"})
+        await again.next("lease", lambda m: m["holder"] is None)
+        other = DcClient(running.base_url)
+        try:
+            await other.connect()
+            _, result = await other.run("focus", {"delta": 11}, id=command_id)
+            assert result["ok"] and result["ack"]["command_id"] != first_ack
+            done = result["ack"]["operation"]
+            await other.next(
+                "progress",
+                lambda m: m["operation"]["id"] == done["id"] and m["operation"]["ended_at"],
+            )
+            assert telescope.focuser == before + 22
+        finally:
+            await other.close()
+    finally:
+        await again.close()
+
+
+async def test_hostile_messages_get_errors_and_the_session_stays_up(
+    running: RunningApp, client: DcClient
+) -> None:
+    await client.connect(hello=False)
+    client.send({"v": 1, "type": "command", "id": "x", "name": "stop"})
+    assert (await client.error())["status"] == 409  # hello first
+    await client.hello()
+    cases: list[tuple[str, int]] = [
+        ("not json {", 400),
+        ("[1, 2]", 400),
+        ('{"v": 2, "type": "ping", "t": 1}', 400),
+        ('{"type": "ping", "t": 1}', 400),
+        ('{"v": 1, "type": "dance"}', 400),
+        ('{"v": 1, "type": "ping", "t": "soon"}', 400),
+        ('{"v": 1, "type": "command", "id": "", "name": "stop"}', 400),
+        ('{"v": 1, "type": "lease", "action": "steal"}', 400),
+        ('{"v": 1, "type": "hello", "client_id": "again-and-again"}', 409),
+        ('{"v": 1, "type": "ping", "t": 1, "extra": true}', 400),
+    ]
+    for raw, status in cases:
+        client.send(raw)
+        problem = await client.error()
+        assert problem["status"] == status, (raw, problem)
+        assert problem["title"] and problem["detail"]
+    client.send("x" * (70 * 1024))
+    assert (await client.error())["status"] == 413
+    ack, result = await client.run("set_gain", {"gain": 60})
+    assert ack["accepted"] and result["ok"], "still up after all that"
