@@ -52,9 +52,13 @@ class DcClient:
 
     # -- connecting -------------------------------------------------------------------------------
 
-    async def connect(self, hello: bool = True, **hello_fields: Any) -> Message | None:
-        """Offer over WHEP, wait for the channel, and (by default) say hello: the welcome."""
-        self.pc.addTransceiver("video", direction="recvonly")
+    async def connect(
+        self, hello: bool = True, *, video: bool = True, **hello_fields: Any
+    ) -> Message | None:
+        """Offer over WHEP (with video, or data channels only), wait for the channel, and (by
+        default) say hello: the welcome."""
+        if video:
+            self.pc.addTransceiver("video", direction="recvonly")
 
         @self.pc.on("track")
         def _track(track: Any) -> None:

@@ -172,3 +172,33 @@ async def test_hostile_messages_get_errors_and_the_session_stays_up(
     assert (await client.error())["status"] == 413
     ack, result = await client.run("set_gain", {"gain": 60})
     assert ack["accepted"] and result["ok"], "still up after all that"
+
+
+async def test_a_data_channel_only_session_commands_and_watches_without_any_video(
+    running: RunningApp,
+) -> None:
+    pipeline = running.registry.get("simulator").pipeline
+    manager = running.app.state.peers
+    manager.max_channel_peers = 2
+    clients = [DcClient(running.base_url) for _ in range(3)]
+    try:
+        welcome = await clients[0].connect(video=False)
+        assert welcome is not None and welcome["telescope_id"] == "simulator"
+        _, result = await clients[0].run("set_gain", {"gain": 140})
+        assert result["ok"] and running.simulator.telescope.gain == 140
+        for _ in range(100):
+            if clients[0].telemetry_seen:
+                break
+            await asyncio.sleep(0.05)
+        assert clients[0].telemetry_seen[0]["kind"] == "snapshot"
+        assert pipeline.viewers == 0 and not pipeline.imaging.streaming, "no video was started"
+        (stats,) = manager.stats("simulator")
+        assert stats.tier == "none" and stats.codec == "none" and stats.state == "connected"
+        await clients[1].connect(video=False)
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            await clients[2].connect(video=False)
+        assert refused.value.response.status_code == 503
+        assert "data channels for its limit of 2" in refused.value.response.text
+    finally:
+        for dc in clients:
+            await dc.close()

@@ -110,16 +110,19 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+#: The tier and codec a data-channel-only peer reports in its stats.
+NO_VIDEO = "none"
 #: What takes the data channels a viewer opens: the protocol's endpoint (outside this package).
 DataChannelHandler = Callable[["PeerSession", RTCDataChannel], None]
 
 
 class PeerSession:
-    """One RTCPeerConnection sending one tier's encoded video to one viewer."""
+    """One RTCPeerConnection sending one tier's encoded video to one viewer, or, without an
+    encoder, carrying only data channels (a client that wants control and status, no video)."""
 
     def __init__(
         self,
-        encoder: VideoTier,
+        encoder: VideoTier | None,
         *,
         telescope_id: str,
         client: str = "",
@@ -139,13 +142,14 @@ class PeerSession:
         self.log_id = self.id[:8]
         self.telescope_id = telescope_id
         self.client = client
-        self.track = EncodedVideoTrack(encoder)
+        #: The video this peer is sent; None for a data-channel-only peer.
+        self.track = EncodedVideoTrack(encoder) if encoder is not None else None
         self.connected = asyncio.Event()
         self.closed = asyncio.Event()
         self._encoder_for = encoder_for
         self._adaptation = adaptation if encoder_for is not None else None
         self._on_feedback = on_feedback
-        self._target = encoder.tier
+        self._target = encoder.tier if encoder is not None else None
         self._remb_fresh = False
         #: The newest unsmoothed RTT since the last sample (ms).
         self._raw_rtt_ms: float | None = None
@@ -164,7 +168,11 @@ class PeerSession:
         self._sampler: asyncio.Task[None] | None = None
         self._closing = False
         self._stats = PeerStats(
-            self.id, telescope_id, client, encoder.tier.name, codec=encoder.codec.value
+            self.id,
+            telescope_id,
+            client,
+            encoder.tier.name if encoder is not None else NO_VIDEO,
+            codec=encoder.codec.value if encoder is not None else NO_VIDEO,
         )
         self._watch_states()
         self._pc.on("datachannel", self._datachannel)
@@ -226,7 +234,9 @@ class PeerSession:
 
     async def answer(self, offer_sdp: str) -> str:
         """Apply a viewer's offer; the answer SDP, with every host candidate gathered."""
-        codec = self.codec
+        if self.track is None:
+            return await self._answer_channels_only(offer_sdp)
+        codec = self.track.encoder.codec
         check_offer(offer_sdp, (codec,))
         self._set_state(PeerState.CONNECTING)
         self._remote_ufrag = ice_ufrag(offer_sdp)
@@ -263,10 +273,29 @@ class PeerSession:
         )
         return self._pc.localDescription.sdp
 
+    async def _answer_channels_only(self, offer_sdp: str) -> str:
+        if check_offer(offer_sdp, accept_channels_only=True) is not None:
+            raise OfferRejected("this peer carries no video; offer data channels only")
+        self._set_state(PeerState.CONNECTING)
+        self._remote_ufrag = ice_ufrag(offer_sdp)
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            await self._pc.setLocalDescription(await self._pc.createAnswer())
+        except (ValueError, OperationError, InvalidStateError) as exc:
+            await self.close()
+            raise OfferRejected(f"the offer could not be applied: {exc}") from exc
+        log.info(
+            "peer %s: answered for telescope %s (%s), data channels only",
+            self.log_id,
+            self.telescope_id,
+            self.client,
+        )
+        return self._pc.localDescription.sdp
+
     @property
-    def codec(self) -> Codec:
-        """The codec this peer is sent (a tier switch keeps it)."""
-        return self.track.encoder.codec
+    def codec(self) -> Codec | None:
+        """The codec this peer is sent (a tier switch keeps it); None without video."""
+        return self.track.encoder.codec if self.track is not None else None
 
     @property
     def local_ufrag(self) -> str | None:
@@ -314,7 +343,8 @@ class PeerSession:
                         self._raw_rtt_ms = raw
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             self._stats.keyframe_requests += 1
-            self.track.request_keyframe()
+            if self.track is not None:
+                self.track.request_keyframe()
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             with contextlib.suppress(ValueError):
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -326,10 +356,12 @@ class PeerSession:
         """Once a second: rates for the stats, and one adaptation step."""
         last_frames, last_bytes, last_rtx, last_t = 0, 0, 0, time.monotonic()
         last_packets = 0
+        track = self.track
+        assert track is not None  # sampled only with video
         while True:
             await asyncio.sleep(SAMPLE_INTERVAL_S)
             now = time.monotonic()
-            sent = self.track.stats
+            sent = track.stats
             elapsed = max(now - last_t, 1e-6)
             self._stats.fps = (sent.frames_sent - last_frames) / elapsed
             self._stats.bitrate_bps = round((sent.bytes_sent - last_bytes) * 8 / elapsed)
@@ -375,7 +407,8 @@ class PeerSession:
         if size is None:
             self._stats.retransmissions_refused += 1
             return False
-        self._rtx.rate = RTX_SHARE * (self.estimate_bps or self.track.encoder.bitrate) / 8
+        bitrate = self.track.encoder.bitrate if self.track is not None else 0
+        self._rtx.rate = RTX_SHARE * (self.estimate_bps or bitrate) / 8
         self._rtx.burst = self._rtx.rate * RTX_BURST_S
         if not self._rtx.take(size):
             self._stats.retransmissions_refused += 1
@@ -387,8 +420,9 @@ class PeerSession:
     def adapt(self, feedback: Feedback) -> None:
         """One adaptation step: update the estimate, maybe change tier, tell the manager."""
         adaptation, encoder_for = self._adaptation, self._encoder_for
-        if adaptation is None or encoder_for is None:
+        if adaptation is None or encoder_for is None or self.track is None:
             return
+        assert self._target is not None
         estimate = adaptation.rate.update(feedback)
         self._stats.estimate_bps = estimate
         self._stats.estimate_reason = adaptation.rate.reason
@@ -411,7 +445,9 @@ class PeerSession:
     def retarget(self, tiers: Sequence[Tier], encoder_for: Callable[[Tier], VideoTier]) -> None:
         """The telescope's source changed (its own stream came or went): adapt across `tiers`
         from now on and move to the one standing where this peer's tier stood (the top stays the
-        top), at its next keyframe."""
+        top), at its next keyframe. A peer without video has nothing to move."""
+        if self.track is None or self._target is None:
+            return
         old = self._adaptation.chooser.tiers if self._adaptation is not None else (self._target,)
         names = [t.name for t in tiers]
         if self._target.name == old[-1].name:
@@ -448,18 +484,20 @@ class PeerSession:
         return self._adaptation is not None and self._adaptation.rate.limited
 
     @property
-    def target_tier(self) -> Tier:
+    def target_tier(self) -> Tier | None:
         """The tier this peer should watch (the track moves there at the next keyframe)."""
         return self._target
 
     def stats(self) -> PeerStats:
         """A snapshot of this peer's stats."""
-        sent = self.track.stats
         s = self._stats
+        s.limited = self.limited
+        if self.track is None:
+            return dataclasses.replace(s)
+        sent = self.track.stats
         s.tier = self.track.encoder.tier.name
         s.tier_bitrate_bps = self.track.encoder.bitrate
         s.tier_vbv_ms = round(self.track.encoder.vbv_buffer_s * 1000)
-        s.limited = self.limited
         s.frames_sent, s.keyframes_sent = sent.frames_sent, sent.keyframes_sent
         s.frames_skipped, s.tier_switches = sent.frames_skipped, sent.tier_switches
         s.late_switches = sent.late_switches
@@ -478,7 +516,8 @@ class PeerSession:
         self._closing = True
         if self._sampler is not None:
             self._sampler.cancel()
-        self.track.stop()
+        if self.track is not None:
+            self.track.stop()
         try:
             await self._pc.close()
         finally:

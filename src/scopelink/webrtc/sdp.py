@@ -50,14 +50,20 @@ def _video_sections(sdp: str) -> list[str]:
     return [s for s in re.split(r"\r?\n(?=m=)", sdp) if s.startswith("m=video")]
 
 
-def check_offer(sdp: str, codecs: tuple[Codec, ...] = CODECS) -> Codec:
+def check_offer(
+    sdp: str, codecs: tuple[Codec, ...] = CODECS, *, accept_channels_only: bool = False
+) -> Codec | None:
     """The first of `codecs` the offer's receiving video accepts; refuses any other offer
-    (not SDP, no receiving video, no common codec) before aiortc sees it."""
+    (not SDP, no receiving video, no common codec) before aiortc sees it. With
+    `accept_channels_only`, an offer of data channels and no video m-line at all is taken
+    too: None."""
     if not sdp.lstrip().startswith("v=0"):
         raise OfferRejected("the body is not an SDP offer")
     sections = _video_sections(sdp)
     if not sections:
-        raise OfferRejected("the offer has no video m-line")
+        if accept_channels_only and re.search(r"^m=application ", sdp, re.MULTILINE):
+            return None
+        raise OfferRejected("the offer has no video m-line (nor data channels)")
     for section in sections:
         if not re.search(r"^a=(sendonly|inactive)\s*$", section, re.MULTILINE):
             return _choose_codec(section, codecs)

@@ -118,10 +118,9 @@ class FrameSource(Protocol):
 class TooManyPeers(RuntimeError):
     """The configured limit of concurrent peers is reached."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"the server already sends video to its limit of {limit} concurrent WebRTC peers"
-        )
+    def __init__(self, limit: int, *, video: bool = True) -> None:
+        what = "sends video to" if video else "carries data channels for"
+        super().__init__(f"the server already {what} its limit of {limit} concurrent WebRTC peers")
         self.limit = limit
 
 
@@ -140,13 +139,16 @@ class PeerSessionManager:
         max_peers: int,
         connect_timeout_s: float = 15.0,
         *,
+        max_channel_peers: int = 256,
         adaptive: bool = True,
         passthrough: bool = True,
         tiers: tuple[Tier, ...] = TIERS,
     ) -> None:
         """`adaptive`: tier bitrates and each peer's tier follow feedback (webrtc/adapt.py);
-        `tiers`, lowest first, are what adaptation chooses from."""
+        `tiers`, lowest first, are what adaptation chooses from. `max_peers` limits the peers
+        sent video, `max_channel_peers` those with data channels only (far cheaper)."""
         self.max_peers = max_peers
+        self.max_channel_peers = max_channel_peers
         self.connect_timeout_s = connect_timeout_s
         self.adaptive = adaptive
         self.passthrough = passthrough
@@ -161,6 +163,7 @@ class PeerSessionManager:
         self._last_estimates: dict[str, tuple[float, int, bool]] = {}
         #: Peers being set up count against the limit too.
         self._pending = 0
+        self._pending_channels = 0
 
     @classmethod
     def from_settings(cls, settings: WebRtcSettings) -> PeerSessionManager:
@@ -192,9 +195,13 @@ class PeerSessionManager:
 
         Raises `TooManyPeers` at the limit and `OfferRejected` for an offer it cannot answer.
         """
-        if len(self._sessions) + self._pending >= self.max_peers:
+        codec = check_offer(offer_sdp, accept_channels_only=on_datachannel is not None)
+        if codec is None:
+            return await self._create_channels_only(
+                telescope_id, offer_sdp, client, ice_servers, on_datachannel
+            )
+        if self._video_count() + self._pending >= self.max_peers:
             raise TooManyPeers(self.max_peers)
-        codec = check_offer(offer_sdp)
         self._pending += 1
         # Pixels are the encoders' business (they hold `pixels()` while they run): a viewer of
         # the telescope's own stream costs no decoding.
@@ -231,6 +238,47 @@ class PeerSessionManager:
             self._expire_unless_connected(session), name=f"peer-timeout-{session.id[:6]}"
         )
         return session, answer
+
+    async def _create_channels_only(
+        self,
+        telescope_id: str,
+        offer_sdp: str,
+        client: str,
+        ice_servers: list[RTCIceServer] | None,
+        on_datachannel: DataChannelHandler | None,
+    ) -> tuple[PeerSession, str]:
+        """A peer with data channels and no video: no stream, no encoder, its own limit."""
+        channels_only = len(self._sessions) - self._video_count()
+        if channels_only + self._pending_channels >= self.max_channel_peers:
+            raise TooManyPeers(self.max_channel_peers, video=False)
+        session = PeerSession(
+            None,
+            telescope_id=telescope_id,
+            client=client,
+            ice_servers=ice_servers,
+            on_close=self._forget,
+            on_datachannel=on_datachannel,
+        )
+        self._sessions[session.id] = session
+        self._pending_channels += 1
+        try:
+            answer = await session.answer(offer_sdp)
+        except BaseException:
+            await session.close()
+            raise
+        finally:
+            self._pending_channels -= 1
+        self._watchdogs[session.id] = asyncio.create_task(
+            self._expire_unless_connected(session), name=f"peer-timeout-{session.id[:6]}"
+        )
+        return session, answer
+
+    def _watching(self, telescope_id: str) -> list[PeerSession]:
+        """The telescope's peers that are sent video."""
+        return [s for s in self.sessions(telescope_id) if s.track is not None]
+
+    def _video_count(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.track is not None)
 
     def get(self, session_id: str) -> PeerSession:
         try:
@@ -283,7 +331,7 @@ class PeerSessionManager:
     def source_changed(self, telescope_id: str, source: FrameSource) -> None:
         """The telescope's source changed (a view mode switch, its own stream came or went):
         every peer of it moves onto its new ladder, each at its next keyframe."""
-        for session in self.sessions(telescope_id):
+        for session in self._watching(telescope_id):
             if session.closed.is_set():
                 continue
             codec = session.codec
@@ -357,9 +405,9 @@ class PeerSessionManager:
         A peer counts for the tier it watches or is moving to, so a peer on its way down does
         not hold the tier it leaves back."""
         estimates: dict[int, tuple[VideoTier, list[int], list[bool]]] = {}
-        for session in self.sessions(peer.telescope_id):
+        for session in self._watching(peer.telescope_id):
             estimate = session.estimate_bps
-            if estimate is None or session.closed.is_set():
+            if estimate is None or session.closed.is_set() or session.track is None:
                 continue
             encoder = session.track.next_encoder
             entry = estimates.setdefault(id(encoder), (encoder, [], []))
@@ -384,9 +432,13 @@ class PeerSessionManager:
         """Close the telescope's tier encoders that no live peer watches or moves to."""
         wanted = {
             (s.target_tier.name, s.codec)
-            for s in self.sessions(telescope_id)
-            if not s.closed.is_set()
-        } | {(s.track.encoder.tier.name, s.codec) for s in self.sessions(telescope_id)}
+            for s in self._watching(telescope_id)
+            if not s.closed.is_set() and s.target_tier is not None
+        } | {
+            (s.track.encoder.tier.name, s.codec)
+            for s in self._watching(telescope_id)
+            if s.track is not None
+        }
         for key, encoder in list(self._encoders.items()):
             tid, name, codec = key
             if tid == telescope_id and (name, codec) not in wanted and encoder.holders == 0:
