@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
+from aiortc import RTCSessionDescription
 
+from scopelink.services.control import DEADMAN_S
 from scopelink.settings import AppSettings
 from tests.web.conftest import RunningApp, serve, wait_connected
 from tests.web.dc_client import DcClient
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -202,3 +209,131 @@ async def test_a_data_channel_only_session_commands_and_watches_without_any_vide
     finally:
         for dc in clients:
             await dc.close()
+
+
+HOLDER_SCRIPT = """
+import asyncio, sys
+from tests.web.dc_client import DcClient
+
+async def main(url):
+    dc = DcClient(url, name="Holder")
+    await dc.connect(video=False)
+    await dc.run("move", {"direction": "up", "speed": 720, "duration_s": 10})
+    print("moving", flush=True)
+    while True:  # keepalives until killed
+        dc.send({"v": 1, "type": "ping", "t": 0})
+        await asyncio.sleep(0.25)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_the_mount_stops_when_the_process_moving_it_is_killed(running: RunningApp) -> None:
+    mount = running.simulator.telescope.mount
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HOLDER_SCRIPT,
+        running.base_url,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        line = await asyncio.wait_for(holder.stdout.readline(), 30)
+        assert line.strip() == b"moving"
+        await asyncio.sleep(1.0)
+        assert mount.moving, "its keepalives keep the move going"
+        holder.kill()  # no goodbye: the process is simply gone
+        killed_at = time.monotonic()
+        while mount.moving and time.monotonic() - killed_at < 8:
+            await asyncio.sleep(0.02)
+        stopped_after = time.monotonic() - killed_at
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+        await holder.wait()
+    assert not mount.moving, "the mount kept moving after its mover died"
+    assert stopped_after < DEADMAN_S + 0.6, stopped_after
+
+
+async def test_two_clients_contend_for_control_over_their_data_channels(
+    running: RunningApp,
+) -> None:
+    alice, bob = DcClient(running.base_url, name="Alice"), DcClient(running.base_url, name="Bob")
+    try:
+        await alice.connect(video=False)
+        await bob.connect(video=False)
+        alice.send({"v": 1, "type": "lease", "action": "take"})
+        await alice.next("lease", lambda m: m["yours"])
+        seen = await bob.next("lease", lambda m: m["holder"] is not None)
+        assert seen["holder"] == {"name": "Alice", "transport": "datachannel"}
+        assert not seen["yours"]
+        ack, _ = await bob.run("set_gain", {"gain": 10})
+        assert not ack["accepted"] and ack["problem"]["type"].endswith("/not-in-control")
+        assert "Alice controls this telescope" in ack["problem"]["detail"]
+        bob.send({"v": 1, "type": "lease", "action": "take"})
+        assert (await bob.error())["type"].endswith("/not-in-control")
+
+        # Bob asks; Alice is told and says no; then asks again and Alice grants.
+        bob.send({"v": 1, "type": "lease", "action": "request"})
+        asked = await alice.next("lease", lambda m: m["requested_by"] is not None)
+        assert asked["requested_by"] == {"name": "Bob", "transport": "datachannel"}
+        alice.send({"v": 1, "type": "lease", "action": "deny"})
+        denied = await bob.next("lease", lambda m: m["requested_by"] is None and not m["yours"])
+        assert denied["holder"]["name"] == "Alice"
+        bob.send({"v": 1, "type": "lease", "action": "request"})
+        await alice.next("lease", lambda m: m["requested_by"] is not None)
+        alice.send({"v": 1, "type": "lease", "action": "grant"})
+        await bob.next("lease", lambda m: m["yours"])
+        ack, result = await bob.run("set_gain", {"gain": 77})
+        assert ack["accepted"] and result["ok"]
+        ack, _ = await alice.run("set_gain", {"gain": 1})
+        assert not ack["accepted"]
+        # Alice goes silent for good: her connection closes; she holds nothing, Bob keeps it.
+        await alice.close()
+        ack, result = await bob.run("set_gain", {"gain": 78})
+        assert result["ok"] and running.simulator.telescope.gain == 78
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_resync_and_the_periodic_snapshot_heal_lost_telemetry(
+    running: RunningApp, client: DcClient
+) -> None:
+    await client.connect(video=False)
+    for _ in range(100):
+        if client.telemetry_seen:
+            break
+        await asyncio.sleep(0.05)
+    client.telemetry_seen.clear()
+    client.send({"v": 1, "type": "resync"})
+    for _ in range(40):
+        if any(m["kind"] == "snapshot" for m in client.telemetry_seen):
+            break
+        await asyncio.sleep(0.05)
+    snapshots = [m for m in client.telemetry_seen if m["kind"] == "snapshot"]
+    assert snapshots, "no snapshot within 2 s of a resync"
+    assert snapshots[0]["data"]["id"] == "simulator"
+
+
+async def test_an_offer_over_the_data_channel_makes_a_new_connection(
+    running: RunningApp, client: DcClient
+) -> None:
+    await client.connect(video=False)
+    second = DcClient(running.base_url, client_id=client.client_id)
+    try:
+        await second.pc.setLocalDescription(await second.pc.createOffer())
+        client.send({"v": 1, "type": "offer", "sdp": second.pc.localDescription.sdp})
+        answer = await client.next("answer")
+        assert answer["session_id"] and "a=candidate:" in answer["sdp"]
+        await second.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        await second.opened()
+        welcome = await second.hello()
+        assert welcome["telescope_id"] == "simulator"
+        await client.close()  # the old connection goes; the new one carries on
+        _, result = await second.run("set_gain", {"gain": 33})
+        assert result["ok"]
+    finally:
+        await second.close()

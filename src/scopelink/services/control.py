@@ -150,7 +150,8 @@ class ControlLease:
             granted = True  # a holder who does not answer is not there
             log.info("control of %s: no answer from %s", self.telescope_id, holder.client)
         finally:
-            self._request = None
+            if self._request is not None and self._request[1] is answer:
+                self._request = None
         if self.holds(who.client):
             return True  # granted: `answer` handed it over
         if (granted and self.holder == holder) or self.holder is None:
@@ -167,18 +168,22 @@ class ControlLease:
         if future.done():
             return False
         self._seen = self._clock()
+        self._request = None  # answered: nobody is asking any more, as of now
+        future.set_result(grant)
         if grant:
             self._take(asking)  # at once: the old holder's next command is already refused
-        future.set_result(grant)
+        else:
+            self._notify()
         return True
 
-    def drop(self, client: str) -> None:
-        """`client` is gone (its connection closed for good): it holds nothing, asks nothing."""
+    def withdraw(self, client: str) -> None:
+        """`client`'s connection closed: its pending request, if any, is off. (A lease it holds
+        runs on until its silence ends it: it may come back on a new connection.)"""
         if self._request is not None and self._request[0].client == client:
             future = self._request[1]
+            self._request = None
             if not future.done():
                 future.set_result(False)
-        self.release(client)
 
     # -- inside -----------------------------------------------------------------------------------
 

@@ -482,6 +482,8 @@ class ChannelEndpoint:
         if self._closed:
             return
         self._closed = True
+        if self.controller is not None:
+            self.lease.withdraw(self.controller.client)
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._follower is not None:
