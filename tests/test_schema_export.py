@@ -6,7 +6,7 @@ import json
 import typing
 
 from scopelink.schema import commands
-from scopelink.schema.export import OUTPUT, render, ts_type
+from scopelink.schema.export import OUTPUT, SCHEMA_OUTPUT, render, render_json_schema, ts_type
 from scopelink.schema.state import Problem
 
 
@@ -15,6 +15,19 @@ def test_committed_protocol_types_are_up_to_date() -> None:
     assert committed == render(), (
         "src/scopelink/ui/types/protocol.d.ts is stale: run `python -m scopelink.schema.export`"
     )
+
+
+def test_committed_json_schema_is_up_to_date_and_has_every_channel_message() -> None:
+    committed = SCHEMA_OUTPUT.read_text(encoding="utf-8") if SCHEMA_OUTPUT.exists() else ""
+    assert committed == render_json_schema(), f"{SCHEMA_OUTPUT} is stale"
+    defs = json.loads(committed)["$defs"]
+    union = defs["ChannelServerMessage"]["oneOf"]
+    kinds = {defs[ref["$ref"].rsplit("/", 1)[1]]["properties"]["type"]["const"] for ref in union}
+    assert kinds == {
+        "welcome", "ack", "result", "progress", "event", "telemetry", "lease", "pong",
+        "answer", "error",
+    }  # fmt: skip
+    assert defs["CommandRequest"]["additionalProperties"] is False  # strict on what comes in
 
 
 def test_every_command_is_in_the_command_union_with_a_required_tag() -> None:

@@ -78,8 +78,12 @@ async def test_hello_commands_results_progress_and_telemetry(
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("the focuser's move never came as a delta")
-    numbers = [m["seq"] for m in client.telemetry_seen if m["kind"] == "delta"]
-    assert numbers == sorted(numbers)
+    # Each delta names the one before it; over a loss-free loopback they chain without a gap.
+    chain = sorted(client.telemetry_seen, key=lambda m: m["seq"])
+    assert chain[0]["kind"] == "snapshot" and chain[0]["prev"] is None
+    for before_it, message in zip(chain, chain[1:], strict=False):
+        if message["kind"] == "delta":
+            assert message["prev"] == before_it["seq"], (before_it, message)
 
     client.send({"v": 1, "type": "ping", "t": 123.5})
     pong = await client.next("pong")

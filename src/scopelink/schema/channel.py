@@ -169,12 +169,16 @@ class FirmwareEvent(_FromServer):
 
 class Telemetry(_FromServer):
     """The telescope's state: a `snapshot` (the whole `TelescopeState`), then `delta`s
-    (`{section: {field: value}}`), numbered by `seq` without gaps; a client that sees a gap waits
-    for the next snapshot (one comes every `SNAPSHOT_INTERVAL_S`) or sends `resync`."""
+    (`{section: {field: value}}`). Each delta names the message before it (`prev`): a client
+    applies a delta only when `prev` is the last `seq` it applied, and otherwise waits for the
+    next snapshot (one comes every `SNAPSHOT_INTERVAL_S`) or sends `resync`."""
 
     type: Literal["telemetry"] = "telemetry"
     seq: int
     kind: Literal["snapshot", "delta"]
+    #: For a delta: the `seq` of the telemetry message before it on this stream; null for a
+    #: snapshot (which replaces everything).
+    prev: int | None
     data: dict[str, Any]
 
 

@@ -25,9 +25,11 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
-from scopelink.schema import commands, operations, rest, signaling, state
+from scopelink.schema import channel, commands, operations, rest, signaling, state
 
 OUTPUT = Path(__file__).resolve().parent.parent / "ui" / "types" / "protocol.d.ts"
+#: The same types as JSON Schema (2020-12), for readers in other languages.
+SCHEMA_OUTPUT = OUTPUT.with_name("protocol.schema.json")
 
 #: (name, type, mode): every type the browser sees, and which way it travels.
 EXPORTS: tuple[tuple[str, Any, JsonSchemaMode], ...] = (
@@ -48,6 +50,8 @@ EXPORTS: tuple[tuple[str, Any, JsonSchemaMode], ...] = (
     ("NewTelescope", rest.NewTelescope, "validation"),
     ("ControlAction", rest.ControlAction, "validation"),
     ("ControlState", state.ControlState, "serialization"),
+    ("ChannelClientMessage", channel.ClientMessage, "validation"),
+    ("ChannelServerMessage", channel.ServerMessage, "serialization"),
     ("SignalingClientMessage", signaling.ClientMessage, "validation"),
     ("SignalingServerMessage", signaling.ServerMessage, "serialization"),
 )
@@ -104,7 +108,7 @@ def field_comments() -> dict[str, dict[str, str]]:
     JSON Schema has no place for them, yet they carry the units and meanings a caller needs.
     """
     found: dict[str, dict[str, str]] = {}
-    for module in (commands, operations, rest, signaling, state):
+    for module in (channel, commands, operations, rest, signaling, state):
         for model in vars(module).values():
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
                 continue
@@ -268,6 +272,17 @@ def render() -> str:
     return HEADER + "".join("\n" + declared[name] for name in sorted(declared))
 
 
+def render_json_schema() -> str:
+    """The text of protocol.schema.json: every export by name, over shared `$defs`."""
+    top, defs = json_schemas()
+    document = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$comment": HEADER.replace("// ", "").replace("\n", " ").strip(),
+        "$defs": {**defs, **{name: schema for name, schema in top.items() if name not in defs}},
+    }
+    return json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m scopelink.schema.export", description=__doc__.split("\n\n")[0]
@@ -277,18 +292,24 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="exit 1 if the file is not up to date, write nothing"
     )
     args = parser.parse_args(argv)
-    text = render()
-    current = args.output.read_text(encoding="utf-8") if args.output.exists() else None
+    outputs = [(args.output, render())]
+    if args.output == OUTPUT:
+        outputs.append((SCHEMA_OUTPUT, render_json_schema()))
+    stale = [path for path, text in outputs if _read(path) != text]
     if args.check:
-        if current != text:
-            print(f"{args.output} is stale: run python -m scopelink.schema.export", file=sys.stderr)
-            return 1
-        return 0
-    if current != text:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output}")
+        for path in stale:
+            print(f"{path} is stale: run python -m scopelink.schema.export", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in outputs:
+        if path in stale:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
     return 0
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.exists() else None
 
 
 if __name__ == "__main__":

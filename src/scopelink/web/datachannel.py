@@ -131,6 +131,8 @@ class ChannelEndpoint:
         self._follower: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._resync = asyncio.Event()
+        #: The seq of the last telemetry message sent (a delta's `prev`).
+        self._telemetry_seq: int | None = None
         self._closed = False
         self._spawn(self._close_with_peer(), "close-with-peer")
 
@@ -405,6 +407,7 @@ class ChannelEndpoint:
     async def _follow(self, after_seq: int | None) -> None:
         """Telemetry, progress and events from the hub, for as long as the endpoint lives."""
         stream = self.telemetry.messages(after_seq)
+        self._telemetry_seq = after_seq  # what the client has applied, when it resumes
         pending: asyncio.Future[TelemetryMessage] | None = None
         next_snapshot = time.monotonic() + SNAPSHOT_INTERVAL_S
         sent_to = -1  # deltas up to this seq are in a snapshot already sent
@@ -457,8 +460,15 @@ class ChannelEndpoint:
                 await stream.aclose()
 
     def _telemetry(self, message: TelemetryMessage, channel: RTCDataChannel | None) -> None:
-        kind = "snapshot" if message.kind == "snapshot" else "delta"
-        self._send(Telemetry(seq=message.seq, kind=kind, data=message.data), channel)
+        """Send a snapshot or a delta; a delta names the telemetry message sent before it."""
+        if message.kind == "snapshot":
+            sent = Telemetry(seq=message.seq, kind="snapshot", prev=None, data=message.data)
+        else:
+            sent = Telemetry(
+                seq=message.seq, kind="delta", prev=self._telemetry_seq, data=message.data
+            )
+        self._send(sent, channel)
+        self._telemetry_seq = message.seq
 
     @staticmethod
     def _backed_up(channel: RTCDataChannel | None) -> bool:
