@@ -178,6 +178,24 @@ async def test_focus_steps_move_the_focuser_and_autofocus_completes(ui: UI) -> N
     await expect(position).to_have_text(str(ui.app.simulator.telescope.focus_best))
 
 
+async def test_the_filter_and_heater_switches_show_what_the_telescope_says(ui: UI) -> None:
+    await ui.open()
+    telescope = ui.app.simulator.telescope
+    lp, heater = ui.by("lp-filter"), ui.by("dew-heater")
+    await expect(lp).to_have_attribute("aria-checked", "false")
+    await lp.click()
+    await until(lambda: telescope.wheel == 2)
+    await expect(lp).to_have_attribute("aria-checked", "true")
+    await heater.click()
+    await expect(heater).to_have_attribute("aria-checked", "true")
+    assert telescope.settings["heater_enable"] is True
+    # Changed behind the page's back (another client, the telescope's own app): it follows.
+    telescope.settings["heater_enable"] = False
+    await ui.app.registry.get("simulator").commands.set_lp_filter(False)
+    await expect(lp).to_have_attribute("aria-checked", "false")
+    await expect(heater).to_have_attribute("aria-checked", "false")
+
+
 async def test_holding_an_arrow_moves_the_mount_and_letting_go_stops_it(ui: UI) -> None:
     await ui.open()
     mount = ui.app.simulator.telescope.mount

@@ -98,4 +98,8 @@ def test_recording_and_zoom_are_read_from_the_firmwares_events() -> None:
     assert event("RTSP", state="working", roi_index=1) == {"view": {"zoom": 2}}
     assert event("Setting", rtsp_roi_index=2) == {"view": {"zoom": 4}}
     assert event("Setting", rtsp_roi_index=7) == {}  # not a zoom this firmware has
-    assert event("Setting", heater_enable=True) == {}
+    assert event("Setting", heater_enable=True) == {"optics": {"dew_heater": True}}
+    assert event("WheelMove", state="complete", position=2) == {
+        "optics": {"filter_position": 2, "lp_filter": True}
+    }
+    assert event("WheelMove", state="start", position=1) == {}  # not there yet

@@ -123,3 +123,26 @@ async def test_a_stream_ends_when_its_telescope_is_removed(
     await asyncio.wait_for(draining, 5)
     with pytest.raises(KeyError):
         telemetry.channel("simulator")
+
+
+async def test_the_filter_and_the_dew_heater_show_at_once_after_a_change(
+    hub: tuple[TelescopeRegistry, TelemetryHub],
+) -> None:
+    registry, telemetry = hub
+    channel = telemetry.channel("simulator")
+    session = registry.get("simulator")
+    await take_until(channel.messages(), in_delta("optics", "filter_position"))
+    assert channel.state.optics.lp_filter is False and channel.state.optics.dew_heater is False
+    loop = asyncio.get_running_loop()
+    # No event says so (pi_output_set2, set_control_value): the poll comes forward at once.
+    for change, settled in [
+        (session.commands.set_dew_heater(True), lambda: channel.state.optics.dew_heater is True),
+        (session.commands.set_gain(150), lambda: channel.state.settings.get("isp_gain") == 150),
+        (session.commands.set_lp_filter(True), lambda: channel.state.optics.lp_filter is True),
+    ]:
+        started = loop.time()
+        await change
+        await take_until(channel.messages(), lambda _, done=settled: done())
+        took = loop.time() - started
+        assert took < 2.0, f"{took:.1f} s: the change waited for the 10 s poll"
+    assert channel.state.optics.filter_position == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -81,7 +82,7 @@ async def test_hello_commands_results_progress_and_telemetry(
     # Each delta names the one before it; over a loss-free loopback they chain without a gap.
     chain = sorted(client.telemetry_seen, key=lambda m: m["seq"])
     assert chain[0]["kind"] == "snapshot" and chain[0]["prev"] is None
-    for before_it, message in zip(chain, chain[1:], strict=False):
+    for before_it, message in itertools.pairwise(chain):
         if message["kind"] == "delta":
             assert message["prev"] == before_it["seq"], (before_it, message)
 

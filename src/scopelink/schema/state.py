@@ -97,6 +97,16 @@ class Disk(BaseModel):
     used_percent: float | None = None
 
 
+class Optics(BaseModel):
+    """The filter wheel and the dew heater, as the telescope last said (null: not yet)."""
+
+    #: The wheel's position: 0 dark, 1 IR cut (the usual), 2 light-pollution filter.
+    filter_position: int | None = None
+    #: Whether the light-pollution filter is in (position 2).
+    lp_filter: bool | None = None
+    dew_heater: bool | None = None
+
+
 class StackCount(BaseModel):
     active: bool = False
     stacked: int = 0
@@ -132,6 +142,7 @@ class TelescopeState(BaseModel):
     power: Power = Field(default_factory=Power)
     disk: Disk = Field(default_factory=Disk)
     stack: StackCount = Field(default_factory=StackCount)
+    optics: Optics = Field(default_factory=Optics)
     recording: Recording = Field(default_factory=Recording)
     live: Live = Field(default_factory=Live)
     settings: dict[str, object] = Field(default_factory=dict)

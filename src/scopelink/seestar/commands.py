@@ -243,8 +243,10 @@ class SeestarCommands:
             raise ValueError("filter position must be 0 (dark), 1 (IR cut) or 2 (LP)")
         await self._call("set_wheel_position", [int(position)])
 
-    async def get_filter(self) -> int:
-        return int(_number(await self._call("get_wheel_position"), "wheel position"))
+    async def get_filter(self, *, timeout: float | None = None) -> int:
+        """The filter wheel's position: 0 dark, 1 IR cut, 2 light-pollution filter."""
+        result = await self._call("get_wheel_position", timeout=timeout)
+        return int(_number(result, "wheel position"))
 
     async def set_lp_filter(self, on: bool) -> None:
         await self.set_filter(FilterPosition.LP if on else FilterPosition.IR_CUT)

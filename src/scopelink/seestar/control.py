@@ -69,6 +69,7 @@ class ControlClient(ReconnectingLink):
         self._ids = itertools.count(FIRST_REQUEST_ID)
         self._pending: dict[int, tuple[str, asyncio.Future[Response]]] = {}
         self._subscribers: list[tuple[EventListener, frozenset[str] | None]] = []
+        self._done_listeners: list[Callable[[str, Any], None]] = []
         self._last_rx = 0.0
         self._last_tx = 0.0
         #: The firmware's `get_device_state` result, read on every connect.
@@ -126,6 +127,12 @@ class ControlClient(ReconnectingLink):
                 except Exception:
                     log.exception("event listener failed on %s", raw.name)
 
+    def on_done(self, listener: Callable[[str, Any], None]) -> Callable[[], None]:
+        """Tell `listener(method, params)` of every request the telescope answered with
+        success (whoever sent it); returns an unsubscribe function."""
+        self._done_listeners.append(listener)
+        return lambda: self._done_listeners.remove(listener)
+
     # -- calls --------------------------------------------------------------------------------
 
     async def call(self, method: str, params: Any = None, *, timeout: float | None = None) -> Any:
@@ -163,6 +170,11 @@ class ControlClient(ReconnectingLink):
             self._pending.pop(rid, None)
         if not response.ok:
             raise CommandError(method, response.code, response.error or "error")
+        for listener in list(self._done_listeners):
+            try:
+                listener(method, params)
+            except Exception:
+                log.exception("reply listener failed on %s", method)
         return response.result
 
     def _on_disconnected(self, reason: str) -> None:

@@ -44,6 +44,19 @@ log = logging.getLogger(__name__)
 
 #: How long a poll waits for each answer before it gives up until the next poll.
 POLL_TIMEOUT_S = 5.0
+#: Requests that change what the full poll reads: after one, it runs at once.
+SETTING_METHODS = frozenset(
+    {
+        "set_setting",
+        "set_control_value",
+        "set_wheel_position",
+        "pi_output_set2",
+        "pi_set_time",
+        "set_user_location",
+    }
+)
+#: The filter wheel's light-pollution position.
+FILTER_LP = 2
 
 #: Firmware events also forwarded as-is, for the UI's event log.
 LOGGED_EVENTS = frozenset(
@@ -86,12 +99,16 @@ class TelemetryChannel:
         self._unsubscribe: list[Any] = []
         self._closed = False
         self._stage_task: asyncio.Task[None] | None = None
+        #: A settings change was made: poll everything now.
+        self._refresh_due = False
+        self._poke = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
         s = self.session
         self._unsubscribe.append(s.control.subscribe(self._on_event))
+        self._unsubscribe.append(s.control.on_done(self._on_done))
         self._unsubscribe.append(s.control.add_state_listener(lambda _: self._on_link()))
         self._unsubscribe.append(s.imaging.add_state_listener(lambda _: self._on_link()))
         self._unsubscribe.append(s.pipeline.add_source_listener(self._refresh_live))
@@ -247,11 +264,20 @@ class TelemetryChannel:
             }
         self.update({"live": live})
 
+    def _on_done(self, method: str, params: Any) -> None:
+        """A request the telescope took: one that changes settings brings the next full poll
+        forward, so the state shows the change at once (not up to `full_poll_s` later)."""
+        if method in SETTING_METHODS:
+            self._refresh_due = True
+            self._poke.set()
+
     async def _poll(self) -> None:
         """Light polling for what events do not carry (position while idle, disk, settings)."""
         last_full = 0.0
         while True:
-            await asyncio.sleep(self._poll_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), self._poll_s)
+            self._poke.clear()
             self._refresh_live()
             if not self.session.control.connected:
                 continue
@@ -269,10 +295,12 @@ class TelemetryChannel:
                         }
                     }
                 )
-                if time.monotonic() - last_full >= self._full_poll_s:
+                if self._refresh_due or time.monotonic() - last_full >= self._full_poll_s:
+                    self._refresh_due = False
                     last_full = time.monotonic()
                     self._apply_device_state(await commands.get_device_state(timeout=limit))
                     self._apply_view_state(await commands.get_view_state(timeout=limit))
+                    self.update(_filter(await commands.get_filter(timeout=limit)))
                 elif self.state.recording.active:
                     # AviRecord events come at start and stop only: the frame count comes from here.
                     self._apply_view_state(await commands.get_view_state(timeout=limit))
@@ -306,6 +334,8 @@ class TelemetryChannel:
         zoom = _zoom(setting.get("rtsp_roi_index"))
         if zoom is not None:
             changes["view"] = {"zoom": zoom}
+        if isinstance(setting.get("heater_enable"), bool):
+            changes["optics"] = {"dew_heater": setting["heater_enable"]}
         for section, fields in changes.items():
             changes[section] = {k: v for k, v in fields.items() if v is not None}
         self.update(changes)
@@ -396,9 +426,23 @@ def _changes_from_event(event: Event) -> dict[str, dict[str, Any]]:
         case "AviRecord":
             return {"recording": _recording(raw)}
         case "RTSP" | "Setting":
+            changes: dict[str, dict[str, Any]] = {}
             zoom = _zoom(raw.get("roi_index" if event.event == "RTSP" else "rtsp_roi_index"))
-            return {"view": {"zoom": zoom}} if zoom is not None else {}
+            if zoom is not None:
+                changes["view"] = {"zoom": zoom}
+            heater = raw.get("heater_enable")
+            if isinstance(heater, bool):
+                changes["optics"] = {"dew_heater": heater}
+            return changes
+        case "WheelMove" if raw.get("state") == "complete":
+            return _filter(raw.get("position"))
     return {}
+
+
+def _filter(position: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(position, int) or isinstance(position, bool):
+        return {}
+    return {"optics": {"filter_position": position, "lp_filter": position == FILTER_LP}}
 
 
 def _zoom(roi_index: Any) -> int | None:

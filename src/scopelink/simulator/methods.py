@@ -108,7 +108,7 @@ class FirmwareMethods:
                 "fnumber": self.model.f_number,
                 "can_star_mode_sel_cam": False,
             },
-            "setting": {**self.settings, "focal_pos": self.focuser},
+            "setting": {**self.settings, "isp_gain": self.gain, "focal_pos": self.focuser},
             "location_lon_lat": list(self.location),
             "camera": self._camera_fields(self.model.main),
             **(

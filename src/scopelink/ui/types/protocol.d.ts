@@ -324,6 +324,15 @@ export type OperationKind = "goto" | "park" | "focus" | "autofocus" | "stack" | 
 
 export type OperationState = "start" | "working" | "complete" | "fail" | "cancel";
 
+/** The filter wheel and the dew heater, as the telescope last said (null: not yet). */
+export interface Optics {
+  /** The wheel's position: 0 dark, 1 IR cut (the usual), 2 light-pollution filter. */
+  filter_position: number | null;
+  /** Whether the light-pollution filter is in (position 2). */
+  lp_filter: boolean | null;
+  dew_heater: boolean | null;
+}
+
 export interface Park {
   type: "park";
 }
@@ -671,6 +680,7 @@ export interface TelescopeState {
   power: Power;
   disk: Disk;
   stack: StackCount;
+  optics: Optics;
   recording: Recording;
   live: Live;
   settings: { [key: string]: unknown };

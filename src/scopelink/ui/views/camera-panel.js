@@ -117,10 +117,10 @@ export function mountCameraPanel(root, { api, commands, telemetry, telescopeId }
    * @param {"set_lp_filter" | "set_dew_heater"} type
    */
   function bindSwitch(toggle, type) {
-    toggle.addEventListener("click", async () => {
+    toggle.addEventListener("click", () => {
       const on = toggle.getAttribute("aria-checked") !== "true";
-      const ack = await send(toggle, errors.switches, { type, on });
-      if (ack) toggle.setAttribute("aria-checked", String(on));
+      // The switch shows what the telescope says (telemetry's `optics`), not what was asked.
+      void send(toggle, errors.switches, { type, on });
     });
   }
   bindSwitch(lpFilter, "set_lp_filter");
@@ -187,7 +187,10 @@ export function mountCameraPanel(root, { api, commands, telemetry, telescopeId }
       }
       const g = t.settings.isp_gain;
       if (document.activeElement !== gain && typeof g === "number") gain.value = String(g);
-      const heater = t.settings.heater_enable;
+    }
+    if (changed.has("optics")) {
+      const { lp_filter: lp, dew_heater: heater } = t.optics;
+      if (typeof lp === "boolean") lpFilter.setAttribute("aria-checked", String(lp));
       if (typeof heater === "boolean") dewHeater.setAttribute("aria-checked", String(heater));
     }
   });
