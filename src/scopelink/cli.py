@@ -187,7 +187,19 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="the TURN server's shared secret (coturn static-auth-secret)",
     )
     p.add_argument(
-        "--max-peers", type=int, default=16, metavar="N", help="concurrent WebRTC viewers"
+        "--max-peers",
+        type=int,
+        default=16,
+        metavar="N",
+        help="concurrent WebRTC viewers sent video (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-channel-peers",
+        type=int,
+        default=256,
+        metavar="N",
+        help="concurrent WebRTC peers with data channels only, control and status without "
+        "video (default: %(default)s)",
     )
     p.add_argument(
         "--fixed-bitrate",
@@ -217,6 +229,8 @@ def _serve(args: argparse.Namespace) -> None:
         raise SystemExit("scopelink: --turn needs --turn-secret")
     if args.max_peers < 1:
         raise SystemExit("scopelink: --max-peers must be at least 1")
+    if args.max_channel_peers < 0:
+        raise SystemExit("scopelink: --max-channel-peers must not be negative")
     key = args.key.read_bytes() if args.key else None
     targets = []
     for spec in args.telescope:
@@ -245,6 +259,7 @@ def _serve(args: argparse.Namespace) -> None:
         turn_urls=args.turn,
         turn_secret=args.turn_secret,
         max_peers=args.max_peers,
+        max_channel_peers=args.max_channel_peers,
         webrtc_adaptive=not args.fixed_bitrate,
         webrtc_passthrough=not args.no_passthrough,
         webrtc_default=not args.no_webrtc,

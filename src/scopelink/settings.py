@@ -97,8 +97,10 @@ class AppSettings:
     #: coturn's `static-auth-secret`: TURN credentials are minted per caller and expire.
     turn_secret: str | None = field(default=None, repr=False)
     turn_ttl_s: int = 3600
-    #: Concurrent WebRTC peers over all telescopes.
+    #: Concurrent WebRTC peers sent video, over all telescopes.
     max_peers: int = 16
+    #: Concurrent WebRTC peers with data channels only (control and status, no video).
+    max_channel_peers: int = 256
     #: A peer not connected this long after its answer is closed.
     webrtc_connect_timeout_s: float = 15.0
     #: Tier bitrates and each viewer's tier follow receivers' feedback (docs/webrtc-adaptation.md).

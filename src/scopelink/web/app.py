@@ -39,6 +39,7 @@ def webrtc_settings(settings: AppSettings) -> WebRtcSettings:
     return WebRtcSettings(
         ice=ice,
         max_peers=settings.max_peers,
+        max_channel_peers=settings.max_channel_peers,
         connect_timeout_s=settings.webrtc_connect_timeout_s,
         adaptive=settings.webrtc_adaptive,
         passthrough=settings.webrtc_passthrough,

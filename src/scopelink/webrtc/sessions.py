@@ -59,8 +59,10 @@ class WebRtcSettings:
     """WebRTC's ports of call and limits, in one object (the app keeps it on its state)."""
 
     ice: IceSettings = field(default_factory=IceSettings)
-    #: Concurrent peers over all telescopes; the next offer is refused with the reason.
+    #: Concurrent peers sent video over all telescopes; the next offer is refused with the reason.
     max_peers: int = 16
+    #: Concurrent peers with data channels only (far cheaper: no stream, no encoder).
+    max_channel_peers: int = 256
     #: A peer not connected this long after its answer is closed.
     connect_timeout_s: float = 15.0
     #: Set each tier's bitrate and move peers between tiers by their receivers' feedback
@@ -170,6 +172,7 @@ class PeerSessionManager:
         return cls(
             settings.max_peers,
             settings.connect_timeout_s,
+            max_channel_peers=settings.max_channel_peers,
             adaptive=settings.adaptive,
             passthrough=settings.passthrough,
         )
