@@ -421,11 +421,13 @@ class ChannelEndpoint:
                     resync = asyncio.ensure_future(self._resync.wait())
                     waiters.add(resync)
                 timeout = max(0.0, next_snapshot - time.monotonic())
-                done, _ = await asyncio.wait(
-                    waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if resync is not None:
-                    resync.cancel()
+                try:
+                    done, _ = await asyncio.wait(
+                        waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    if resync is not None:
+                        resync.cancel()
                 channel = self.status or self.control
                 due = time.monotonic() >= next_snapshot
                 if self._resync.is_set() or due or stale:
