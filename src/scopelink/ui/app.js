@@ -8,6 +8,12 @@ import { chooseTransport, parseTier, parseVideoCodec } from "./lib/live-quality.
 import { WIDE_INSET_WIDTH } from "./lib/wide-camera.js";
 import { ApiClient } from "./services/api.js";
 import { CatalogueSearch } from "./services/catalogue-search.js";
+import {
+  ChannelLink,
+  PreferredCommands,
+  PreferredStatus,
+  tabClientId,
+} from "./services/channel-link.js";
 import { CommandPort, RestCommands } from "./services/commands.js";
 import { JogController } from "./services/jog.js";
 import { LiveSwitch } from "./services/live-switch.js";
@@ -64,15 +70,17 @@ function accessToken() {
  * (a slow device: 540 wide, its bitrate still adapts; docs/benchmarks.md, "30 fps").
  *
  * @param {ApiClient} api
+ * @param {ChannelLink} link the data channel rides the WebRTC peer connection
  * @returns {LiveSwitch}
  */
-function createTransport(api) {
+function createTransport(api, link) {
   const params = new URLSearchParams(location.search);
   /** @type {import('./services/webrtc.js').WebRtcOptions} */
   const options = {
     iceTransportPolicy: params.get("ice") === "relay" ? "relay" : "all",
     codec: parseVideoCodec(params.get("codec")),
     tier: parseTier(params.get("tier")),
+    onPeer: link.attach,
   };
   const live = new LiveSwitch({
     mjpeg: () => new MjpegTransport(api),
@@ -111,15 +119,20 @@ function rememberTransport(kind) {
 }
 
 const api = new ApiClient({ token: accessToken() });
-// The one status source; server-sent events carry it (services/telemetry.js).
-const telemetry = new TelemetryService(new SseStatus(api));
+// The one status source (services/telemetry.js).
+const clientId = tabClientId();
+// Commands and status over the WebRTC data channel while it is open; REST and SSE otherwise.
+const link = new ChannelLink({ clientId });
+const telemetry = new TelemetryService(new PreferredStatus(link, new SseStatus(api)));
 const telescopes = new TelescopeList(api);
-const transport = createTransport(api);
+const transport = createTransport(api, link);
 // The S30's wide camera: MJPEG only (WebRTC carries the main camera), small, in the inset.
 const wide = new MjpegTransport(api, { camera: "wide", width: WIDE_INSET_WIDTH });
 const search = new CatalogueSearch(api);
 // Every command goes through this port; REST carries it (services/commands.js).
-const commands = new CommandPort(new RestCommands(api));
+const commands = new CommandPort(
+  new PreferredCommands(link, new RestCommands(api, { clientId })),
+);
 const jog = new JogController(commands, () => telescopes.selectedId);
 /** @type {Role} */
 let role = "operator";
@@ -242,6 +255,7 @@ Object.defineProperty(window, "scopelink", {
     telescopes,
     transport,
     wide,
+    link,
     /** @returns {import('./lib/framestamp.js').FrameStamp | null} */
     readFrameStamp: () => transport.readFrameStamp(),
   }),

@@ -50,12 +50,14 @@ const RETRY_DELAY_MS = 400;
 export class RestCommands {
   /**
    * @param {ApiClient} api
-   * @param {{retries?: number, retryDelayMs?: number}} [options]
+   * @param {{retries?: number, retryDelayMs?: number, clientId?: string | null}} [options]
+   *   `clientId`: the page's id, sent as `Scopelink-Client` (one controller with its channel)
    */
-  constructor(api, { retries = RETRIES, retryDelayMs = RETRY_DELAY_MS } = {}) {
+  constructor(api, { retries = RETRIES, retryDelayMs = RETRY_DELAY_MS, clientId = null } = {}) {
     this.api = api;
     this.retries = retries;
     this.retryDelayMs = retryDelayMs;
+    this.clientId = clientId;
   }
 
   /**
@@ -70,7 +72,10 @@ export class RestCommands {
       try {
         return await this.api.request("POST", path, {
           body: command,
-          headers: { "Idempotency-Key": id },
+          headers: {
+            "Idempotency-Key": id,
+            ...(this.clientId ? { "Scopelink-Client": this.clientId } : {}),
+          },
         });
       } catch (error) {
         if (!(error instanceof ApiError) || !error.unreachable || attempt >= this.retries) {

@@ -61,6 +61,8 @@ import { SignalingClient } from "./signaling.js";
  * @property {number} [restartAfterMs] no frame this long: a new session
  * @property {number} [disconnectGraceMs] ICE `disconnected` this long counts as failed
  * @property {number} [restartAnswerMs] how long to wait for the answer to a `restart`
+ * @property {(telescopeId: string, pc: RTCPeerConnection) => void} [onPeer] called with each new
+ *   peer connection before its offer: the data-channel protocol opens its channels there
  */
 
 /** @type {LinkFigures} */
@@ -121,10 +123,12 @@ export class WebRtcTransport extends LiveTransport {
       restartAfterMs = 20_000,
       disconnectGraceMs = 2_000,
       restartAnswerMs = 2_000,
+      onPeer,
     } = {},
   ) {
     super();
     this.api = api;
+    this.onPeer = onPeer ?? null;
     this.iceTransportPolicy = iceTransportPolicy;
     this.tier = tier;
     this.codec = codec;
@@ -291,6 +295,7 @@ export class WebRtcTransport extends LiveTransport {
     this.#pc = pc;
     const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
     preferCodecs(transceiver, this.codec);
+    this.onPeer?.(this.#telescopeId, pc);
     this.#receiver = transceiver.receiver;
     if (this.jitterBufferTarget !== null) {
       setPlayoutDelay(transceiver.receiver, this.jitterBufferTarget);

@@ -1,0 +1,198 @@
+/**
+ * The page's data channel (docs/protocol.md): one `ChannelClient` per telescope, riding the
+ * peer connection of the WebRTC live view (`WebRtcTransport`'s `onPeer`). While a telescope's
+ * channel is open, commands (`PreferredCommands`) and status (`PreferredStatus`) go through it;
+ * otherwise through REST and server-sent events, which stay as the fallback.
+ *
+ * The page has one client id for its life (kept in `sessionStorage`, so a reload is the same
+ * client): the data channel's `hello` and REST's `Scopelink-Client` header both carry it, so
+ * the tab is one controller for the control lease whichever way a command goes.
+ *
+ * Events: `statechange` (detail: `{telescopeId, to}`: a telescope's channel opened or closed).
+ */
+
+import { ChannelClient, ChannelCommands } from "./datachannel.js";
+
+/** @typedef {import('./commands.js').CommandTransport} CommandTransport */
+/** @typedef {import('./telemetry.js').StatusTransport} StatusTransport */
+/** @typedef {import('./telemetry.js').StatusSink} StatusSink */
+/** @typedef {import('./telemetry.js').MessageKind} MessageKind */
+/** @typedef {import('./datachannel.js').ChannelState} ChannelState */
+
+const CLIENT_ID_KEY = "scopelink.client-id";
+
+/** This tab's client id: made once, kept for the tab's life. */
+export function tabClientId() {
+  try {
+    const known = sessionStorage.getItem(CLIENT_ID_KEY);
+    if (known) return known;
+    const made = crypto.randomUUID();
+    sessionStorage.setItem(CLIENT_ID_KEY, made);
+    return made;
+  } catch {
+    return crypto.randomUUID(); // storage disabled: an id for this page
+  }
+}
+
+export class ChannelLink extends EventTarget {
+  /** @type {Map<string, ChannelClient>} */
+  #clients = new Map();
+
+  /** @param {{clientId: string, name?: string | null}} options */
+  constructor({ clientId, name = null }) {
+    super();
+    this.clientId = clientId;
+    this.name = name;
+    /** Open a telescope's channels on a new peer connection (WebRtcTransport's `onPeer`). */
+    this.attach = (/** @type {string} */ telescopeId, /** @type {RTCPeerConnection} */ pc) =>
+      this.client(telescopeId).attach(pc);
+  }
+
+  /**
+   * The telescope's channel client (made on first use).
+   *
+   * @param {string} telescopeId
+   */
+  client(telescopeId) {
+    let client = this.#clients.get(telescopeId);
+    if (!client) {
+      client = new ChannelClient({ clientId: this.clientId, name: this.name });
+      const made = client;
+      made.addEventListener("statechange", (event) => {
+        const { to } = /** @type {CustomEvent<{to: ChannelState}>} */ (event).detail;
+        this.dispatchEvent(new CustomEvent("statechange", { detail: { telescopeId, to } }));
+      });
+      this.#clients.set(telescopeId, client);
+    }
+    return client;
+  }
+
+  /**
+   * The telescope's channel client if its channel is open now, else null.
+   *
+   * @param {string} telescopeId
+   */
+  open(telescopeId) {
+    const client = this.#clients.get(telescopeId);
+    return client?.state === "open" ? client : null;
+  }
+}
+
+/**
+ * Commands over the telescope's data channel when it is open, over REST when it is not.
+ *
+ * @implements {CommandTransport}
+ */
+export class PreferredCommands {
+  /**
+   * @param {ChannelLink} link
+   * @param {CommandTransport} rest
+   */
+  constructor(link, rest) {
+    this.link = link;
+    this.rest = rest;
+  }
+
+  /**
+   * @param {string} telescopeId
+   * @param {import('../types/protocol').Command} command
+   * @param {string} id
+   */
+  send(telescopeId, command, id) {
+    const client = this.link.open(telescopeId);
+    return client
+      ? new ChannelCommands(client).send(telescopeId, command, id)
+      : this.rest.send(telescopeId, command, id);
+  }
+}
+
+/**
+ * Status from the telescope's data channel while it is open; from the fallback transport
+ * (server-sent events) before it opens and after it closes.
+ *
+ * @implements {StatusTransport}
+ */
+export class PreferredStatus {
+  /** @type {string | null} */
+  #telescopeId = null;
+  /** @type {StatusSink | null} */
+  #sink = null;
+  /** @type {"fallback" | "channel"} */
+  #via = "fallback";
+  /** @type {(() => void)[]} */
+  #unsubscribe = [];
+
+  /**
+   * @param {ChannelLink} link
+   * @param {StatusTransport} fallback
+   */
+  constructor(link, fallback) {
+    this.link = link;
+    this.fallback = fallback;
+  }
+
+  /** Which transport carries status now. */
+  get via() {
+    return this.#via;
+  }
+
+  /**
+   * @param {string} telescopeId
+   * @param {StatusSink} sink
+   */
+  open(telescopeId, sink) {
+    this.close();
+    this.#telescopeId = telescopeId;
+    this.#sink = sink;
+    const client = this.link.client(telescopeId);
+    /** @type {[string, MessageKind][]} */
+    const forwarded = [
+      ["snapshot", "snapshot"],
+      ["delta", "delta"],
+      ["operation", "operation"],
+      ["event", "event"],
+    ];
+    for (const [event, kind] of forwarded) {
+      /** @param {Event} e */
+      const listener = (e) => {
+        if (this.#via === "channel") sink.message(kind, /** @type {CustomEvent} */ (e).detail);
+      };
+      client.addEventListener(event, listener);
+      this.#unsubscribe.push(() => client.removeEventListener(event, listener));
+    }
+    const onState = () => this.#follow(client);
+    client.addEventListener("statechange", onState);
+    this.#unsubscribe.push(() => client.removeEventListener("statechange", onState));
+    this.#via = "fallback";
+    this.#follow(client);
+    if (this.#via === "fallback") this.fallback.open(telescopeId, sink);
+  }
+
+  reopen() {
+    if (this.#via === "fallback") this.fallback.reopen();
+  }
+
+  close() {
+    for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
+    this.fallback.close();
+    this.#telescopeId = null;
+    this.#sink = null;
+    this.#via = "fallback";
+  }
+
+  /** @param {ChannelClient} client */
+  #follow(client) {
+    const sink = this.#sink;
+    const telescopeId = this.#telescopeId;
+    if (!sink || !telescopeId) return;
+    if (client.state === "open" && this.#via === "fallback") {
+      this.#via = "channel";
+      this.fallback.close();
+      sink.opened();
+      if (client.telescope) sink.message("snapshot", client.telescope);
+    } else if (client.state !== "open" && this.#via === "channel") {
+      this.#via = "fallback";
+      this.fallback.open(telescopeId, sink); // a fresh snapshot over SSE
+    }
+  }
+}

@@ -1,0 +1,36 @@
+"""The page over the data channel, end to end: Chromium, the app, the simulator."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import Request, expect
+
+from tests.e2e.conftest import UI
+
+CHANNEL_OPEN = "() => window.scopelink.link.open('simulator') !== null"
+
+
+async def test_the_controls_and_the_status_go_over_the_data_channel(ui: UI) -> None:
+    await ui.open("", "?transport=webrtc")
+    await ui.page.wait_for_function(CHANNEL_OPEN, timeout=15_000)
+    requests: list[str] = []
+
+    def seen(request: Request) -> None:
+        requests.append(f"{request.method} {request.url}")
+
+    ui.page.on("request", seen)
+    telescope = ui.app.simulator.telescope
+    position = ui.by("focus-position")
+    await expect(position).to_have_text(re.compile(r"^\d+$"))
+    start = int(await position.text_content() or "0")
+    await ui.by("focus-out-large").click()
+    await expect(position).to_have_text(str(start + 100))  # the status came back too
+    assert telescope.focuser == start + 100
+    await ui.by("lp-filter").click()
+    await expect(ui.by("lp-filter")).to_have_attribute("aria-checked", "true")
+    assert telescope.wheel == 2
+    rest = [r for r in requests if "/commands" in r or "/events" in r]
+    assert not rest, f"REST or SSE was used while the data channel was open: {rest}"
+    assert await ui.page.evaluate("window.scopelink.telemetry.transport.via") == "channel"
+    assert not ui.errors, ui.errors
