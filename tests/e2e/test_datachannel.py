@@ -34,3 +34,33 @@ async def test_the_controls_and_the_status_go_over_the_data_channel(ui: UI) -> N
     assert not rest, f"REST or SSE was used while the data channel was open: {rest}"
     assert await ui.page.evaluate("window.scopelink.telemetry.transport.via") == "channel"
     assert not ui.errors, ui.errors
+
+
+async def test_four_tabs_on_one_host_all_get_live_status_and_video(ui: UI) -> None:
+    """Each tab holds one peer connection (video, commands, status) instead of three HTTP
+    streams, so the browser's six connections per host are not used up."""
+    await ui.open("", "?transport=webrtc")
+    pages = [ui.page]
+    for _ in range(3):
+        page = await ui.context.new_page()
+        await page.goto(ui.app.base_url + "/?transport=webrtc")
+        pages.append(page)
+    for page in pages:
+        await expect(page.get_by_test_id("status-link")).to_have_text("Connected")
+        await page.wait_for_function(CHANNEL_OPEN, timeout=20_000)
+        first = await page.wait_for_function(
+            "() => window.scopelink.readFrameStamp()?.frame ?? null", timeout=20_000
+        )
+        frame = await first.json_value()
+        await page.wait_for_function(
+            "(n) => (window.scopelink.readFrameStamp()?.frame ?? -1) > n", arg=frame
+        )
+    # A change shows in every tab.
+    position = ui.by("focus-position")
+    await expect(position).to_have_text(re.compile(r"^\d+$"))
+    start = int(await position.text_content() or "0")
+    await ui.by("focus-out-large").click()
+    for page in pages:
+        await expect(page.get_by_test_id("focus-position")).to_have_text(str(start + 100))
+    for page in pages[1:]:
+        await page.close()
