@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from playwright.async_api import Request, expect
+from playwright.async_api import Browser, Request, expect
 
-from tests.e2e.conftest import UI
+from tests.e2e.conftest import DESKTOP, UI, open_ui
 
 CHANNEL_OPEN = "() => window.scopelink.link.open('simulator') !== null"
 
@@ -64,3 +64,30 @@ async def test_four_tabs_on_one_host_all_get_live_status_and_video(ui: UI) -> No
         await expect(page.get_by_test_id("focus-position")).to_have_text(str(start + 100))
     for page in pages[1:]:
         await page.close()
+
+
+async def test_two_browsers_contend_for_control_and_hand_it_over(ui: UI, browser: Browser) -> None:
+    async with open_ui(browser, ui.app, viewport=DESKTOP) as other:
+        for page in (ui, other):
+            await page.open("", "?transport=webrtc")
+            await page.page.wait_for_function(CHANNEL_OPEN, timeout=15_000)
+            await expect(page.by("control-holder")).to_have_text("Nobody controls the telescope.")
+        await ui.by("control-take").click()
+        await expect(ui.by("control-holder")).to_have_text("You control the telescope.")
+        await expect(other.by("control-holder")).to_have_text(
+            "another page controls the telescope; you watch."
+        )
+        # The watcher's command is refused, with the reason next to the control.
+        await other.by("focus-out-large").click()
+        await expect(other.by("focus-error")).to_contain_text("controls this telescope")
+        # It asks; the holder is asked and hands over.
+        await other.by("control-ask").click()
+        await expect(other.by("control-holder")).to_contain_text("you asked for control")
+        await expect(ui.by("control-holder")).to_contain_text("asks for control")
+        await ui.by("control-grant").click()
+        await expect(other.by("control-holder")).to_have_text("You control the telescope.")
+        await expect(ui.by("control-holder")).to_contain_text("you watch")
+        telescope = ui.app.simulator.telescope
+        start = telescope.focuser
+        await other.by("focus-out-large").click()
+        await expect(other.by("focus-position")).to_have_text(str(start + 100))

@@ -190,3 +190,17 @@ test("the channels are made as the protocol says", () => {
   assert.match(client.clientId, /^[A-Za-z0-9_-]{8,64}$/);
   client.close();
 });
+
+test("the lease in words and the actions offered", async () => {
+  const { describeLease } = await import("../../src/scopelink/ui/views/control-panel.js");
+  const alice = { name: "Alice", transport: "datachannel" };
+  assert.deepEqual(describeLease(null).actions, []);
+  assert.deepEqual(describeLease({ ...LEASE }).actions, ["take"]);
+  assert.deepEqual(describeLease({ ...LEASE, holder: alice }).actions, ["ask"]);
+  assert.match(describeLease({ ...LEASE, holder: alice }).text, /^Alice controls/);
+  const asking = { ...LEASE, holder: alice, requested_by_you: true, requested_by: {} };
+  assert.deepEqual(describeLease(asking).actions, []);
+  const asked = { ...LEASE, holder: {}, yours: true, requested_by: alice };
+  assert.deepEqual(describeLease(asked).actions, ["grant", "deny"]);
+  assert.deepEqual(describeLease({ ...LEASE, holder: {}, yours: true }).actions, ["release"]);
+});

@@ -24,6 +24,7 @@ import { WebRtcTransport } from "./services/webrtc.js";
 import { mountCameraPanel } from "./views/camera-panel.js";
 import { mountCommandGate } from "./views/command-gate.js";
 import { mountConnectionBanner } from "./views/connection-banner.js";
+import { mountControlPanel } from "./views/control-panel.js";
 import { byTestId } from "./views/dom.js";
 import { mountEventLog } from "./views/event-log.js";
 import { mountFocusPanel } from "./views/focus-panel.js";
@@ -206,7 +207,10 @@ const gate = mountCommandGate(
   { telemetry, canCommand: () => role === "operator" },
 );
 
+const control = mountControlPanel(byTestId(page, "control", HTMLElement), { link, telescopeId });
+
 telescopes.addEventListener("select", () => {
+  control.follow();
   const id = telescopes.selectedId;
   for (const panel of panels) panel.reset();
   if (id) telemetry.start(id);
