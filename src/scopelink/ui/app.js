@@ -260,6 +260,7 @@ Object.defineProperty(window, "scopelink", {
     transport,
     wide,
     link,
+    commands,
     /** @returns {import('./lib/framestamp.js').FrameStamp | null} */
     readFrameStamp: () => transport.readFrameStamp(),
   }),
