@@ -310,11 +310,23 @@ async def test_when_scopelink_goes_away_the_banner_says_so_and_clears_on_recover
     await expect(banner).to_have_attribute("data-kind", "backend")
     await expect(banner).to_contain_text("scopelink")
     await expect(ui.by("connection-pill")).not_to_have_text("Live")
-    # A command meanwhile fails, with the reason shown next to its button.
+    # A command meanwhile waits in the queue, shown with what will happen to it; one more is
+    # given and cancelled.
+    telescope = ui.app.simulator.telescope
+    before = telescope.focuser
     await ui.by("focus-out-small").click()
-    await expect(ui.by("focus-error")).to_contain_text("did not answer")
+    queued = ui.by("queued-command")
+    await expect(queued.first).to_contain_text("focus (delta 10): waiting for the connection")
+    await ui.by("focus-out-large").click()
+    await expect(queued).to_have_count(2)
+    await ui.by("queued-cancel").nth(1).click()
+    await expect(queued.nth(1)).to_contain_text("cancelled: never sent")
 
     relay.restore()
+    await expect(queued.first).to_contain_text("sent when the connection came back")
+    await until(lambda: telescope.focuser == before + 10)
+    await asyncio.sleep(0.5)
+    assert telescope.focuser == before + 10, "the queued step ran once, the cancelled one never"
     await expect(banner).to_be_hidden()
     await expect(ui.by("connection-pill")).to_have_text("Live")
     shown = await ui.page.evaluate(SHOWN_FRAME)

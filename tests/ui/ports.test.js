@@ -110,3 +110,48 @@ test("each command gets its own id, the idempotency key its transport sends", as
   assert.notEqual(sent[0].id, sent[1].id, "two clicks are two commands");
   assert.match(sent[0].id, /^[0-9a-f-]{36}$/);
 });
+
+test("offline: a setting waits and goes once, a move is refused, a stale goto is dropped", async () => {
+  const { ApiError } = await import("../../src/scopelink/ui/services/api.js");
+  const { QUEUE_DEADLINE_MS, offlineRule } = await import(
+    "../../src/scopelink/ui/services/commands.js"
+  );
+  assert.equal(offlineRule({ type: "move", direction: "up" }), "never");
+  assert.equal(offlineRule({ type: "goto", target: "M 81" }), "deadline");
+  assert.equal(offlineRule({ type: "set_gain", gain: 80 }), "replay");
+  let online = false;
+  const sent = [];
+  const port = new CommandPort({
+    send: async (telescopeId, command, id) => {
+      if (!online) throw new ApiError({ type: "x", title: "Unreachable", status: 0 });
+      sent.push([command.type, id]);
+      return { command_id: `cmd-${sent.length}`, status: "completed" };
+    },
+  });
+  const gain = port.send("scope", { type: "set_gain", gain: 90 });
+  const goto = port.send("scope", { type: "goto", target: "M 81" });
+  const kept = port.send("scope", { type: "set_gain", gain: 91 });
+  await assert.rejects(port.send("scope", { type: "move", direction: "up" }), /never sent late/);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(
+    port.queue.map((e) => e.state),
+    ["queued", "queued", "queued"],
+  );
+  port.queue[1].queuedAt -= QUEUE_DEADLINE_MS + 1; // the goto waited too long
+  assert.ok(port.cancel(port.queue[2].id));
+  await assert.rejects(kept, /cancelled/);
+  online = true;
+  await port.flush();
+  assert.equal((await gain).command_id, "cmd-1");
+  await assert.rejects(goto, /too late/);
+  assert.deepEqual(
+    sent.map(([type]) => type),
+    ["set_gain"],
+  );
+  assert.deepEqual(
+    port.queue.map((e) => e.state),
+    ["sent", "dropped", "cancelled"],
+  );
+  await port.flush();
+  assert.equal(sent.length, 1, "sent once");
+});

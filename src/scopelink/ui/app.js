@@ -24,6 +24,7 @@ import { WebRtcTransport } from "./services/webrtc.js";
 import { mountCameraPanel } from "./views/camera-panel.js";
 import { mountCommandGate } from "./views/command-gate.js";
 import { mountConnectionBanner } from "./views/connection-banner.js";
+import { mountCommandQueue } from "./views/command-queue.js";
 import { mountControlPanel } from "./views/control-panel.js";
 import { byTestId } from "./views/dom.js";
 import { mountEventLog } from "./views/event-log.js";
@@ -208,6 +209,15 @@ const gate = mountCommandGate(
 );
 
 const control = mountControlPanel(byTestId(page, "control", HTMLElement), { link, telescopeId });
+mountCommandQueue(byTestId(page, "command-queue", HTMLElement), { commands });
+// Commands given while the server could not be reached go when it can be again.
+api.addEventListener("reachability", (event) => {
+  if (/** @type {CustomEvent<string>} */ (event).detail === "reachable") void commands.flush();
+});
+telemetry.addEventListener("statechange", () => {
+  if (telemetry.state === "live") void commands.flush();
+});
+link.addEventListener("statechange", () => void commands.flush());
 
 telescopes.addEventListener("select", () => {
   control.follow();

@@ -23,23 +23,207 @@ import { ApiError } from "./api.js";
  *   run `command` once (however often it is sent with the same `id`); its acknowledgement
  */
 
-export class CommandPort {
+/**
+ * What happens to a command sent while the server cannot be reached: `replay` (a setting: sent
+ * when the connection returns), `deadline` (sent when it returns only within `QUEUE_DEADLINE_MS`
+ * of the click: a goto nobody wants any more is not made), `never` (motion by hand: a move
+ * made late is a move nobody is watching; refused at once).
+ *
+ * @param {Command} command
+ * @returns {"replay" | "deadline" | "never"}
+ */
+export function offlineRule(command) {
+  switch (command.type) {
+    case "move":
+      return "never";
+    case "goto":
+    case "park":
+    case "focus":
+    case "autofocus":
+    case "start_view":
+    case "start_stack":
+    case "start_recording":
+      return "deadline";
+    default:
+      return "replay"; // settings, stop, tracking, zoom, time and place: as the user left them
+  }
+}
+
+/** Commands kept while offline, at most. */
+export const QUEUE_LIMIT = 10;
+/** A `deadline` command older than this when the connection returns is dropped. */
+export const QUEUE_DEADLINE_MS = 60_000;
+
+/**
+ * @typedef {object} QueuedCommand
+ * @property {string} id its idempotency key (kept when it is sent at last)
+ * @property {string} telescopeId
+ * @property {Command} command
+ * @property {number} queuedAt `Date.now()` when it was queued
+ * @property {"replay" | "deadline"} rule
+ * @property {"queued" | "sending" | "sent" | "failed" | "dropped" | "cancelled"} state
+ * @property {string} note what happened to it, in words
+ */
+
+/**
+ * Events: `queue` (detail: the queued commands, and those settled since, newest last).
+ */
+export class CommandPort extends EventTarget {
+  /** @type {{entry: QueuedCommand, resolve: (ack: CommandAck) => void, reject: (e: unknown) => void}[]} */
+  #queue = [];
+  /** Every queued command, waiting or settled (the last few), in the order they were given. */
+  #entries = /** @type {QueuedCommand[]} */ ([]);
+  #flushing = false;
+
   /** @param {CommandTransport} transport */
   constructor(transport) {
+    super();
     this.transport = transport;
   }
 
+  /** The queued commands and the last settled ones, in the order they were given. */
+  get queue() {
+    return [...this.#entries];
+  }
+
   /**
-   * Send one command to a telescope.
+   * Send one command to a telescope. When the server cannot be reached it is queued by its
+   * rule (`offlineRule`) and the promise settles when the queue is sent (`flush`).
    *
    * @param {string} telescopeId
    * @param {Command} command
    * @returns {Promise<CommandAck>}
    * @throws {ApiError}
    */
-  send(telescopeId, command) {
-    return this.transport.send(telescopeId, command, crypto.randomUUID());
+  async send(telescopeId, command) {
+    const id = crypto.randomUUID();
+    try {
+      return await this.transport.send(telescopeId, command, id);
+    } catch (error) {
+      if (!(error instanceof ApiError) || !error.unreachable) throw error;
+      return this.#enqueue(telescopeId, command, id, error);
+    }
   }
+
+  /**
+   * @param {string} telescopeId
+   * @param {Command} command
+   * @param {string} id
+   * @param {ApiError} why
+   * @returns {Promise<CommandAck>}
+   */
+  #enqueue(telescopeId, command, id, why) {
+    const rule = offlineRule(command);
+    if (rule === "never") {
+      throw offline(`${why.detail ?? why.title}; a move is never sent late`);
+    }
+    if (this.#queue.length >= QUEUE_LIMIT) {
+      throw offline(`${why.detail ?? why.title}; ${QUEUE_LIMIT} commands already wait`);
+    }
+    return new Promise((resolve, reject) => {
+      /** @type {QueuedCommand} */
+      const entry = {
+        id,
+        telescopeId,
+        command,
+        queuedAt: Date.now(),
+        rule,
+        state: "queued",
+        note:
+          rule === "replay"
+            ? "waiting for the connection; sent when it returns"
+            : `waiting for the connection; sent if it returns within ${QUEUE_DEADLINE_MS / 1000} s`,
+      };
+      this.#queue.push({ entry, resolve, reject });
+      this.#entries.push(entry);
+      this.#changed();
+    });
+  }
+
+  /**
+   * Cancel a queued command (it was never sent); false if it is not waiting any more.
+   *
+   * @param {string} id
+   */
+  cancel(id) {
+    const index = this.#queue.findIndex((q) => q.entry.id === id && q.entry.state === "queued");
+    if (index < 0) return false;
+    const [queued] = this.#queue.splice(index, 1);
+    this.#settle(queued.entry, "cancelled", "cancelled: never sent");
+    queued.reject(offline("cancelled before it was sent"));
+    return true;
+  }
+
+  /** The connection is back: send what waits, in order, each by its rule, each once. */
+  async flush() {
+    if (this.#flushing) return;
+    this.#flushing = true;
+    try {
+      while (this.#queue.length) {
+        const queued = this.#queue[0];
+        const { entry } = queued;
+        if (entry.rule === "deadline" && Date.now() - entry.queuedAt > QUEUE_DEADLINE_MS) {
+          this.#queue.shift();
+          this.#settle(entry, "dropped", "not sent: the connection came back too late");
+          queued.reject(offline("not sent: the connection came back too late"));
+          continue;
+        }
+        entry.state = "sending";
+        entry.note = "sending";
+        this.#changed();
+        try {
+          // The same id: if an earlier try did arrive, the server answers it without a rerun.
+          const ack = await this.transport.send(entry.telescopeId, entry.command, entry.id);
+          this.#queue.shift();
+          this.#settle(entry, "sent", "sent when the connection came back");
+          queued.resolve(ack);
+        } catch (error) {
+          if (error instanceof ApiError && error.unreachable) {
+            entry.state = "queued"; // still offline: keep it, try again later
+            entry.note = "still waiting for the connection";
+            this.#changed();
+            return;
+          }
+          this.#queue.shift();
+          const why = error instanceof ApiError ? error.detail || error.title : String(error);
+          this.#settle(entry, "failed", `sent when the connection came back; failed: ${why}`);
+          queued.reject(error);
+        }
+      }
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  /**
+   * @param {QueuedCommand} entry
+   * @param {QueuedCommand["state"]} state
+   * @param {string} note
+   */
+  #settle(entry, state, note) {
+    entry.state = state;
+    entry.note = note;
+    const waiting = (/** @type {QueuedCommand} */ e) => e.state === "queued" || e.state === "sending";
+    while (this.#entries.filter((e) => !waiting(e)).length > QUEUE_LIMIT) {
+      this.#entries.splice(this.#entries.findIndex((e) => !waiting(e)), 1);
+    }
+    this.#changed();
+  }
+
+  #changed() {
+    this.dispatchEvent(new CustomEvent("queue", { detail: this.queue }));
+  }
+}
+
+/** @param {string} detail */
+function offline(detail) {
+  return new ApiError({
+    type: "https://scopelink.invalid/problems/not-sent",
+    title: "Not sent",
+    status: 0,
+    detail,
+    outcome: "not_run",
+  });
 }
 
 /** Network failures are retried this many times, with the same key. */
