@@ -204,3 +204,23 @@ test("the lease in words and the actions offered", async () => {
   assert.deepEqual(describeLease(asked).actions, ["grant", "deny"]);
   assert.deepEqual(describeLease({ ...LEASE, holder: {}, yours: true }).actions, ["release"]);
 });
+
+test("a move carries a short deadline in the server's time; a setting none", async () => {
+  const { ChannelCommands, MOVE_DEADLINE_MS } = await import(
+    "../../src/scopelink/ui/services/datachannel.js"
+  );
+  const client = new ChannelClient({ clientId: "tab-000004" });
+  const { control } = connect(client);
+  try {
+    control.deliver({ ...WELCOME, server_time_ms: Date.now() + 5_000 }); // the server is ahead
+    const commands = new ChannelCommands(client);
+    void commands.send("scope", { type: "move", direction: "up" }, "m1").catch(() => {});
+    void commands.send("scope", { type: "set_gain", gain: 80 }, "g1").catch(() => {});
+    const [move, gain] = control.sent.filter((m) => m.type === "command");
+    const expected = Date.now() + 5_000 + MOVE_DEADLINE_MS;
+    assert.ok(Math.abs(move.deadline_ms - expected) < 100, `${move.deadline_ms} vs ${expected}`);
+    assert.equal(gain.deadline_ms, undefined);
+  } finally {
+    client.close();
+  }
+});

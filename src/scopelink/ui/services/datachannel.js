@@ -22,6 +22,10 @@
 
 import { StateMachine } from "../lib/state-machine.js";
 import { ApiError } from "./api.js";
+import { QUEUE_DEADLINE_MS, offlineRule } from "./commands.js";
+
+/** A move sent over the channel must start within this long, or not at all. */
+export const MOVE_DEADLINE_MS = 1_500;
 
 /** @typedef {import('../types/protocol').CommandAck} CommandAck */
 /** @typedef {import('../types/protocol').Lease} LeaseMessage */
@@ -94,6 +98,8 @@ export class ChannelClient extends EventTarget {
   /** From the welcome: the server's role for us, its keepalive interval. */
   role = /** @type {string | null} */ (null);
   keepaliveMs = 500;
+  /** The server's clock less ours (ms), from the welcome: deadlines are in the server's time. */
+  clockOffsetMs = 0;
 
   /** @param {ChannelOptions} [options] */
   constructor({ clientId, name = null, ackTimeoutMs = 2_000, maxSends = 5 } = {}) {
@@ -112,6 +118,11 @@ export class ChannelClient extends EventTarget {
   /** Commands sent and not yet answered with a result. */
   get pending() {
     return this.#pending.size;
+  }
+
+  /** The server's clock now (epoch ms), as far as the welcome told. */
+  serverNow() {
+    return Date.now() + this.clockOffsetMs;
   }
 
   /**
@@ -236,6 +247,7 @@ export class ChannelClient extends EventTarget {
     }
     switch (message.type) {
       case "welcome":
+        this.clockOffsetMs = message.server_time_ms - Date.now();
         this.role = message.role;
         this.keepaliveMs = message.keepalive_ms;
         this.#applyLease(message.lease);
@@ -409,6 +421,12 @@ export class ChannelCommands {
    */
   send(_telescopeId, command, id) {
     const { type, ...params } = command;
-    return this.client.command(type, params, { id });
+    // A command kept for a reconnect follows the offline rules too: the server refuses it
+    // (`expired`) once its deadline has passed, so a move is never made late.
+    const rule = offlineRule(command);
+    const within =
+      rule === "never" ? MOVE_DEADLINE_MS : rule === "deadline" ? QUEUE_DEADLINE_MS : null;
+    const deadlineMs = within === null ? null : Math.round(this.client.serverNow() + within);
+    return this.client.command(type, params, { id, deadlineMs });
   }
 }
