@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import platform
 import secrets
-import socket
 import statistics
 import sys
 import time
@@ -34,6 +32,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_live_browser import pct
+from bench.bench_passthrough import free_port, process_cpu_s
 from bench.report import cpu_model, write_section
 
 TELESCOPE = "bench"
@@ -41,21 +41,6 @@ SECONDS = 20.0
 WARMUP_S = 3.0
 PROCESSES = 5
 TELEMETRY_HZ = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def process_cpu_s() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 # -- the clients' side ------------------------------------------------------------------------

@@ -300,12 +300,7 @@ class CommandService:
             )
         lease = self.lease(session.id)
         if not isinstance(command, Stop):
-            try:
-                lease.admit(controller)
-            except LeaseHeld as exc:
-                raise CommandFailure(
-                    "Not in control", str(exc), kind=ProblemKind.NOT_IN_CONTROL, outcome="not_run"
-                ) from None
+            take_control(lease, controller)
         else:
             lease.touch(controller.client)
             self._call_off_deadman(session.id)
@@ -755,6 +750,16 @@ async def _recording_refusal(
         telescope_code=exc.code,
         outcome="not_run",
     )
+
+
+def take_control(lease: ControlLease, who: Controller) -> None:
+    """Take (or keep) the lease for `who`; another holder is a refusal in the error model."""
+    try:
+        lease.take(who)
+    except LeaseHeld as exc:
+        raise CommandFailure(
+            "Not in control", str(exc), kind=ProblemKind.NOT_IN_CONTROL, outcome="not_run"
+        ) from None
 
 
 def _retrieve(task: asyncio.Task[CommandAck]) -> None:

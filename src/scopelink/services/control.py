@@ -109,17 +109,14 @@ class ControlLease:
 
     # -- actions ----------------------------------------------------------------------------------
 
-    def admit(self, who: Controller) -> None:
-        """A command from `who`: the lease is taken if free, kept if ours; raises LeaseHeld."""
+    def take(self, who: Controller) -> None:
+        """Take the lease when it is free, keep it when it is ours (a command from `who` does
+        this too); raises LeaseHeld."""
         holder = self.holder
         if holder is None or holder.client == who.client:
             self._take(who)
             return
         raise LeaseHeld(holder)
-
-    def take(self, who: Controller) -> None:
-        """Take the lease when it is free or ours; raises LeaseHeld."""
-        self.admit(who)
 
     def touch(self, client: str) -> None:
         """`client` was heard from: a holder's lease runs on."""

@@ -24,8 +24,8 @@ from scopelink.schema.rest import (
     TelescopeSummary,
 )
 from scopelink.schema.state import CommandAck, ControlState, Problem, ProblemKind, TelescopeState
-from scopelink.services.command_service import CommandFailure, CommandService
-from scopelink.services.control import Controller, LeaseHeld, control_state
+from scopelink.services.command_service import CommandFailure, CommandService, take_control
+from scopelink.services.control import Controller, control_state
 from scopelink.services.telemetry import TelemetryHub
 from scopelink.services.telescope import TelescopeSession
 from scopelink.settings import (
@@ -237,12 +237,7 @@ async def change_control(
     who = _controller(request, caller)
     match body.action:
         case "take":
-            try:
-                lease.take(who)
-            except LeaseHeld as exc:
-                raise CommandFailure(
-                    "Not in control", str(exc), kind=ProblemKind.NOT_IN_CONTROL, outcome="not_run"
-                ) from None
+            take_control(lease, who)
         case "request":
             if not await lease.request(who):
                 raise CommandFailure(

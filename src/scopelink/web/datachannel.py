@@ -55,18 +55,23 @@ from scopelink.schema.channel import (
 from scopelink.schema.commands import COMMAND_ADAPTER, Role
 from scopelink.schema.operations import Operation
 from scopelink.schema.state import Problem, ProblemKind
-from scopelink.services.command_service import CommandFailure, CommandService
+from scopelink.services.command_service import CommandFailure, CommandService, take_control
 from scopelink.services.control import (
     DEADMAN_S,
     KEEPALIVE_S,
     ControlLease,
     Controller,
-    LeaseHeld,
     control_state,
 )
 from scopelink.services.telemetry import TelemetryChannel, TelemetryMessage
 from scopelink.services.telescope import TelescopeSession
-from scopelink.web.problems import PROBLEM_TYPE, command_problem, negotiation_problem
+from scopelink.web.problems import (
+    PROBLEM_TYPE,
+    command_problem,
+    message_detail,
+    message_errors,
+    negotiation_problem,
+)
 from scopelink.web.rtc import SERVER_TURN_USER, ice_servers_for, peers
 from scopelink.web.security import Caller
 from scopelink.webrtc.encoder import FULL, REDUCED, Tier
@@ -241,7 +246,7 @@ class ChannelEndpoint:
             return CLIENT_MESSAGE.validate_python(data)
         except ValidationError as exc:
             raise _BadMessage(
-                _problem("malformed", f"Bad {kind}", 400, _fields(exc)), ref
+                _problem("malformed", f"Bad {kind}", 400, message_detail(exc)), ref
             ) from None
 
     def _dispatch(self, message: Any) -> None:
@@ -317,7 +322,10 @@ class ChannelEndpoint:
         try:
             command = COMMAND_ADAPTER.validate_python({**request.params, "type": request.name})
         except ValidationError as exc:
-            self._reject(request.id, _invalid(_fields(exc), exc))
+            self._reject(
+                request.id,
+                _invalid(message_detail(exc, "params"), message_errors(exc, "params")),
+            )
             return
         try:
             admission = self.commands.submit(
@@ -363,15 +371,9 @@ class ChannelEndpoint:
         match request.action:
             case "take":
                 try:
-                    self.lease.take(who)
-                except LeaseHeld as exc:
-                    refusal = CommandFailure(
-                        "Not in control",
-                        str(exc),
-                        kind=ProblemKind.NOT_IN_CONTROL,
-                        outcome="not_run",
-                    )
-                    raise _BadMessage(command_problem(refusal), "lease") from None
+                    take_control(self.lease, who)
+                except CommandFailure as exc:
+                    raise _BadMessage(command_problem(exc), "lease") from None
             case "request":
                 self._spawn(self._request_lease(who), "lease-request")
             case "release":
@@ -507,21 +509,7 @@ def _ref(data: dict[str, Any]) -> str | None:
     return value[:64] if isinstance(value, str) else None
 
 
-def _fields(exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in errors[:10]
-    )
-
-
-def _invalid(detail: str, exc: ValidationError | None = None) -> CommandFailure:
-    errors = None
-    if exc is not None:
-        raw = exc.errors(include_url=False, include_context=False, include_input=False)
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"][1:]) or "params", "msg": e["msg"]}
-            for e in raw[:10]
-        ]
+def _invalid(detail: str, errors: list[dict[str, str]] | None = None) -> CommandFailure:
     return CommandFailure(
         "Invalid command", detail, kind=ProblemKind.INVALID, outcome="not_run", errors=errors
     )

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from scopelink.schema.state import Problem, ProblemKind
 from scopelink.services.command_service import CommandFailure
@@ -75,6 +76,23 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
         media_type=PROBLEM_JSON,
         headers=headers,
     )
+
+
+def message_errors(
+    exc: ValidationError, whole: str = "message", limit: int = 10
+) -> list[dict[str, str]]:
+    """A message's validation errors as `{field, msg}`, the field without the tagged union's
+    tag (the `type` that chose the model); an error of the whole model is named `whole`."""
+    raw = exc.errors(include_url=False, include_context=False, include_input=False)
+    return [
+        {"field": ".".join(str(p) for p in e["loc"][1:]) or whole, "msg": e["msg"]}
+        for e in raw[:limit]
+    ]
+
+
+def message_detail(exc: ValidationError, whole: str = "message") -> str:
+    """The same errors in one line: `field: msg; field: msg`."""
+    return "; ".join(f"{e['field']}: {e['msg']}" for e in message_errors(exc, whole))
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

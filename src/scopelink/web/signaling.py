@@ -44,7 +44,7 @@ from scopelink.schema.state import Problem
 from scopelink.services.registry import UnknownTelescopeError
 from scopelink.services.telescope import TelescopeSession
 from scopelink.web.datachannel import TIERS, channel_handler
-from scopelink.web.problems import negotiation_problem
+from scopelink.web.problems import message_detail, negotiation_problem
 from scopelink.web.rtc import SERVER_TURN_USER, ice_servers_for, peers
 from scopelink.web.security import Caller
 from scopelink.webrtc.encoder import FULL
@@ -86,11 +86,7 @@ class BadMessage(ValueError):
 
 def _invalid(kind: str, exc: ValidationError) -> BadMessage:
     """A message of a known type with fields it may not have, named field by field."""
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    fields = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'][1:]) or 'message'}: {e['msg']}" for e in errors
-    )
-    return BadMessage(400, f"Bad {kind}", fields)
+    return BadMessage(400, f"Bad {kind}", message_detail(exc))
 
 
 class SignalingChannel:
