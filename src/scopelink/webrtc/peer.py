@@ -249,16 +249,7 @@ class PeerSession:
                 if c.mimeType.lower() in (codec.mime_type.lower(), "video/rtx")
             ]
         )
-        try:
-            await self._pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-            if transceiver.mid is None:
-                raise OfferRejected("the offer's video m-line could not be matched")
-            await self._pc.setLocalDescription(await self._pc.createAnswer())
-        except (ValueError, OperationError, InvalidStateError) as exc:
-            await self.close()
-            if isinstance(exc, OfferRejected):
-                raise
-            raise OfferRejected(f"the offer could not be applied: {exc}") from exc
+        await self._apply(offer_sdp, transceiver)
         self._transceiver = transceiver
         self._sender = transceiver.sender
         observe_rtcp(transceiver.sender, self._on_rtcp)
@@ -278,12 +269,7 @@ class PeerSession:
             raise OfferRejected("this peer carries no video; offer data channels only")
         self._set_state(PeerState.CONNECTING)
         self._remote_ufrag = ice_ufrag(offer_sdp)
-        try:
-            await self._pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-            await self._pc.setLocalDescription(await self._pc.createAnswer())
-        except (ValueError, OperationError, InvalidStateError) as exc:
-            await self.close()
-            raise OfferRejected(f"the offer could not be applied: {exc}") from exc
+        await self._apply(offer_sdp)
         log.info(
             "peer %s: answered for telescope %s (%s), data channels only",
             self.log_id,
@@ -291,6 +277,21 @@ class PeerSession:
             self.client,
         )
         return self._pc.localDescription.sdp
+
+    async def _apply(self, offer_sdp: str, video: Any = None) -> None:
+        """The offer in, our answer as the local description; a failure closes the session and
+        is an `OfferRejected` (also when the offer's video did not match the `video`
+        transceiver)."""
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            if video is not None and video.mid is None:
+                raise OfferRejected("the offer's video m-line could not be matched")
+            await self._pc.setLocalDescription(await self._pc.createAnswer())
+        except (ValueError, OperationError, InvalidStateError) as exc:
+            await self.close()
+            if isinstance(exc, OfferRejected):
+                raise
+            raise OfferRejected(f"the offer could not be applied: {exc}") from exc
 
     @property
     def codec(self) -> Codec | None:
