@@ -9,6 +9,8 @@ inherited pipe), so every byte between browser and app crosses the veth, where i
 - `rate_cap(kbit)`: tbf on the root end's egress, i.e. the server → browser direction;
 - `loss(percent)`: nftables `numgen random` drops UDP in the namespace, both directions;
 - `block_udp(family)`: nftables drops all UDP in the namespace (HTTP over TCP still works);
+- `link_down()` / `link_up()`: the link itself goes down (the root end, so the browser's end
+  loses its carrier, as when Wi-Fi drops) and comes back with its addresses;
 - `UdpDelayRelay`: a user-space UDP relay that holds datagrams for a while (this kernel has no
   netem); put it in front of a TURN server and force the browser to relay-only ICE to get the
   delay on the media path.
@@ -276,8 +278,20 @@ class BrowserNetns:
     def unblock_udp(self) -> None:
         self.nft(f"flush chain inet {NFT_TABLE} block\n")
 
+    def link_down(self) -> None:
+        """Take the link down at the root end: the browser's end loses its carrier and nothing
+        crosses until `link_up()`."""
+        run("ip", "link", "set", self.root_dev, "down")
+
+    def link_up(self) -> None:
+        """Bring the link back as it was (IPv6 addresses are dropped with a link that goes down,
+        so they are put back)."""
+        run("ip", "link", "set", self.root_dev, "up")
+        run("ip", "-6", "addr", "replace", f"{self.root_v6}/64", "dev", self.root_dev, "nodad")
+
     def clear(self) -> None:
-        """No cap, no loss, no block."""
+        """No cap, no loss, no block; the link up."""
+        self.link_up()
         self.lift_rate_cap()
         self.loss(0)
         self.unblock_udp()

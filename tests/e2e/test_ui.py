@@ -307,6 +307,10 @@ async def test_when_scopelink_goes_away_the_banner_says_so_and_clears_on_recover
     await ui.open(f"http://127.0.0.1:{relay.port}")
     banner = ui.by("connection-banner")
     relay.sever()
+    # scopelink gone takes its WebRTC sessions along (the relay carries only TCP): the data
+    # channel closes too.
+    await ui.app.app.state.peers.close_all()
+    await ui.page.wait_for_function("() => window.scopelink.link.open('simulator') === null")
     await expect(banner).to_have_attribute("data-kind", "backend")
     await expect(banner).to_contain_text("scopelink")
     await expect(ui.by("connection-pill")).not_to_have_text("Live")

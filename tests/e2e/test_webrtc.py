@@ -250,10 +250,12 @@ async def test_refused_webrtc_falls_back_to_mjpeg_and_comes_back_by_itself(ui: U
     assert ui.errors == []
 
 
-async def test_mjpeg_chosen_in_the_url_never_tries_webrtc(ui: UI) -> None:
+async def test_mjpeg_chosen_in_the_url_never_tries_webrtc_video(ui: UI) -> None:
+    """MJPEG chosen: no video is ever offered; the one connection made carries data channels
+    only (commands and status), and its signaling socket is let go once the channel is open."""
     offers = count_offers(ui)
-    sockets: list[str] = []
-    ui.page.on("websocket", lambda ws: sockets.append(ws.url))
+    sockets: list[Any] = []
+    ui.page.on("websocket", lambda ws: sockets.append(ws))
     await ui.open(query="?transport=mjpeg")
     await playing(ui, "MJPEG")
     # As long as a fallback plus its first probe would take (4 s + at most 5 s), and more:
@@ -265,7 +267,9 @@ async def test_mjpeg_chosen_in_the_url_never_tries_webrtc(ui: UI) -> None:
         arg=first + 60,
         timeout=30_000,
     )
-    assert offers == [] and sockets == [], "the page offered WebRTC"
+    assert len(offers) == 1 and "m=video" not in offers[0], "the page offered WebRTC video"
+    assert "m=application" in offers[0]
+    assert len(sockets) == 1 and sockets[0].is_closed()
     await expect(ui.by("live-webrtc-probe")).to_be_hidden()
     assert await ui.page.evaluate("() => window.scopelink.transport.probe.state") == "off"
 

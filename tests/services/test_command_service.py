@@ -246,3 +246,19 @@ async def test_a_command_runs_to_its_end_when_its_caller_goes_away(rig: Rig) -> 
     retry = await rig.run(SetGain(gain=150), key="gone")
     assert retry.result == {"gain": 150}
     assert telescope.focuser == before
+
+
+async def test_two_focus_steps_at_once_run_one_and_refuse_the_other(rig: Rig) -> None:
+    """Two steps arriving together (two tabs, or a queue sent on reconnection) must not both
+    start from the same position: one moves the focuser, the other is refused as busy."""
+    start = rig.simulator.telescope.focuser
+    outcomes = await asyncio.gather(
+        rig.run(Focus(delta=10)), rig.run(Focus(delta=100)), return_exceptions=True
+    )
+    accepted = [o for o in outcomes if isinstance(o, CommandAck)]
+    refused = [o for o in outcomes if isinstance(o, CommandFailure)]
+    assert len(accepted) == 1 and len(refused) == 1, outcomes
+    assert refused[0].kind is ProblemKind.CONFLICT and refused[0].outcome == "not_run"
+    op = await rig.finished(accepted[0].operation)
+    assert op.state == "complete"
+    assert rig.simulator.telescope.focuser - start in (10, 100)

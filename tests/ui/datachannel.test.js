@@ -224,3 +224,65 @@ test("a move carries a short deadline in the server's time; a setting none", asy
     client.close();
   }
 });
+
+test("an offer over the channel, then the new connection takes over at its welcome", async () => {
+  const client = new ChannelClient({ clientId: "tab-000005" });
+  const states = [];
+  client.addEventListener("statechange", (e) => states.push(e.detail.to));
+  const first = connect(client);
+  try {
+    first.control.deliver(WELCOME);
+    const pending = client.command("focus", { delta: 5 }, { id: "c1" });
+    first.control.deliver({ type: "ack", id: "c1", accepted: true, problem: null });
+
+    // A second connection: the first serves until the second's welcome.
+    const second = new FakePeer();
+    client.attach(second);
+    const answered = client.offer("v=0 new", { tier: "reduced" });
+    const offer = first.control.sent.at(-1);
+    assert.deepEqual(offer, { v: 1, type: "offer", sdp: "v=0 new", tier: "reduced" });
+    first.control.deliver({ type: "answer", sdp: "v=0 answer", session_id: "s2" });
+    assert.equal((await answered).session_id, "s2");
+    assert.equal(client.state, "open");
+    assert.equal(first.control.readyState, "open", "the first is still in use");
+
+    second.channels.control.open();
+    assert.equal(second.channels.control.sent[0].type, "hello");
+    second.channels.telemetry.deliver({ type: "telemetry", seq: 1, kind: "snapshot", prev: null, data: {} });
+    assert.equal(client.seq, null, "nothing from the second before its welcome");
+    second.channels.control.deliver(WELCOME);
+    assert.equal(first.control.readyState, "closed", "the first is let go");
+    assert.deepEqual(states, ["opening", "open"], "no gap was shown");
+    const resent = second.channels.control.sent.filter((m) => m.type === "command");
+    assert.deepEqual(resent.map((m) => m.id), ["c1"], "the unanswered command, on the new one");
+    const ack = { command_id: "cmd-1", status: "accepted" };
+    second.channels.control.deliver({ type: "result", id: "c1", ok: true, ack, problem: null });
+    assert.deepEqual(await pending, ack);
+    first.control.deliver({ type: "result", id: "c1", ok: true, ack, problem: null }); // ignored
+  } finally {
+    client.close();
+  }
+});
+
+test("a refused or unanswered offer rejects; the channel stays", async () => {
+  const client = new ChannelClient({ clientId: "tab-000006" });
+  const { control } = connect(client);
+  try {
+    await assert.rejects(
+      new ChannelClient().offer("v=0"),
+      /not open/,
+      "no channel: refused at once",
+    );
+    control.deliver(WELCOME);
+    const refused = client.offer("v=0");
+    const problem = { type: "x/too-many-peers", title: "Too many viewers", status: 503 };
+    control.deliver({ type: "error", problem, ref: "offer" });
+    await assert.rejects(refused, (error) => error instanceof ApiError && error.status === 503);
+    await assert.rejects(client.offer("v=0", { timeoutMs: 20 }), /no answer in time/);
+    const lost = client.offer("v=0");
+    control.drop();
+    await assert.rejects(lost, /closed/);
+  } finally {
+    client.close();
+  }
+});

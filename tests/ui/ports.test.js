@@ -155,3 +155,47 @@ test("offline: a setting waits and goes once, a move is refused, a stale goto is
   await port.flush();
   assert.equal(sent.length, 1, "sent once");
 });
+
+test("a command request that gets no answer gives up in time, sooner when offline", async () => {
+  const { ApiClient, ApiError } = await import("../../src/scopelink/ui/services/api.js");
+  const { RestCommands } = await import("../../src/scopelink/ui/services/commands.js");
+  const keys = [];
+  // A link gone silent: the request is never answered, only its signal can end it.
+  const silent = (url, init) =>
+    new Promise((_, reject) => {
+      keys.push(init.headers["Idempotency-Key"]);
+      init.signal?.addEventListener("abort", () => reject(init.signal.reason));
+    });
+  const api = new ApiClient({ fetch: silent });
+  let live = true;
+  const rest = new RestCommands(api, {
+    retries: 2,
+    retryDelayMs: 1,
+    timeoutMs: 300,
+    offlineTimeoutMs: 30,
+    connected: () => live,
+  });
+  const unanswered = (error) =>
+    error instanceof ApiError && error.unreachable && /no answer within/.test(error.detail);
+  let started = Date.now();
+  await assert.rejects(rest.send("scope", { type: "focus", delta: 10 }, "key-1"), unanswered);
+  const took = Date.now() - started;
+  assert.ok(took >= 290 && took < 2_000, `gave up after ${took} ms`);
+  assert.deepEqual(keys, ["key-1"], "not tried again: it may have arrived");
+  assert.equal(api.reachability, "unreachable");
+
+  live = false; // the status stream is down too: give up sooner
+  started = Date.now();
+  await assert.rejects(rest.send("scope", { type: "focus", delta: 10 }, "key-2"), unanswered);
+  assert.ok(Date.now() - started < 250, "sooner while offline");
+
+  // A refused connection (an error at once) is tried again with the same key.
+  keys.length = 0;
+  const refused = (url, init) => {
+    keys.push(init.headers["Idempotency-Key"]);
+    return Promise.reject(new TypeError("Failed to fetch"));
+  };
+  const again = new RestCommands(new ApiClient({ fetch: refused }), { retries: 2, retryDelayMs: 1 });
+  await assert.rejects(again.send("scope", { type: "stop" }, "key-3"), (e) => e.unreachable);
+  assert.deepEqual(keys, ["key-3", "key-3", "key-3"]);
+});

@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from scopelink.settings import AppSettings
 from tests.web.conftest import RunningApp, serve, wait_connected
+from tests.web.dc_client import DcClient
 from tests.web.test_whep import Player, configure
 
 PATH = "/api/telescopes/simulator/signaling"
@@ -219,3 +220,90 @@ async def test_unknown_telescope_is_an_error_and_a_close(running: RunningApp) ->
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
+
+
+async def test_detach_lets_the_socket_go_and_the_data_channel_renegotiates(
+    running: RunningApp,
+) -> None:
+    """Once the data channel is open the page can close its signaling socket: the session lives
+    on, commands and renegotiation go over the channel, and closing the peer ends it."""
+    manager = running.app.state.peers
+    pipeline = running.registry.get("simulator").pipeline
+    client = DcClient(running.base_url)
+    client.pc.addTransceiver("video", direction="recvonly")
+    second = DcClient(running.base_url, client_id=client.client_id)
+    second.pc.addTransceiver("video", direction="recvonly")
+    try:
+        async with socket(running) as ws:
+            await receive(ws, "hello")
+            # Nothing to let go yet: refused, the socket stays.
+            await send(ws, {"type": "detach"})
+            problem = await error(ws)
+            assert problem["status"] == 409 and "control" in problem["detail"]
+
+            await client.pc.setLocalDescription(await client.pc.createOffer())
+            await send(ws, {"type": "offer", "sdp": client.pc.localDescription.sdp})
+            answer = await receive(ws, "answer")
+            await client.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+            await client.opened()
+            await client.hello()
+            await send(ws, {"type": "detach"})
+            detached = await receive(ws, "detached")
+            assert detached["session_id"] == answer["session_id"]
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+            assert closed.value.rcvd.reason == "detached"
+
+        # A session of data channels only takes trickled candidates too (as a browser sends
+        # them).
+        async with socket(running) as ws:
+            await receive(ws, "hello")
+            only = DcClient(running.base_url)
+            try:
+                await only.pc.setLocalDescription(await only.pc.createOffer())
+                await send(ws, {"type": "offer", "sdp": only.pc.localDescription.sdp})
+                await receive(ws, "answer")
+                line = next(
+                    x for x in only.pc.localDescription.sdp.splitlines() if "candidate:" in x
+                )
+                await send(ws, {"type": "candidate", "candidate": line[2:], "sdpMid": "0"})
+                await send(ws, {"type": "candidate", "candidate": ""})
+                await send(ws, {"type": "restart"})
+                assert (await error(ws))["status"] == 422  # the first error: not the candidates
+            finally:
+                await only.close()
+
+        # The socket is gone; the session, its video and its channel are not.
+        await asyncio.sleep(0.3)
+        assert [s.id for s in manager.sessions()] == [answer["session_id"]]
+        assert pipeline.viewers == 1
+        _, result = await client.run("set_gain", {"gain": 120})
+        assert result["ok"], result
+
+        # Renegotiation over the channel: a new peer connection with its own session.
+        await second.pc.setLocalDescription(await second.pc.createOffer())
+        client.send(
+            {"v": 1, "type": "offer", "sdp": second.pc.localDescription.sdp, "tier": "reduced"}
+        )
+        renegotiated = await client.next("answer")
+        assert renegotiated["session_id"] != answer["session_id"]
+        await second.pc.setRemoteDescription(RTCSessionDescription(renegotiated["sdp"], "answer"))
+        await second.opened()
+        await second.hello()
+        assert {s.id for s in manager.sessions()} == {
+            answer["session_id"],
+            renegotiated["session_id"],
+        }
+        # The page closes the old connection once the new one plays: the server notices.
+        await client.close()
+        deadline = time.monotonic() + 10
+        while len(manager) > 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert [s.id for s in manager.sessions()] == [renegotiated["session_id"]]
+        _, result = await second.run("set_gain", {"gain": 80})
+        assert result["ok"], result
+    finally:
+        await client.close()
+        await second.close()

@@ -66,12 +66,19 @@ class SignalingBye(_ClientMessage):
     type: Literal["bye"]
 
 
+class SignalingDetach(_ClientMessage):
+    """Let this socket go and keep its session: the session's `control` data channel is open
+    and carries renegotiation from now on (docs/protocol.md). Answered with `detached`."""
+
+    type: Literal["detach"]
+
+
 ClientMessage = Annotated[
-    SignalingOffer | SignalingCandidate | SignalingRestart | SignalingBye,
+    SignalingOffer | SignalingCandidate | SignalingRestart | SignalingBye | SignalingDetach,
     Field(discriminator="type"),
 ]
 CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-CLIENT_TYPES = ("offer", "candidate", "restart", "bye")
+CLIENT_TYPES = ("offer", "candidate", "restart", "bye", "detach")
 
 
 class SignalingHello(BaseModel):
@@ -106,6 +113,14 @@ class SignalingStats(BaseModel):
     stats: dict[str, Any]
 
 
+class SignalingDetached(BaseModel):
+    """The answer to `detach`: the session lives on without this socket, which the server then
+    closes (code 1000, reason `detached`)."""
+
+    type: Literal["detached"] = "detached"
+    session_id: str
+
+
 class SignalingError(BaseModel):
     """A message the server could not take, or a request it refused; the socket stays open
     (except for a flood)."""
@@ -115,6 +130,11 @@ class SignalingError(BaseModel):
 
 
 ServerMessage = Annotated[
-    SignalingHello | SignalingAnswer | SignalingSession | SignalingStats | SignalingError,
+    SignalingHello
+    | SignalingAnswer
+    | SignalingSession
+    | SignalingStats
+    | SignalingDetached
+    | SignalingError,
     Field(discriminator="type"),
 ]

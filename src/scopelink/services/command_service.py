@@ -206,6 +206,9 @@ class CommandService:
         self._leases: dict[str, ControlLease] = {}
         #: Per telescope: the deadman watching the running move, if any.
         self._deadmen: dict[str, asyncio.Task[None]] = {}
+        #: Per telescope: held from a focus step's busy check to its operation's start, so two
+        #: steps arriving together cannot both start from the same position.
+        self._focus_locks: dict[str, asyncio.Lock] = {}
 
     def lease(self, telescope_id: str) -> ControlLease:
         """The control lease of a telescope (made on first use)."""
@@ -569,16 +572,17 @@ class CommandService:
         return {"tracking": cmd.on}
 
     async def _focus(self, session: TelescopeSession, cmd: Focus) -> Operation:
-        self._refuse_if_busy(session, FOCUS_KINDS, "move the focuser")
-        if cmd.position is not None:
-            goal = cmd.position
-        else:
-            assert cmd.delta is not None
-            goal = await session.commands.get_focuser_position() + cmd.delta
-        if not 0 <= goal <= 2600:
-            raise ValueError(f"focuser position {goal} is outside 0..2600")
         tracker = session.operations
-        op = tracker.start(OperationKind.FOCUS, target=str(goal), message=f"focusing to {goal}")
+        async with self._focus_locks.setdefault(session.id, asyncio.Lock()):
+            self._refuse_if_busy(session, FOCUS_KINDS, "move the focuser")
+            if cmd.position is not None:
+                goal = cmd.position
+            else:
+                assert cmd.delta is not None
+                goal = await session.commands.get_focuser_position() + cmd.delta
+            if not 0 <= goal <= 2600:
+                raise ValueError(f"focuser position {goal} is outside 0..2600")
+            op = tracker.start(OperationKind.FOCUS, target=str(goal), message=f"focusing to {goal}")
         start: list[int] = []
 
         def on_event(event: Event) -> None:

@@ -82,7 +82,7 @@ function createTransport(api, link) {
     iceTransportPolicy: params.get("ice") === "relay" ? "relay" : "all",
     codec: parseVideoCodec(params.get("codec")),
     tier: parseTier(params.get("tier")),
-    onPeer: link.attach,
+    channels: link,
   };
   const live = new LiveSwitch({
     mjpeg: () => new MjpegTransport(api),
@@ -124,7 +124,7 @@ const api = new ApiClient({ token: accessToken() });
 // The one status source (services/telemetry.js).
 const clientId = tabClientId();
 // Commands and status over the WebRTC data channel while it is open; REST and SSE otherwise.
-const link = new ChannelLink({ clientId });
+const link = new ChannelLink({ clientId, api });
 const telemetry = new TelemetryService(new PreferredStatus(link, new SseStatus(api)));
 const telescopes = new TelescopeList(api);
 const transport = createTransport(api, link);
@@ -132,9 +132,9 @@ const transport = createTransport(api, link);
 const wide = new MjpegTransport(api, { camera: "wide", width: WIDE_INSET_WIDTH });
 const search = new CatalogueSearch(api);
 // Every command goes through this port; REST carries it (services/commands.js).
-const commands = new CommandPort(
-  new PreferredCommands(link, new RestCommands(api, { clientId })),
-);
+// A request that gets no answer gives up sooner while the status stream says we are offline.
+const rest = new RestCommands(api, { clientId, connected: () => telemetry.state === "live" });
+const commands = new CommandPort(new PreferredCommands(link, rest));
 const jog = new JogController(commands, () => telescopes.selectedId);
 /** @type {Role} */
 let role = "operator";
@@ -219,6 +219,19 @@ telemetry.addEventListener("statechange", () => {
 });
 link.addEventListener("statechange", () => void commands.flush());
 
+/**
+ * While the live view carries no data channel (MJPEG, chosen or fallen back to; a hidden page,
+ * whose video stops), a connection of data channels only carries commands and status; the
+ * WebRTC live view's own connection carries them otherwise.
+ */
+function followChannel() {
+  const id = telescopes.selectedId;
+  const videoCarries = transport.kind === "webrtc" && !document.hidden;
+  link.standalone(id && !videoCarries ? id : null);
+}
+transport.addEventListener("switch", followChannel);
+document.addEventListener("visibilitychange", followChannel);
+
 telescopes.addEventListener("select", () => {
   control.follow();
   const id = telescopes.selectedId;
@@ -227,6 +240,7 @@ telescopes.addEventListener("select", () => {
   else telemetry.stop();
   live.show(id);
   wideInset.show(id);
+  followChannel();
   gate.render();
 });
 

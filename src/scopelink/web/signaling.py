@@ -2,8 +2,9 @@
 
 A thin adapter over the same `PeerSessionManager` as WHEP (`scopelink.web.whep`). One socket
 holds at most one peer session, its own: a second offer closes the previous session and answers
-with a new one (renegotiation); `bye` closes it; closing the socket closes it. The protocol is
-written down in docs/webrtc-media.md ("WebSocket signaling").
+with a new one (renegotiation); `bye` closes it; closing the socket closes it, unless the
+session was let go first with `detach` (its data channel then carries renegotiation). The
+protocol is written down in docs/webrtc-media.md ("WebSocket signaling").
 
 Tokens and origins are checked by `SecurityMiddleware` before the upgrade; viewers may watch.
 Hostile input never ends the socket except a flood (more than `RATE_PER_S` messages a second,
@@ -33,6 +34,8 @@ from scopelink.schema.signaling import (
     SignalingAnswer,
     SignalingBye,
     SignalingCandidate,
+    SignalingDetach,
+    SignalingDetached,
     SignalingError,
     SignalingHello,
     SignalingOffer,
@@ -71,7 +74,8 @@ BURST = 40
 STATS_INTERVAL_S = 2.0
 #: How often a session's state is looked at for `session` events.
 WATCH_INTERVAL_S = 0.05
-#: Close codes: policy violation (flood), and 4404 for an unknown telescope.
+#: Close codes: normal (after `detach`), policy violation (flood), 4404 for an unknown telescope.
+CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_UNKNOWN_TELESCOPE = 4404
 
@@ -197,6 +201,8 @@ class SignalingChannel:
                 )
             case SignalingBye():
                 await self.end_session("bye")
+            case SignalingDetach():
+                await self.detach()
 
     # -- messages ---------------------------------------------------------------------------------
 
@@ -223,6 +229,27 @@ class SignalingChannel:
         self._watcher = asyncio.create_task(
             self._watch(session), name=f"signaling-{session.log_id}"
         )
+
+    async def detach(self) -> None:
+        """Let the socket go and keep its session, whose `control` data channel is open: the
+        session then lives as long as its peer connection, and renegotiates over that channel."""
+        session = self.session
+        control = session.channels.get("control") if session is not None else None
+        if session is None or control is None or control.readyState != "open":
+            raise BadMessage(
+                409,
+                "Nothing to detach",
+                "detach needs a session whose 'control' data channel is open",
+            )
+        watcher = self._watcher
+        self.session, self._watcher = None, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        log.info("peer %s: detached from its signaling socket", session.log_id)
+        await self.send(SignalingDetached(session_id=session.id))
+        await self._close_socket(CLOSE_NORMAL, "detached")
 
     # -- the session ------------------------------------------------------------------------------
 

@@ -306,22 +306,30 @@ class PeerSession:
 
     async def add_remote_candidates(self, sdpfrag: str) -> int:
         """Add the viewer's trickled candidates; returns how many were added."""
-        if self._transceiver is None or self._closing:
+        if self._pc.remoteDescription is None or self._closing:
             raise InvalidStateError("the session has no remote description or is closed")
         fragment = parse_sdpfrag(sdpfrag)
         if fragment.ufrag is not None and fragment.ufrag != self._remote_ufrag:
             raise IceRestartUnsupported(
                 "ICE restart is not supported by this server; start a new session"
             )
-        # Bundled: every m-line shares the first transport, which is our receiver's transport.
-        ice = self._transceiver.receiver.transport.transport
+        # Bundled: every m-line shares the first transport: our video receiver's, or (data
+        # channels only) the SCTP association's.
+        if self._transceiver is not None:
+            ice = self._transceiver.receiver.transport.transport
+            mid = self._transceiver.mid
+        elif self._pc.sctp is not None:
+            ice = self._pc.sctp.transport.transport
+            mid = None
+        else:
+            raise InvalidStateError("the session has no transport to add candidates to")
         added = 0
         for value in fragment.candidates:
             try:
                 candidate = candidate_from_sdp(value.split(":", 1)[1])
             except (ValueError, IndexError) as exc:
                 raise OfferRejected(f"unreadable candidate {value!r}") from exc
-            candidate.sdpMid = self._transceiver.mid
+            candidate.sdpMid = mid
             await ice.addRemoteCandidate(candidate)
             added += 1
         if fragment.end_of_candidates:

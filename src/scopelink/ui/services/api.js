@@ -51,6 +51,9 @@ export class ApiError extends Error {
   }
 }
 
+/** The problem type of a request that got no answer within its `timeoutMs`. */
+export const NO_ANSWER = "https://scopelink.invalid/problems/no-answer";
+
 /** @typedef {"unknown" | "reachable" | "unreachable"} Reachability */
 
 /** @type {Readonly<Record<Reachability, readonly Reachability[]>>} */
@@ -103,33 +106,54 @@ export class ApiClient extends EventTarget {
    * @template T
    * @param {string} method
    * @param {string} path
-   * @param {{body?: unknown, headers?: Record<string, string>, signal?: AbortSignal}} [options]
+   * @param {{body?: unknown, headers?: Record<string, string>, signal?: AbortSignal,
+   *          timeoutMs?: number}} [options] `timeoutMs`: no answer this long counts as no
+   *   answer at all (a dead link can hold a request for many minutes)
    * @returns {Promise<T>}
    * @throws {ApiError}
    */
-  async request(method, path, { body, headers = {}, signal } = {}) {
+  async request(method, path, { body, headers = {}, signal, timeoutMs } = {}) {
     /** @type {Record<string, string>} */
     const sent = { Accept: "application/json, application/problem+json", ...headers };
     if (body !== undefined) sent["Content-Type"] = "application/json";
     if (this.token) sent.Authorization = `Bearer ${this.token}`;
+    // The caller's signal, and our timeout, end the request.
+    const ending = timeoutMs ? new AbortController() : null;
+    const onAbort = () => ending?.abort(signal?.reason);
+    signal?.addEventListener("abort", onAbort);
+    let timedOut = false;
+    const timer = ending
+      ? setTimeout(() => {
+          timedOut = true;
+          ending.abort(new Error("timed out"));
+        }, timeoutMs)
+      : null;
     let response;
     try {
       response = await this.fetchImpl(this.base + path, {
         method,
         headers: sent,
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal,
+        signal: ending?.signal ?? signal,
         cache: "no-store",
       });
     } catch (error) {
       if (signal?.aborted) throw error; // the caller gave up: not the backend's fault
       this.#setReachability("unreachable");
+      const why = timedOut
+        ? `no answer within ${Math.round((timeoutMs ?? 0) / 1000)} s`
+        : error instanceof Error
+          ? error.message
+          : String(error);
       throw new ApiError({
-        type: "about:blank",
+        type: timedOut ? NO_ANSWER : "about:blank",
         title: "Backend unreachable",
         status: 0,
-        detail: `scopelink did not answer (${error instanceof Error ? error.message : error})`,
+        detail: `scopelink did not answer (${why})`,
       });
+    } finally {
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
     }
     // Any HTTP answer, even an error, means the backend is up.
     this.#setReachability(response.status >= 502 && response.status <= 504 && !isProblem(response)

@@ -1,6 +1,7 @@
 /**
  * The page's data channel (docs/protocol.md): one `ChannelClient` per telescope, riding the
- * peer connection of the WebRTC live view (`WebRtcTransport`'s `onPeer`). While a telescope's
+ * peer connection of the WebRTC live view (`WebRtcTransport`'s `channels`), or, while the live
+ * view is MJPEG, a connection of data channels only (`standalone()`). While a telescope's
  * channel is open, commands (`PreferredCommands`) and status (`PreferredStatus`) go through it;
  * otherwise through REST and server-sent events, which stay as the fallback.
  *
@@ -12,7 +13,9 @@
  */
 
 import { ChannelClient, ChannelCommands } from "./datachannel.js";
+import { PeerConnector } from "./peer-connector.js";
 
+/** @typedef {import('./api.js').ApiClient} ApiClient */
 /** @typedef {import('./commands.js').CommandTransport} CommandTransport */
 /** @typedef {import('./telemetry.js').StatusTransport} StatusTransport */
 /** @typedef {import('./telemetry.js').StatusSink} StatusSink */
@@ -38,14 +41,71 @@ export class ChannelLink extends EventTarget {
   /** @type {Map<string, ChannelClient>} */
   #clients = new Map();
 
-  /** @param {{clientId: string, name?: string | null}} options */
-  constructor({ clientId, name = null }) {
+  /** The connection of data channels only, while the live view carries none. */
+  #own = /** @type {PeerConnector | null} */ (null);
+  #ownFor = /** @type {string | null} */ (null);
+  /** The telescope the data-channel-only connection is to, while it runs. */
+  #ownTelescope = /** @type {string | null} */ (null);
+
+  /** @param {{clientId: string, name?: string | null, api?: ApiClient | null}} options */
+  constructor({ clientId, name = null, api = null }) {
     super();
     this.clientId = clientId;
     this.name = name;
-    /** Open a telescope's channels on a new peer connection (WebRtcTransport's `onPeer`). */
-    this.attach = (/** @type {string} */ telescopeId, /** @type {RTCPeerConnection} */ pc) =>
-      this.client(telescopeId).attach(pc);
+    this.api = api;
+  }
+
+  /**
+   * Keep a connection of data channels only (no video) to `telescopeId`, or none (null): for
+   * while the live view carries no channel (MJPEG, or a hidden page), so commands and status
+   * still go over one. When the live view's WebRTC connection opens the channel it takes it
+   * over, and this one stands by until that connection ends (`PeerConnector`'s `yieldChannel`);
+   * asked to stop while it carries the channel, it goes on until it has handed the channel over.
+   *
+   * @param {string | null} telescopeId
+   */
+  standalone(telescopeId) {
+    this.#ownFor = telescopeId;
+    const own = this.#own;
+    const running = own !== null && own.state !== "idle" ? this.#ownTelescope : null;
+    if (running !== null && running === telescopeId) return; // on it already (or standing by)
+    if (own && running !== null && telescopeId === null && this.open(running)?.carrier === own.pc) {
+      return; // it carries the channel: stopped once it has handed it over
+    }
+    own?.stop();
+    this.#ownTelescope = null;
+    if (!telescopeId || !this.api || typeof globalThis.RTCPeerConnection !== "function") return;
+    let made = this.#own;
+    if (!made) {
+      made = new PeerConnector(this.api, { channels: this, yieldChannel: true });
+      const connector = made;
+      connector.addEventListener("statechange", () => {
+        if (connector.state === "standby" && this.#ownFor === null) {
+          connector.stop();
+          this.#ownTelescope = null;
+        }
+      });
+      this.#own = made;
+    }
+    this.#ownTelescope = telescopeId;
+    made.start(telescopeId);
+  }
+
+  /** The data-channel-only connection's state ("idle" without one), for the UI and tests. */
+  get standaloneState() {
+    return this.#own?.state ?? "idle";
+  }
+
+  /**
+   * Open a telescope's channels on a new peer connection, before its offer; its client.
+   *
+   * @param {string} telescopeId
+   * @param {RTCPeerConnection} pc
+   */
+  attach(telescopeId, pc) {
+    const client = this.client(telescopeId);
+    client.attach(pc);
+    return client;
   }
 
   /**
@@ -192,6 +252,7 @@ export class PreferredStatus {
       if (client.telescope) sink.message("snapshot", client.telescope);
     } else if (client.state !== "open" && this.#via === "channel") {
       this.#via = "fallback";
+      sink.lost(); // live again when the fallback opens (or the channel comes back)
       this.fallback.open(telescopeId, sink); // a fresh snapshot over SSE
     }
   }

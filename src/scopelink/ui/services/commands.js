@@ -9,7 +9,7 @@
  * `ApiError` carrying the server's problem, whatever the transport.
  */
 
-import { ApiError } from "./api.js";
+import { ApiError, NO_ANSWER } from "./api.js";
 
 /** @typedef {import('./api.js').ApiClient} ApiClient */
 /** @typedef {import('../types/protocol').Command} Command */
@@ -229,19 +229,43 @@ function offline(detail) {
 /** Network failures are retried this many times, with the same key. */
 const RETRIES = 2;
 const RETRY_DELAY_MS = 400;
+/**
+ * A command request with no answer this long has no answer: the server answers within its
+ * telescope call's 10 s, and a link that went silent would otherwise hold it for minutes.
+ */
+export const COMMAND_TIMEOUT_MS = 20_000;
+/** The same while the page already knows its connection is down (status not live). */
+export const OFFLINE_TIMEOUT_MS = 3_000;
 
 /** @implements {CommandTransport} */
 export class RestCommands {
   /**
    * @param {ApiClient} api
-   * @param {{retries?: number, retryDelayMs?: number, clientId?: string | null}} [options]
-   *   `clientId`: the page's id, sent as `Scopelink-Client` (one controller with its channel)
+   * @param {{retries?: number, retryDelayMs?: number, clientId?: string | null,
+   *          timeoutMs?: number, offlineTimeoutMs?: number, connected?: () => boolean}}
+   *   [options] `clientId`: the page's id, sent as `Scopelink-Client` (one controller with its
+   *   channel); `timeoutMs`: an attempt with no answer this long is unanswered, and is not
+   *   tried again (its key keeps a later send from running it twice); `offlineTimeoutMs`: the
+   *   same while `connected()` says the page's status stream is down
    */
-  constructor(api, { retries = RETRIES, retryDelayMs = RETRY_DELAY_MS, clientId = null } = {}) {
+  constructor(
+    api,
+    {
+      retries = RETRIES,
+      retryDelayMs = RETRY_DELAY_MS,
+      clientId = null,
+      timeoutMs = COMMAND_TIMEOUT_MS,
+      offlineTimeoutMs = OFFLINE_TIMEOUT_MS,
+      connected = () => true,
+    } = {},
+  ) {
     this.api = api;
     this.retries = retries;
     this.retryDelayMs = retryDelayMs;
     this.clientId = clientId;
+    this.timeoutMs = timeoutMs;
+    this.offlineTimeoutMs = offlineTimeoutMs;
+    this.connected = connected;
   }
 
   /**
@@ -256,15 +280,16 @@ export class RestCommands {
       try {
         return await this.api.request("POST", path, {
           body: command,
+          timeoutMs: this.connected() ? this.timeoutMs : this.offlineTimeoutMs,
           headers: {
             "Idempotency-Key": id,
             ...(this.clientId ? { "Scopelink-Client": this.clientId } : {}),
           },
         });
       } catch (error) {
-        if (!(error instanceof ApiError) || !error.unreachable || attempt >= this.retries) {
-          throw error;
-        }
+        const again =
+          error instanceof ApiError && error.unreachable && error.problem.type !== NO_ANSWER;
+        if (!again || attempt >= this.retries) throw error;
         await new Promise((resolve) => setTimeout(resolve, this.retryDelayMs * (attempt + 1)));
       }
     }

@@ -5,6 +5,11 @@
  * - `attach(pc)` opens `control` and `telemetry` on a peer connection before its offer; when
  *   `control` opens it says `hello` (with the last telemetry `seq` applied, to resume) and is
  *   `open` at the `welcome`. A client outlives its connections: `attach` again after a reconnect.
+ *   Attached to a second connection while the first is open, the client stays on the first until
+ *   the second's `welcome`, then moves over (no `statechange`) and lets the first's channels go:
+ *   renegotiation over the channel (`offer`) changes connection without a gap.
+ * - `offer(sdp)` sends a new peer connection's offer over the open channel (docs/protocol.md,
+ *   "Renegotiation") and settles on the server's `answer`.
  * - `command(name, params)` returns a promise that settles on the command's `result` (resolved
  *   with the `CommandAck`, rejected with an `ApiError` carrying the server's problem). A command
  *   whose `ack` does not come within `ackTimeoutMs` is sent again with the same id, and every
@@ -17,7 +22,8 @@
  *
  * States: `idle → opening → open → closed → opening …`. Events: `statechange`, `snapshot`
  * (detail: the state), `delta` (detail: the delta), `operation`, `event`, `lease` (detail: the
- * lease message).
+ * lease message), `carrier` (detail: the peer connection the channel moved to, by a takeover or
+ * by an `attach` that replaced a connection whose channel was not open).
  */
 
 import { StateMachine } from "../lib/state-machine.js";
@@ -32,6 +38,7 @@ export const MOVE_DEADLINE_MS = 1_500;
 /** @typedef {import('../types/protocol').ChannelServerMessage} ServerMessage */
 /** @typedef {import('../types/protocol').ChannelClientMessage} ClientMessage */
 /** @typedef {import('../types/protocol').Problem} Problem */
+/** @typedef {import('../types/protocol').RenegotiateAnswer} AnswerMessage */
 /** @typedef {"idle" | "opening" | "open" | "closed"} ChannelState */
 /** @typedef {import('./commands.js').CommandTransport} CommandTransport */
 
@@ -86,6 +93,16 @@ export class ChannelClient extends EventTarget {
   /** @type {ReturnType<typeof setInterval> | null} */
   #keepalive = null;
   #resyncAsked = false;
+  /** A second connection's `control`, until its welcome moves the client over. */
+  #next = /** @type {RTCDataChannel | null} */ (null);
+  /** The connections whose channels are `#control` and `#next`. */
+  #carrier = /** @type {ChannelMaker | null} */ (null);
+  #nextCarrier = /** @type {ChannelMaker | null} */ (null);
+  /** The offer sent over the channel and not yet answered. */
+  #offer =
+    /** @type {{resolve: (a: AnswerMessage) => void, reject: (e: Error) => void, timer: ReturnType<typeof setTimeout>} | null} */ (
+      null
+    );
 
   /** The telescope's state from the last snapshot and the deltas since, or null. */
   telescope = /** @type {Record<string, any> | null} */ (null);
@@ -115,6 +132,11 @@ export class ChannelClient extends EventTarget {
     return this.#machine.state;
   }
 
+  /** The peer connection the channel rides now (the last attached until a takeover). */
+  get carrier() {
+    return this.#carrier;
+  }
+
   /** Commands sent and not yet answered with a result. */
   get pending() {
     return this.#pending.size;
@@ -131,14 +153,24 @@ export class ChannelClient extends EventTarget {
    * @param {ChannelMaker} pc
    */
   attach(pc) {
-    this.#closeChannels();
     const control = pc.createDataChannel("control");
     const telemetry = pc.createDataChannel("telemetry", { ordered: false, maxRetransmits: 0 });
-    this.#control = control;
-    this.#setState("opening");
+    if (this.state === "open" && this.#control?.readyState === "open") {
+      this.#dropNext(); // a connection that never took over: forgotten
+      this.#next = control; // the open one serves until this one's welcome
+      this.#nextCarrier = pc;
+    } else {
+      this.#dropNext();
+      this.#closeChannels();
+      const moved = this.#carrier !== null && this.#carrier !== pc;
+      this.#control = control;
+      this.#carrier = pc;
+      this.#setState("opening");
+      if (moved) this.#emit("carrier", pc);
+    }
     control.onopen = () => {
-      if (control !== this.#control) return;
-      this.#send({
+      if (control !== this.#control && control !== this.#next) return;
+      this.#sendOn(control, {
         v: 1,
         type: "hello",
         client_id: this.clientId,
@@ -148,17 +180,53 @@ export class ChannelClient extends EventTarget {
     };
     control.onmessage = (event) => {
       if (control === this.#control) this.#receive(event.data);
+      else if (control === this.#next) this.#receiveNext(control, event.data);
     };
     control.onclose = () => {
       if (control === this.#control) this.#lost();
+      else if (control === this.#next) this.#next = this.#nextCarrier = null;
     };
     telemetry.onmessage = (event) => {
       if (control === this.#control) this.#receive(event.data);
     };
   }
 
+  /**
+   * Send a new peer connection's offer over the open channel: the server answers with a new
+   * session (docs/protocol.md, "Renegotiation"). Rejects when the server refuses it, when no
+   * answer comes within `timeoutMs`, or when the channel is not open.
+   *
+   * @param {string} sdp the new connection's offer, with its candidates (no trickle here)
+   * @param {{tier?: "full" | "reduced", timeoutMs?: number}} [options]
+   * @returns {Promise<AnswerMessage>}
+   */
+  offer(sdp, { tier, timeoutMs = 10_000 } = {}) {
+    this.#settleOffer(new Error("another offer replaced it"));
+    return new Promise((resolve, reject) => {
+      /** @type {ClientMessage} */
+      const message = tier ? { v: 1, type: "offer", sdp, tier } : { v: 1, type: "offer", sdp };
+      if (this.state !== "open" || !this.#send(message)) {
+        reject(new Error("the data channel is not open"));
+        return;
+      }
+      const timer = setTimeout(() => this.#settleOffer(new Error("no answer in time")), timeoutMs);
+      this.#offer = { resolve, reject, timer };
+    });
+  }
+
+  /** @param {Error | AnswerMessage} outcome */
+  #settleOffer(outcome) {
+    const pending = this.#offer;
+    if (!pending) return;
+    this.#offer = null;
+    clearTimeout(pending.timer);
+    if (outcome instanceof Error) pending.reject(outcome);
+    else pending.resolve(outcome);
+  }
+
   /** The connection is gone for good (the page leaves): fail what is pending, stop. */
   close() {
+    this.#dropNext();
     this.#closeChannels();
     for (const command of this.#pending.values()) {
       if (command.timer) clearTimeout(command.timer);
@@ -235,6 +303,35 @@ export class ChannelClient extends EventTarget {
 
   // -- receiving --------------------------------------------------------------------------------
 
+  /**
+   * A message on a second connection's `control` before it takes over: its welcome moves the
+   * client there (the same welcome work: lease, keepalive, unanswered commands sent again).
+   *
+   * @param {RTCDataChannel} control
+   * @param {unknown} data
+   */
+  #receiveNext(control, data) {
+    let type = null;
+    try {
+      type = JSON.parse(String(data))?.type;
+    } catch {
+      return;
+    }
+    if (type !== "welcome") return;
+    const previous = this.#control;
+    this.#control = control;
+    this.#carrier = this.#nextCarrier;
+    this.#next = this.#nextCarrier = null;
+    if (previous) {
+      previous.onopen = previous.onmessage = previous.onclose = null;
+      if (previous.readyState === "open") previous.close();
+    }
+    if (this.state === "closed") this.#setState("opening"); // the old one closed first
+    for (const command of this.#pending.values()) command.acked = false;
+    this.#receive(data);
+    this.#emit("carrier", this.#carrier);
+  }
+
   /** @param {unknown} data */
   #receive(data) {
     /** @type {ServerMessage} */
@@ -291,7 +388,14 @@ export class ChannelClient extends EventTarget {
       case "pong":
         this.rttMs = performance.now() - message.t;
         break;
+      case "answer":
+        this.#settleOffer(message);
+        break;
       case "error":
+        if (message.ref === "offer") {
+          this.#settleOffer(new ApiError(/** @type {Problem} */ (message.problem)));
+          break;
+        }
         console.warn("datachannel: the server refused a message", message.problem, message.ref);
         break;
     }
@@ -337,10 +441,26 @@ export class ChannelClient extends EventTarget {
 
   /** @param {ClientMessage} message */
   #send(message) {
-    const control = this.#control;
+    return this.#sendOn(this.#control, message);
+  }
+
+  /**
+   * @param {RTCDataChannel | null} control
+   * @param {ClientMessage} message
+   */
+  #sendOn(control, message) {
     if (!control || control.readyState !== "open") return false;
     control.send(JSON.stringify(message));
     return true;
+  }
+
+  #dropNext() {
+    const next = this.#next;
+    this.#next = this.#nextCarrier = null;
+    if (next) {
+      next.onopen = next.onmessage = next.onclose = null;
+      if (next.readyState === "open" || next.readyState === "connecting") next.close();
+    }
   }
 
   #startKeepalive() {
@@ -358,6 +478,7 @@ export class ChannelClient extends EventTarget {
       command.timer = null;
       command.acked = false; // its ack may never come now: ask again on the next connection
     }
+    this.#settleOffer(new Error("the data channel closed"));
     if (this.state === "opening" || this.state === "open") this.#setState("closed");
   }
 

@@ -9,11 +9,15 @@
  * - client → server `candidate` (trickle; `candidate: ""` ends the candidates);
  * - client → server `restart` → always `error` 422 (the server cannot restart ICE: send a new
  *   offer instead); `bye` ends the session;
+ * - client → server `detach` → `detached` (the session lives on without the socket, which the
+ *   server then closes; its data channel carries renegotiation), or `error` 409 when the
+ *   session's `control` channel is not open;
  * - server → client `session` (peer state changes) and `stats` (every 2 s).
  *
  * States: `idle → connecting → open → closed` (and `connecting → closed`); `closed → connecting`
  * on the next `connect()`. Reconnecting is the caller's job. Events: `statechange` ({from, to}),
- * and one event per server message type (`hello`, `answer`, `error`, `session`, `stats`) whose
+ * and one event per server message type (`hello`, `answer`, `error`, `session`, `stats`,
+ * `detached`) whose
  * `detail` is the message.
  */
 
@@ -39,7 +43,7 @@ export const SIGNALING_TRANSITIONS = {
   closed: ["connecting"],
 };
 
-const SERVER_TYPES = new Set(["hello", "answer", "error", "session", "stats"]);
+const SERVER_TYPES = new Set(["hello", "answer", "error", "session", "stats", "detached"]);
 
 export class SignalingClient extends EventTarget {
   #machine = new StateMachine(SIGNALING_TRANSITIONS, /** @type {SignalingState} */ ("idle"));

@@ -1,12 +1,12 @@
 /**
  * The live view over WebRTC: H.264 video from the server's encoder (docs/webrtc-media.md),
- * negotiated over the app's WebSocket signaling channel (services/signaling.js) and shown in a
- * `<video playsinline muted autoplay>`.
+ * shown in a `<video playsinline muted autoplay>`. The peer connection is kept up by
+ * services/peer-connector.js (signaling socket, then the data channel; reconnection).
  *
- * - One signaling socket per `start()`; on its `hello` a session is made: an RTCPeerConnection
- *   with the hello's ICE servers, one recvonly video transceiver (H.264 first where
- *   `setCodecPreferences` exists, or only the `codec` asked for), the offer, our candidates
- *   trickled, the answer applied.
+ * - Each connection gets one recvonly video transceiver (H.264 first where
+ *   `setCodecPreferences` exists, or only the `codec` asked for) and, with `channels`, the
+ *   data-channel protocol's channels. A connection's stream is shown once it is the current one
+ *   (a renewal over the data channel keeps the old picture until the new connection is up).
  * - Playout: the receiver's `jitterBufferTarget` is 0 (older Chromium: `playoutDelayHint`), so
  *   the browser holds no frame longer than its jitter estimate needs; the source is live.
  * - Frames: `requestVideoFrameCallback` gives one callback per frame presented; each becomes a
@@ -14,15 +14,13 @@
  *   video's pixels (only the top band is drawn: lib/framestamp.js). A video that holds every
  *   frame back about a frame interval (a Chromium state, lib/live-quality.js
  *   `HeldFrameDetector`) gets its track attached again.
- * - Reconnection: ICE `disconnected` for `disconnectGraceMs` counts as failed; on failure the
- *   transport goes `retrying`, waits (capped exponential backoff), asks for an ICE `restart`
- *   (the server always refuses with 422) and then offers a new session. A closed signaling socket
- *   is reopened the same way. Nothing older than the newest frame is ever waited for.
+ * - Reconnection: the connector's `retrying` is the transport's (with its reason in
+ *   `lastError`). No frame for `restartAfterMs` asks the connector for a new session; so does
+ *   `setTier()`. Nothing older than the newest frame is ever waited for.
  * - Quality: `getStats()` once a second (fps, bitrate, RTT, loss, jitter-buffer delay), graded
  *   with the latency from the stamps by lib/live-quality.js.
  */
 
-import { Backoff } from "../lib/backoff.js";
 import { readFrameStampFrom } from "../lib/framestamp.js";
 import {
   HeldFrameDetector,
@@ -31,14 +29,11 @@ import {
   linkFigures,
 } from "../lib/live-quality.js";
 import { LiveTransport } from "./live-transport.js";
-import { SignalingClient } from "./signaling.js";
+import { PeerConnector } from "./peer-connector.js";
 
 /** @typedef {import('./api.js').ApiClient} ApiClient */
 /** @typedef {import('./live-transport.js').LiveQuality} LiveQuality */
-/** @typedef {import('./signaling.js').HelloMessage} HelloMessage */
-/** @typedef {import('./signaling.js').AnswerMessage} AnswerMessage */
-/** @typedef {import('./signaling.js').ErrorMessage} ErrorMessage */
-/** @typedef {import('./signaling.js').SessionMessage} SessionMessage */
+/** @typedef {import('./peer-connector.js').PeerChannels} PeerChannels */
 /** @typedef {import('../lib/live-quality.js').StatsSnapshot} StatsSnapshot */
 /** @typedef {import('../lib/live-quality.js').LinkFigures} LinkFigures */
 /** @typedef {import('../lib/live-quality.js').VideoCodec} VideoCodec */
@@ -60,9 +55,9 @@ import { SignalingClient } from "./signaling.js";
  * @property {number} [stallAfterMs] connected, no frame this long: `stalled`
  * @property {number} [restartAfterMs] no frame this long: a new session
  * @property {number} [disconnectGraceMs] ICE `disconnected` this long counts as failed
- * @property {number} [restartAnswerMs] how long to wait for the answer to a `restart`
- * @property {(telescopeId: string, pc: RTCPeerConnection) => void} [onPeer] called with each new
- *   peer connection before its offer: the data-channel protocol opens its channels there
+ * @property {PeerChannels | null} [channels] opens the data-channel protocol's channels on each
+ *   new peer connection (services/channel-link.js); with them the signaling socket is let go
+ *   once the channel is open, and new sessions are negotiated over it
  */
 
 /** @type {LinkFigures} */
@@ -77,36 +72,26 @@ export class WebRtcTransport extends LiveTransport {
   #video = document.createElement("video");
   /** Times the video was attached again (`reattachVideo`). */
   reattachments = 0;
-  #signaling;
-  /** @type {RTCPeerConnection | null} */
-  #pc = null;
-  /** @type {RTCRtpReceiver | null} */
-  #receiver = null;
+  #peer;
+  /** The video streams of connections made, shown when their connection is the current one. */
+  /** @type {WeakMap<RTCPeerConnection, MediaStream>} */
+  #streams = new WeakMap();
+  /** @type {WeakMap<RTCPeerConnection, RTCRtpReceiver>} */
+  #receivers = new WeakMap();
   /** @type {string | null} */
   #telescopeId = null;
   /** @type {string | null} */
   #shown = null;
-  /** Bumped on every new session and on stop, so callbacks of an old one do nothing. */
+  /** Bumped for every stream shown and on stop, so frame callbacks of an old one do nothing. */
   #run = 0;
   #hasFrame = false;
   #sessionAt = 0;
-  /** @type {ReturnType<typeof setTimeout> | null} */
-  #retryTimer = null;
-  /** @type {ReturnType<typeof setTimeout> | null} */
-  #graceTimer = null;
-  /** @type {ReturnType<typeof setTimeout> | null} */
-  #restartTimer = null;
   /** @type {ReturnType<typeof setInterval> | null} */
   #ticker = null;
   /** @type {StatsSnapshot | null} */
   #lastStats = null;
   /** @type {LinkFigures} */
   #figures = NO_FIGURES;
-  #backoff = new Backoff({ initialMs: 500, maximumMs: 10_000 });
-  /** The server's session id, for the UI and the logs. @type {string | null} */
-  sessionId = null;
-  /** The server's last `stats` message. @type {Record<string, unknown> | null} */
-  serverStats = null;
 
   /**
    * @param {ApiClient} api
@@ -122,21 +107,15 @@ export class WebRtcTransport extends LiveTransport {
       stallAfterMs = 4_000,
       restartAfterMs = 20_000,
       disconnectGraceMs = 2_000,
-      restartAnswerMs = 2_000,
-      onPeer,
+      channels = null,
     } = {},
   ) {
     super();
     this.api = api;
-    this.onPeer = onPeer ?? null;
-    this.iceTransportPolicy = iceTransportPolicy;
-    this.tier = tier;
     this.codec = codec;
     this.jitterBufferTarget = jitterBufferTarget;
     this.stallAfterMs = stallAfterMs;
     this.restartAfterMs = restartAfterMs;
-    this.disconnectGraceMs = disconnectGraceMs;
-    this.restartAnswerMs = restartAnswerMs;
     const video = this.#video;
     video.dataset.testid = "live-video";
     video.muted = true;
@@ -146,28 +125,25 @@ export class WebRtcTransport extends LiveTransport {
     video.setAttribute("muted", "");
     video.setAttribute("autoplay", "");
     video.disablePictureInPicture = true;
-    this.#signaling = new SignalingClient(api);
-    this.#signaling.addEventListener("hello", () => this.#newSession());
-    this.#signaling.addEventListener("answer", (event) => {
-      void this.#answer(/** @type {CustomEvent<AnswerMessage>} */ (event).detail);
+    this.#peer = new PeerConnector(api, {
+      prepare: (pc) => this.#prepare(pc),
+      channels,
+      iceTransportPolicy,
+      tier,
+      disconnectGraceMs,
     });
-    this.#signaling.addEventListener("error", (event) => {
-      this.#refused(/** @type {CustomEvent<ErrorMessage>} */ (event).detail);
+    this.#peer.addEventListener("peer", (event) => {
+      this.#current(/** @type {CustomEvent<RTCPeerConnection>} */ (event).detail);
     });
-    this.#signaling.addEventListener("session", (event) => {
-      const message = /** @type {CustomEvent<SessionMessage>} */ (event).detail;
-      if (message.session_id !== this.sessionId) return;
-      if (message.state === "failed" || message.state === "closed") {
-        this.#failed(`the server ended the session (${message.reason ?? message.state})`);
-      }
-    });
-    this.#signaling.addEventListener("stats", (event) => {
-      const detail = /** @type {CustomEvent<{stats: Record<string, unknown>}>} */ (event).detail;
-      this.serverStats = detail.stats;
-    });
-    this.#signaling.addEventListener("statechange", () => {
-      if (this.#signaling.state === "closed" && this.#telescopeId) {
-        this.#failed(this.#signaling.closeReason ?? "signaling closed");
+    this.#peer.addEventListener("statechange", () => {
+      if (!this.#telescopeId) return;
+      const to = this.#peer.state;
+      if (to === "retrying") {
+        this.lastError = this.#peer.lastError;
+        this.setState("retrying");
+      } else if (to === "connecting" && this.state === "retrying") {
+        this.#sessionAt = performance.now();
+        this.setState("connecting");
       }
     });
   }
@@ -189,19 +165,45 @@ export class WebRtcTransport extends LiveTransport {
       : { width: 0, height: 0 };
   }
 
-  /** The signaling channel's state, for the UI and tests. */
+  /** The signaling socket's state, for the UI and tests (closed once the session detached). */
   get signalingState() {
-    return this.#signaling.state;
+    return this.#peer.signalingState;
+  }
+
+  /** What carries signaling for the session now: the socket, its data channel, or neither. */
+  get signalingVia() {
+    return this.#peer.via;
+  }
+
+  /** Sessions made over the data channel since the page loaded (for tests). */
+  get renewals() {
+    return this.#peer.renewals;
+  }
+
+  /** The server's session id, for the UI and the logs. */
+  get sessionId() {
+    return this.#peer.sessionId;
+  }
+
+  /** The server's last `stats` message (while the socket carries the session). */
+  get serverStats() {
+    return this.#peer.serverStats;
+  }
+
+  /** The tier asked for (the server's choice when undefined). */
+  get tier() {
+    return this.#peer.tier;
   }
 
   /** The video receiver of the session now, or null without one (for tests). */
   get receiver() {
-    return this.#receiver;
+    const pc = this.#peer.pc;
+    return (pc && this.#receivers.get(pc)) ?? null;
   }
 
   /** The peer connection's state, or null without one. */
   get connectionState() {
-    return this.#pc?.connectionState ?? null;
+    return this.#peer.pc?.connectionState ?? null;
   }
 
   /**
@@ -217,24 +219,34 @@ export class WebRtcTransport extends LiveTransport {
     }
     this.#telescopeId = telescopeId;
     this.#shown = telescopeId;
-    this.#backoff.reset();
+    this.#sessionAt = performance.now();
     this.#ticker = setInterval(() => void this.#tick(), 1_000);
-    this.#open();
+    this.setState("connecting");
+    this.#peer.start(telescopeId);
   }
 
   /** @override */
   stop() {
     this.#run += 1;
     this.#telescopeId = null;
-    for (const timer of [this.#retryTimer, this.#graceTimer, this.#restartTimer]) {
-      if (timer) clearTimeout(timer);
-    }
     if (this.#ticker) clearInterval(this.#ticker);
-    this.#retryTimer = this.#graceTimer = this.#restartTimer = this.#ticker = null;
-    this.#signaling.close();
-    this.#closePeer();
+    this.#ticker = null;
+    this.#peer.stop();
+    this.#lastStats = null;
     this.#figures = NO_FIGURES;
     this.setState("idle");
+  }
+
+  /**
+   * Watch another tier: a new session, over the data channel when it is open (the picture goes
+   * on until the new one plays), else over the signaling socket.
+   *
+   * @param {"full" | "reduced" | undefined} tier
+   */
+  setTier(tier) {
+    if (tier === this.#peer.tier) return;
+    this.#peer.tier = tier;
+    if (this.#telescopeId) this.#peer.renew(`tier ${tier ?? "default"} asked for`);
   }
 
   /**
@@ -268,165 +280,44 @@ export class WebRtcTransport extends LiveTransport {
 
   // -- sessions -------------------------------------------------------------------------------
 
-  /** Open the signaling socket; its `hello` starts a session. */
-  #open() {
-    const id = this.#telescopeId;
-    if (!id) return;
-    this.#sessionAt = performance.now();
-    this.setState("connecting");
-    this.#signaling.connect(id);
-  }
-
-  /** A new peer connection and offer (replacing any session on this socket). */
-  #newSession() {
-    const hello = this.#signaling.hello;
-    if (!this.#telescopeId || !hello) return;
-    this.#closePeer();
-    const run = ++this.#run;
-    this.#sessionAt = performance.now();
-    if (this.state !== "connecting") this.setState("connecting");
-    /** @type {RTCConfiguration} */
-    const config = {
-      iceServers: hello.ice_servers.map((s) => ({ ...s })),
-      iceTransportPolicy: this.iceTransportPolicy,
-      bundlePolicy: "max-bundle",
-    };
-    const pc = new RTCPeerConnection(config);
-    this.#pc = pc;
+  /**
+   * A new connection, before its offer: one receive-only video transceiver.
+   *
+   * @param {RTCPeerConnection} pc
+   */
+  #prepare(pc) {
     const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
     preferCodecs(transceiver, this.codec);
-    this.onPeer?.(this.#telescopeId, pc);
-    this.#receiver = transceiver.receiver;
+    this.#receivers.set(pc, transceiver.receiver);
     if (this.jitterBufferTarget !== null) {
       setPlayoutDelay(transceiver.receiver, this.jitterBufferTarget);
     }
-    pc.addEventListener("icecandidate", (event) => {
-      if (run !== this.#run) return;
-      const c = event.candidate;
-      this.#signaling.send(
-        c && c.candidate
-          ? {
-              type: "candidate",
-              candidate: c.candidate,
-              sdpMid: c.sdpMid,
-              sdpMLineIndex: c.sdpMLineIndex,
-            }
-          : { type: "candidate", candidate: "" },
-      );
-    });
     pc.addEventListener("track", (event) => {
-      if (run !== this.#run) return;
-      const stream = event.streams[0] ?? new MediaStream([event.track]);
-      this.#video.srcObject = stream;
-      void this.#video.play().catch(() => undefined); // muted autoplay: allowed everywhere
-      this.#watchFrames(run);
+      this.#streams.set(pc, event.streams[0] ?? new MediaStream([event.track]));
+      if (pc === this.#peer.pc) this.#show(pc);
     });
-    pc.addEventListener("iceconnectionstatechange", () => {
-      if (run !== this.#run) return;
-      this.#iceChanged(pc.iceConnectionState);
-    });
-    void this.#offer(pc, run);
   }
 
   /**
-   * @param {RTCPeerConnection} pc
-   * @param {number} run
-   */
-  async #offer(pc, run) {
-    try {
-      const offer = await pc.createOffer();
-      await pc.setLocalDescription(offer);
-      if (run !== this.#run) return;
-      const sdp = pc.localDescription?.sdp ?? offer.sdp ?? "";
-      this.#signaling.send(
-        this.tier ? { type: "offer", sdp, tier: this.tier } : { type: "offer", sdp },
-      );
-    } catch (error) {
-      if (run === this.#run) this.#failed(`offer failed: ${message(error)}`);
-    }
-  }
-
-  /** @param {AnswerMessage} answer */
-  async #answer(answer) {
-    const pc = this.#pc;
-    const run = this.#run;
-    if (!pc || pc.signalingState !== "have-local-offer") return;
-    this.sessionId = answer.session_id;
-    try {
-      await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
-    } catch (error) {
-      if (run === this.#run) this.#failed(`bad answer: ${message(error)}`);
-    }
-  }
-
-  /** @param {ErrorMessage} error */
-  #refused({ problem }) {
-    if (!this.#telescopeId) return;
-    if (problem.status === 422 && this.#restartTimer) {
-      // The expected refusal of an ICE restart: a fresh session instead.
-      clearTimeout(this.#restartTimer);
-      this.#restartTimer = null;
-      this.#newSession();
-      return;
-    }
-    const why =
-      problem.status === 503 ? "the server has no room for another viewer" : problem.title;
-    this.#failed(`${why}${problem.detail ? `: ${problem.detail}` : ""}`);
-  }
-
-  /** @param {RTCIceConnectionState} state */
-  #iceChanged(state) {
-    if (this.#graceTimer) clearTimeout(this.#graceTimer);
-    this.#graceTimer = null;
-    if (state === "disconnected") {
-      this.#graceTimer = setTimeout(() => {
-        this.#graceTimer = null;
-        this.#failed("the connection was interrupted");
-      }, this.disconnectGraceMs);
-    } else if (state === "failed") {
-      this.#failed("the connection failed");
-    }
-  }
-
-  /**
-   * Something broke: wait (backoff), then recover. With the signaling socket still open: ask for
-   * an ICE restart (the server answers 422) and make a new session; otherwise reopen the socket.
+   * A connection became the current one (a first session, or a renewal that connected).
    *
-   * @param {string} why
+   * @param {RTCPeerConnection} pc
    */
-  #failed(why) {
-    if (!this.#telescopeId || this.state === "retrying") return;
-    this.lastError = why;
-    this.#run += 1; // the old session's callbacks are ignored from here
-    if (this.#graceTimer) clearTimeout(this.#graceTimer);
-    this.#graceTimer = null;
-    this.setState("retrying");
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = null;
-      if (!this.#telescopeId) return;
-      if (this.#signaling.state === "open" && this.#pc) {
-        this.setState("connecting");
-        this.#signaling.send({ type: "restart" });
-        this.#restartTimer = setTimeout(() => {
-          this.#restartTimer = null;
-          this.#newSession(); // no answer to the restart: a new session anyway
-        }, this.restartAnswerMs);
-      } else if (this.#signaling.state === "open") {
-        this.#newSession();
-      } else {
-        this.#open();
-      }
-    }, this.#backoff.next());
-  }
-
-  #closePeer() {
-    const pc = this.#pc;
-    this.#pc = null;
-    this.#receiver = null;
-    this.sessionId = null;
+  #current(pc) {
     this.#lastStats = null;
     this.#figures = NO_FIGURES;
-    pc?.close();
+    if (this.#streams.has(pc)) this.#show(pc);
+    else this.#sessionAt = performance.now();
+  }
+
+  /** @param {RTCPeerConnection} pc */
+  #show(pc) {
+    const stream = this.#streams.get(pc);
+    if (!stream || !this.#telescopeId) return;
+    const run = ++this.#run;
+    this.#video.srcObject = stream;
+    void this.#video.play().catch(() => undefined); // muted autoplay: allowed everywhere
+    this.#watchFrames(run);
   }
 
   // -- frames and statistics ------------------------------------------------------------------
@@ -439,7 +330,6 @@ export class WebRtcTransport extends LiveTransport {
       if (run !== this.#run) return;
       this.#hasFrame = true;
       this.lastError = null;
-      this.#backoff.reset();
       const stamp = readFrameStampFrom(video, metadata.width, metadata.height);
       this.frameShown(stamp, metadata.expectedDisplayTime ?? now, metadata.rtpTimestamp ?? null);
       const { receiveTime, presentationTime, processingDuration } = metadata;
@@ -473,13 +363,14 @@ export class WebRtcTransport extends LiveTransport {
     if (this.state === "playing" && now - last > this.stallAfterMs) this.setState("stalled");
     const waiting = this.state === "stalled" || this.state === "connecting";
     if (waiting && now - last > this.restartAfterMs) {
-      this.#failed(`no frame for ${Math.round((now - last) / 1000)} s`);
+      this.#sessionAt = now; // one renewal per silence of `restartAfterMs`
+      this.#peer.renew(`no frame for ${Math.round((now - last) / 1000)} s`);
     }
-    const pc = this.#pc;
+    const pc = this.#peer.pc;
     if (!pc || pc.connectionState !== "connected") return;
     try {
       const snapshot = snapshotOf(await pc.getStats());
-      if (pc !== this.#pc) return;
+      if (pc !== this.#peer.pc) return;
       this.#figures = linkFigures(this.#lastStats, snapshot);
       this.#lastStats = snapshot;
     } catch {
@@ -558,9 +449,4 @@ function snapshotOf(report) {
     snapshot.currentRoundTripTime = pair.currentRoundTripTime;
   }
   return snapshot;
-}
-
-/** @param {unknown} error */
-function message(error) {
-  return error instanceof Error ? error.message : String(error);
 }

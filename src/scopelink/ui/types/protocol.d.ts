@@ -536,7 +536,24 @@ export interface SignalingCandidate {
   usernameFragment?: string | null;
 }
 
-export type SignalingClientMessage = SignalingOffer | SignalingCandidate | SignalingRestart | SignalingBye;
+export type SignalingClientMessage = SignalingOffer | SignalingCandidate | SignalingRestart | SignalingBye | SignalingDetach;
+
+/**
+ * Let this socket go and keep its session: the session's `control` data channel is open
+ * and carries renegotiation from now on (docs/protocol.md). Answered with `detached`.
+ */
+export interface SignalingDetach {
+  type: "detach";
+}
+
+/**
+ * The answer to `detach`: the session lives on without this socket, which the server then
+ * closes (code 1000, reason `detached`).
+ */
+export interface SignalingDetached {
+  type: "detached";
+  session_id: string;
+}
 
 /**
  * A message the server could not take, or a request it refused; the socket stays open
@@ -567,7 +584,7 @@ export interface SignalingRestart {
   type: "restart";
 }
 
-export type SignalingServerMessage = SignalingHello | SignalingAnswer | SignalingSession | SignalingStats | SignalingError;
+export type SignalingServerMessage = SignalingHello | SignalingAnswer | SignalingSession | SignalingStats | SignalingDetached | SignalingError;
 
 /** The session's state changed; `reason` says why it closed (null otherwise). */
 export interface SignalingSession {
