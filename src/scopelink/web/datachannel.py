@@ -87,8 +87,9 @@ BURST = 100
 #: A full snapshot this often on the telemetry channel, so that a lost delta heals.
 SNAPSHOT_INTERVAL_S = 5.0
 #: Telemetry drops deltas (and sends a snapshot instead once drained) while this many bytes are
-#: queued on its channel, and looks again this often.
-BUFFERED_HIGH = 64 * 1024
+#: queued on its channel, and looks again this often. This much older telemetry at most waits
+#: ahead of the newest: ten seconds of 10 Hz telemetry, a second on a 128 kbit/s link.
+BUFFERED_HIGH = 16 * 1024
 DRAIN_POLL_S = 0.1
 
 TIERS: dict[str, Tier] = {FULL.name: FULL, REDUCED.name: REDUCED}
