@@ -1,13 +1,14 @@
 """Commands and telemetry in the page: the data channel against REST and SSE, in one run.
 
-One Chromium page of the app's UI, its embedded simulator. In alternating rounds the page's live
-view is WebRTC (its data channel open: commands and status over it) or MJPEG (no channel:
-commands over REST, status over server-sent events), the same page and client throughout.
+Chromium pages of the app's UI, its embedded simulator. In alternating rounds a fresh page
+is opened with its live view on WebRTC (its data channel open: commands and status over it)
+or on MJPEG with `?datachannel=off` (commands over REST, status over server-sent events).
 
 - **Command round trip**: the page sends `set_gain` through its command port (what a control
   does) and the time to the promise settling with the result is taken on the page's clock;
-  beside it, the time from sending to the telescope answering (the app's `ControlClient` saw
-  the answer), on the machine's shared clock.
+  split at the simulated telescope receiving the request (click → simulator receives →
+  result shown, on the machine's shared clock); beside it, the time from sending to the
+  telescope answering (the app's `ControlClient` saw the answer).
 - **Telemetry**: the simulated telescope emits a `PiStatus` event with a new temperature; the
   time from the emit to the page's status source (`TelemetryService`) delivering it.
 
@@ -39,7 +40,9 @@ from scopelink.web.server import serving
 #: than REST's.
 TARGET_P50_MS = 10.0
 CHANNEL_OPEN = "() => window.scopelink.link.open('simulator') !== null"
-CHANNEL_CLOSED = "() => window.scopelink.link.open('simulator') === null"
+CLIENT_ID = "bench-commands-page"
+#: The page of each path.
+PAGES = {"datachannel": "/?transport=webrtc", "rest": "/?transport=mjpeg&datachannel=off"}
 
 #: In the page: `count` commands one after another; each one's round trip in ms, and the epoch
 #: ms it was sent.
@@ -72,35 +75,58 @@ WATCH = """
 
 
 async def round_of(
+    browser: Any, app: Any, via: str, per_round: int, base: int
+) -> dict[str, list[float]]:
+    page = await browser.new_page()
+    # Every page is the same client, so the control lease it took stays its own.
+    await page.add_init_script(f"sessionStorage.setItem('scopelink.client-id', '{CLIENT_ID}')")
+    try:
+        return await _round_on(page, app, via, per_round, base)
+    finally:
+        await page.close()
+
+
+async def _round_on(
     page: Any, app: Any, via: str, per_round: int, base: int
 ) -> dict[str, list[float]]:
+    await page.goto(app.base_url + PAGES[via])
     if via == "datachannel":
-        await page.evaluate("window.scopelink.transport.prefer('webrtc')")
         await page.wait_for_function(CHANNEL_OPEN, timeout=20_000)
     else:
-        await page.evaluate("window.scopelink.transport.prefer('mjpeg')")
-        await page.wait_for_function(CHANNEL_CLOSED, timeout=20_000)
         await page.wait_for_function(
             "() => window.scopelink.telemetry.transport.via === 'fallback' && "
             "window.scopelink.telemetry.state === 'live'",
             timeout=20_000,
         )
     await asyncio.sleep(1.0)
+    assert (await page.evaluate(CHANNEL_OPEN)) == (via == "datachannel")
     answered: list[float] = []
+    received: list[float] = []
     session = app.registry.get("simulator")
+    telescope = app.simulator.telescope
     unsubscribe = session.control.on_done(
         lambda method, _: (
             answered.append(time.time() * 1000) if method == "set_control_value" else None
         )
     )
+    handle = telescope.handle
+
+    def receiving(method: str, params: Any, conn: Any) -> Any:
+        if method == "set_control_value":
+            received.append(time.time() * 1000)
+        return handle(method, params, conn)
+
+    telescope.handle = receiving
     try:
         pairs = await page.evaluate(COMMANDS, [per_round, base])
     finally:
         unsubscribe()
+        del telescope.handle  # the class's method again
     round_trips = [ms for ms, _ in pairs]
     to_telescope = [a - sent for (_, sent), a in zip(pairs, answered, strict=False)]
+    to_simulator = [r - sent for (_, sent), r in zip(pairs, received, strict=True)]
+    back = [sent + ms - r for (ms, sent), r in zip(pairs, received, strict=True)]
     telemetry: list[float] = []
-    telescope = app.simulator.telescope
     for i in range(per_round // 4):
         temperature = 20.0 + base / 1000 + i / 100
         watcher = asyncio.ensure_future(page.evaluate(WATCH, temperature))
@@ -110,24 +136,27 @@ async def round_of(
         shown = await asyncio.wait_for(watcher, 10)
         telemetry.append(shown - emitted)
         await asyncio.sleep(0.1)
-    return {"round_trips": round_trips, "to_telescope": to_telescope, "telemetry": telemetry}
+    return {
+        "round_trips": round_trips,
+        "to_simulator": to_simulator,
+        "back": back,
+        "to_telescope": to_telescope,
+        "telemetry": telemetry,
+    }
 
 
 async def main(rounds: int, per_round: int) -> None:
+    keys = ("round_trips", "to_simulator", "back", "to_telescope", "telemetry")
     pooled: dict[str, dict[str, list[float]]] = {
-        via: {"round_trips": [], "to_telescope": [], "telemetry": []}
-        for via in ("datachannel", "rest")
+        via: {key: [] for key in keys} for via in ("datachannel", "rest")
     }
     medians: dict[str, list[float]] = {"datachannel": [], "rest": []}
     async with serving(AppSettings(simulator_fps=2.0, command_rate=1000.0)) as app:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = await browser.new_page()
-            await page.goto(f"{app.base_url}/?transport=webrtc")
-            await page.wait_for_function(CHANNEL_OPEN, timeout=30_000)
             for n in range(rounds):
                 for via in ("datachannel", "rest") if n % 2 == 0 else ("rest", "datachannel"):
-                    got = await round_of(page, app, via, per_round, base=10 + n * 50)
+                    got = await round_of(browser, app, via, per_round, base=10 + n * 50)
                     for key, values in got.items():
                         pooled[via][key] += values
                     medians[via].append(statistics.median(got["round_trips"]))
@@ -147,7 +176,8 @@ async def main(rounds: int, per_round: int) -> None:
         p = pooled[via]
         rows.append(
             f"| {label} | {figures(p['round_trips'])} | "
-            f"{', '.join(f'{m:.1f}' for m in medians[via])} ms | {figures(p['to_telescope'])} | "
+            f"{', '.join(f'{m:.1f}' for m in medians[via])} ms | {figures(p['to_simulator'])} | "
+            f"{figures(p['back'])} | {figures(p['to_telescope'])} | "
             f"{figures(p['telemetry'])} | {len(p['round_trips'])} / {len(p['telemetry'])} |"
         )
     dc, rest = pooled["datachannel"]["round_trips"], pooled["rest"]["round_trips"]
@@ -173,19 +203,21 @@ async def main(rounds: int, per_round: int) -> None:
             f"Run: {now} on {cpu_model()}, Python {platform.python_version()}, Debian Chromium "
             "(headless), all on one 2-core machine (loopback).",
             "",
-            "One page of the UI, the app's embedded simulator. In alternating rounds the live "
-            "view is WebRTC (the data channel open: commands and status over it) or MJPEG "
-            "(commands over REST, status over SSE): the same page and client. Round trip: the "
-            "page's command port sends `set_gain` (as a control does) → the promise settles "
-            "with the result, on the page's clock. To the telescope: sent → the app saw the "
-            "telescope's answer (shared clock). Telemetry: the simulator emits `PiStatus` with "
-            "a new temperature → the page's status source has it (shared clock). "
+            "Pages of the UI, the app's embedded simulator. In alternating rounds a fresh page "
+            "has its live view on WebRTC (the data channel open: commands and status over it) "
+            "or on MJPEG with `?datachannel=off` (commands over REST, status over SSE). Round "
+            "trip: the page's command port sends `set_gain` (as a control does) → the promise "
+            "settles with the result, on the page's clock, split where the simulator receives "
+            "the request (click → simulator, simulator → shown; shared clock). To the "
+            "telescope: sent → the app saw the telescope's answer. Telemetry: the simulator "
+            "emits `PiStatus` with a new temperature → the page's status source has it. "
             f"{rounds} rounds of {per_round} commands and {per_round // 4} events per "
             "transport, pooled; each round's median is listed.",
             "",
-            "| Path | Round trip p50 | p95 | Each round's p50 | To the telescope p50 | p95 | "
+            "| Path | Round trip p50 | p95 | Each round's p50 | Click → simulator p50 | p95 | "
+            "Simulator → shown p50 | p95 | To the telescope p50 | p95 | "
             "Telemetry event → page p50 | p95 | Commands / events |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             *verdicts,

@@ -24,7 +24,7 @@ from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telescope import TelescopeSession
 from scopelink.settings import AppSettings
 from scopelink.simulator.simulator import Simulator
-from scopelink.web.mjpeg import listening_socket, multipart_body, router
+from scopelink.web.mjpeg import NOTSENT_LOWAT, listening_socket, multipart_body, router
 from tests.conftest import sky_at
 from tests.web.conftest import RunningApp, serve, wait_connected
 
@@ -511,3 +511,20 @@ async def test_the_wide_camera_of_an_s50_is_a_404_problem() -> None:
             odd = await http.get(f"/api/telescopes/simulator/{path}", params={"camera": "side"})
             assert odd.status_code == 422
         assert running.simulator.imaging.stats.frames_sent == 0
+
+
+def test_accepted_connections_send_at_once_and_keep_little_unsent() -> None:
+    """Every connection the app accepts has TCP_NODELAY (a response in two writes would
+    otherwise wait 40 ms for the client's delayed ACK on a kept-alive connection) and
+    TCP_NOTSENT_LOWAT (a slow viewer's stream skips frames instead of queueing them)."""
+    sock = listening_socket("127.0.0.1", 0)
+    try:
+        with socket.create_connection(sock.getsockname()):
+            accepted, _ = sock.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+                if hasattr(socket, "TCP_NOTSENT_LOWAT"):
+                    lowat = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT)
+                    assert lowat == NOTSENT_LOWAT
+    finally:
+        sock.close()

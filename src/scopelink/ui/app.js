@@ -124,7 +124,9 @@ const api = new ApiClient({ token: accessToken() });
 // The one status source (services/telemetry.js).
 const clientId = tabClientId();
 // Commands and status over the WebRTC data channel while it is open; REST and SSE otherwise.
-const link = new ChannelLink({ clientId, api });
+// `?datachannel=off`: never (REST and SSE only, e.g. to compare them: bench/bench_commands.py).
+const channelsOn = new URLSearchParams(location.search).get("datachannel") !== "off";
+const link = new ChannelLink({ clientId, api, enabled: channelsOn });
 const telemetry = new TelemetryService(new PreferredStatus(link, new SseStatus(api)));
 const telescopes = new TelescopeList(api);
 const transport = createTransport(api, link);

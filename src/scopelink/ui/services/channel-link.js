@@ -47,12 +47,17 @@ export class ChannelLink extends EventTarget {
   /** The telescope the data-channel-only connection is to, while it runs. */
   #ownTelescope = /** @type {string | null} */ (null);
 
-  /** @param {{clientId: string, name?: string | null, api?: ApiClient | null}} options */
-  constructor({ clientId, name = null, api = null }) {
+  /**
+   * @param {{clientId: string, name?: string | null, api?: ApiClient | null,
+   *          enabled?: boolean}} options `enabled: false` (`?datachannel=off`): no channel is
+   *   ever opened, so commands and status always go over REST and server-sent events
+   */
+  constructor({ clientId, name = null, api = null, enabled = true }) {
     super();
     this.clientId = clientId;
     this.name = name;
     this.api = api;
+    this.enabled = enabled;
   }
 
   /**
@@ -74,7 +79,8 @@ export class ChannelLink extends EventTarget {
     }
     own?.stop();
     this.#ownTelescope = null;
-    if (!telescopeId || !this.api || typeof globalThis.RTCPeerConnection !== "function") return;
+    if (!telescopeId || !this.api || !this.enabled) return;
+    if (typeof globalThis.RTCPeerConnection !== "function") return;
     let made = this.#own;
     if (!made) {
       made = new PeerConnector(this.api, { channels: this, yieldChannel: true });
@@ -103,6 +109,7 @@ export class ChannelLink extends EventTarget {
    * @param {RTCPeerConnection} pc
    */
   attach(telescopeId, pc) {
+    if (!this.enabled) return null;
     const client = this.client(telescopeId);
     client.attach(pc);
     return client;

@@ -57,7 +57,8 @@ export const CONNECTOR_TRANSITIONS = {
 /**
  * What opens the data channels on each new connection (services/channel-link.js).
  *
- * @typedef {{attach(telescopeId: string, pc: RTCPeerConnection): ChannelClient}} PeerChannels
+ * @typedef {{attach(telescopeId: string, pc: RTCPeerConnection): ChannelClient | null}}
+ *   PeerChannels
  */
 
 /**
