@@ -100,7 +100,9 @@ async def test_two_browsers_contend_for_control_and_hand_it_over(ui: UI, browser
         await expect(ui.by("control-holder")).to_contain_text("asks for control")
         await ui.by("control-grant").click()
         await expect(other.by("control-holder")).to_have_text("You control the telescope.")
+        await expect(other.by("control-note")).to_have_text("Control was handed to you.")
         await expect(ui.by("control-holder")).to_contain_text("you watch")
+        await expect(ui.by("control-note")).to_have_text("You handed control to another page.")
         telescope = ui.app.simulator.telescope
         start = telescope.focuser
         await other.by("focus-out-large").click()

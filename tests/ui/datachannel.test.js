@@ -286,3 +286,46 @@ test("a refused or unanswered offer rejects; the channel stays", async () => {
     client.close();
   }
 });
+
+test("the lease machine follows the server and says what happened that the page did not do", async () => {
+  const { LeaseTracker } = await import("../../src/scopelink/ui/services/lease.js");
+  const alice = { name: "Alice", transport: "datachannel" };
+  const me = { name: "Me", transport: "datachannel" };
+  const tracker = new LeaseTracker();
+  const moves = [];
+  tracker.addEventListener("statechange", (e) => moves.push([e.detail.to, e.detail.note]));
+  const held = (by, more = {}) => ({ ...LEASE, holder: by, ...more });
+
+  tracker.update(held(alice)); // the channel opens: Alice holds it
+  tracker.acted("request");
+  tracker.update(held(alice, { requested_by: me, requested_by_you: true }));
+  tracker.update(held(alice)); // refused (or no answer)
+  tracker.acted("request");
+  tracker.update(held(alice, { requested_by: me, requested_by_you: true }));
+  tracker.update(held(me, { yours: true })); // handed over
+  tracker.update(held(me, { yours: true, requested_by: alice }));
+  tracker.acted("grant");
+  tracker.update(held(alice));
+  tracker.update({ ...LEASE }); // Alice released
+  tracker.acted("take");
+  tracker.update(held(me, { yours: true }));
+  tracker.update({ ...LEASE }); // not released by us: it lapsed
+  tracker.update(null); // the channel closed
+  tracker.update(held(me, { yours: true, requested_by: alice })); // missed messages: via unknown
+
+  assert.deepEqual(moves, [
+    ["other", null],
+    ["asking", null],
+    ["other", "Alice kept control."],
+    ["asking", null],
+    ["yours", "Control was handed to you."],
+    ["asked", null],
+    ["other", "You handed control to Alice."],
+    ["free", null],
+    ["yours", null],
+    ["free", "Your control lapsed: this page was silent too long."],
+    ["unknown", null],
+    ["asked", null],
+  ]);
+  assert.equal(tracker.state, "asked");
+});

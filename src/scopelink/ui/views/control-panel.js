@@ -8,48 +8,40 @@
  * (a command takes a free one) but are not told of its changes.
  */
 
+import { LeaseTracker, describeHolder, leaseState } from "../services/lease.js";
+
 /** @typedef {import('../services/channel-link.js').ChannelLink} ChannelLink */
 /** @typedef {import('../services/datachannel.js').ChannelClient} ChannelClient */
 /** @typedef {import('../types/protocol').Lease} Lease */
-/** @typedef {import('../types/protocol').Holder} Holder */
 
-/** @param {Holder | null} who */
-function describe(who) {
-  if (!who) return "nobody";
-  return who.name || (who.transport === "rest" ? "a script or page over REST" : "another page");
-}
+/** The buttons each lease state offers. */
+const ACTIONS = {
+  unknown: [],
+  free: ["take"],
+  yours: ["release"],
+  asked: ["grant", "deny"],
+  asking: [],
+  other: ["ask"],
+};
 
 /**
  * The words and the actions for a lease as this page sees it.
  *
  * @param {Lease | null} lease
- * @returns {{text: string, state: string, actions: string[]}}
+ * @returns {{text: string, state: import('../services/lease.js').LeaseState, actions: string[]}}
  */
 export function describeLease(lease) {
-  if (!lease) return { text: "Control: unknown (no data channel)", state: "unknown", actions: [] };
-  if (lease.yours && lease.requested_by) {
-    return {
-      text: `You control the telescope. ${describe(lease.requested_by)} asks for control.`,
-      state: "asked",
-      actions: ["grant", "deny"],
-    };
-  }
-  if (lease.yours) return { text: "You control the telescope.", state: "yours", actions: ["release"] };
-  if (!lease.holder) {
-    return { text: "Nobody controls the telescope.", state: "free", actions: ["take"] };
-  }
-  if (lease.requested_by_you) {
-    return {
-      text: `${describe(lease.holder)} controls the telescope; you asked for control.`,
-      state: "asking",
-      actions: [],
-    };
-  }
-  return {
-    text: `${describe(lease.holder)} controls the telescope; you watch.`,
-    state: "other",
-    actions: ["ask"],
-  };
+  const state = leaseState(lease);
+  const holder = describeHolder(lease?.holder);
+  const text = {
+    unknown: "Control: unknown (no data channel)",
+    free: "Nobody controls the telescope.",
+    yours: "You control the telescope.",
+    asked: `You control the telescope. ${describeHolder(lease?.requested_by)} asks for control.`,
+    asking: `${holder} controls the telescope; you asked for control.`,
+    other: `${holder} controls the telescope; you watch.`,
+  }[state];
+  return { text, state, actions: ACTIONS[state] };
 }
 
 /**
@@ -58,6 +50,8 @@ export function describeLease(lease) {
  */
 export function mountControlPanel(root, { link, telescopeId }) {
   const holder = /** @type {HTMLElement} */ (root.querySelector("[data-testid=control-holder]"));
+  const note = /** @type {HTMLElement} */ (root.querySelector("[data-testid=control-note]"));
+  const tracker = new LeaseTracker();
   /** @type {Record<string, HTMLButtonElement>} */
   const buttons = {};
   for (const action of ["take", "ask", "release", "grant", "deny"]) {
@@ -70,16 +64,23 @@ export function mountControlPanel(root, { link, telescopeId }) {
 
   function render() {
     const open = client?.state === "open";
-    const { text, state, actions } = describeLease(open && client ? client.lease : null);
+    const lease = open && client ? client.lease : null;
+    tracker.update(lease);
+    const { text, state, actions } = describeLease(lease);
     holder.textContent = text;
     root.dataset.state = state;
+    note.textContent = tracker.note ?? "";
+    note.hidden = !tracker.note;
     for (const [action, button] of Object.entries(buttons)) button.hidden = !actions.includes(action);
   }
 
   /** @type {Record<string, "take" | "request" | "release" | "grant" | "deny">} */
   const sent = { take: "take", ask: "request", release: "release", grant: "grant", deny: "deny" };
   for (const [action, button] of Object.entries(buttons)) {
-    button.addEventListener("click", () => client?.leaseAction(sent[action]));
+    button.addEventListener("click", () => {
+      tracker.acted(sent[action]);
+      client?.leaseAction(sent[action]);
+    });
   }
 
   function follow() {
