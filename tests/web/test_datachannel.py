@@ -13,12 +13,19 @@ import httpx
 import pytest
 from aiortc import RTCSessionDescription
 
+from scopelink.schema.commands import COMMAND_ADAPTER
 from scopelink.services.control import DEADMAN_S
 from scopelink.settings import AppSettings
 from tests.web.conftest import RunningApp, serve, wait_connected
 from tests.web.dc_client import DcClient
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The `type` of every command in the schema's union.
+COMMAND_TYPES = [
+    option["properties"]["type"]["const"]
+    for option in COMMAND_ADAPTER.json_schema()["$defs"].values()
+    if "type" in option.get("properties", {}) and "const" in option["properties"]["type"]
+]
 
 
 @pytest.fixture
@@ -342,3 +349,58 @@ async def test_an_offer_over_the_data_channel_makes_a_new_connection(
         assert result["ok"]
     finally:
         await second.close()
+
+
+#: Every command of the REST API, with the parameters REST takes, in an order the simulated
+#: telescope can follow (a goto unparks it; the Moon's view carries zoom and recording).
+EVERY_COMMAND: list[tuple[str, dict[str, object]]] = [
+    ("sync_time", {"time_zone": "Europe/Amsterdam"}),
+    ("sync_location", {"lat_deg": 52.1, "lon_deg": 5.1}),
+    ("set_gain", {"gain": 90}),
+    ("set_exposure", {"continuous_ms": 500, "stack_ms": 10_000}),
+    ("set_lp_filter", {"on": True}),
+    ("set_dew_heater", {"on": True, "power_percent": 40}),
+    ("goto", {"ra_hours": 5.5, "dec_deg": 10.0}),
+    ("stop", {}),
+    ("tracking", {"on": True}),
+    ("move", {"direction": "up", "speed": 100, "duration_s": 0.3}),
+    ("focus", {"delta": 5}),
+    ("focus", {"position": 1500}),
+    ("autofocus", {}),
+    ("stop_autofocus", {}),
+    ("start_view", {"mode": "star"}),
+    ("start_stack", {}),
+    ("stop_stack", {}),
+    ("stop_view", {}),
+    ("start_view", {"mode": "moon"}),
+    ("set_zoom", {"zoom": 2}),
+    ("start_recording", {}),
+    ("stop_recording", {}),
+    ("stop_view", {}),
+    ("park", {}),
+]
+
+
+async def test_every_command_makes_its_round_trip_over_the_data_channel(
+    running: RunningApp, client: DcClient
+) -> None:
+    names = {name for name, _ in EVERY_COMMAND}
+    assert names == set(COMMAND_TYPES), names ^ set(COMMAND_TYPES)
+    await client.connect()
+    for name, params in EVERY_COMMAND:
+        ack, result = await client.run(name, params)
+        assert ack["accepted"], (name, ack)
+        assert result["ok"], (name, result)
+        operation = result["ack"].get("operation")
+        if operation is not None and name in ("goto", "focus", "park"):
+            await client.next(
+                "progress",
+                lambda m, op=operation: (
+                    m["operation"]["id"] == op["id"]
+                    and m["operation"]["state"] in ("complete", "cancel", "fail")
+                ),
+                timeout=30,
+            )
+    telescope = running.simulator.telescope
+    assert telescope.gain == 90 and telescope.wheel == 2
+    assert telescope.settings["heater_enable"] is True

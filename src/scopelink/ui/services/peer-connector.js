@@ -57,8 +57,10 @@ export const CONNECTOR_TRANSITIONS = {
 /**
  * What opens the data channels on each new connection (services/channel-link.js).
  *
- * @typedef {{attach(telescopeId: string, pc: RTCPeerConnection): ChannelClient | null}}
- *   PeerChannels
+ * @typedef {object} PeerChannels
+ * @property {(telescopeId: string, pc: RTCPeerConnection) => ChannelClient | null} attach
+ * @property {(telescopeId: string) => ChannelClient | null} open the telescope's channel client
+ *   if its channel is open now
  */
 
 /**
@@ -237,6 +239,13 @@ export class PeerConnector extends EventTarget {
   /** A new connection and offer over the open socket (replacing any session on it). */
   #socketSession() {
     if (!this.#telescopeId) return;
+    const open = this.yieldChannel ? this.channels?.open(this.#telescopeId) : null;
+    if (open) {
+      // Another connection carries the channel already: do not take it from it.
+      this.#watch(open);
+      this.#standBy();
+      return;
+    }
     this.#closePeers();
     this.#via = "socket";
     const pc = this.#makePeer(this.#iceServers);
@@ -426,14 +435,19 @@ export class PeerConnector extends EventTarget {
     if (ours || !this.#telescopeId) return;
     // The channel moved to a connection that is not ours.
     if (this.yieldChannel && this.state !== "retrying" && this.state !== "standby") {
-      this.#clearTimers();
-      this.#via = "none"; // the socket closed below is no failure
-      this.#signaling.close();
-      this.#closePeers();
-      this.#setState("standby");
+      this.#standBy();
     } else if (this.#via === "channel") {
       this.#via = "none"; // a renewal goes over a new socket now
     }
+  }
+
+  /** Let the channel ride another connection: no socket, no connection, until it closes. */
+  #standBy() {
+    this.#clearTimers();
+    this.#via = "none"; // the socket closed below is no failure
+    this.#signaling.close();
+    this.#closePeers();
+    this.#setState("standby");
   }
 
   /** @param {RTCIceConnectionState} state */
