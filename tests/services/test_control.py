@@ -120,6 +120,24 @@ async def test_a_request_is_put_to_the_holder_who_grants_denies_or_loses_it() ->
     assert "bob-tab" in changes, "the holder was told who asked"
 
 
+async def test_a_request_lasts_while_its_client_has_a_connection_open() -> None:
+    """A client moving to a new connection (renegotiation) keeps asking; when its last
+    connection closes the request is off."""
+    lease = ControlLease("t", handover_timeout_s=5.0)
+    lease.take(ALICE)
+    old = lease.connected(BOB.client)
+    asking = asyncio.create_task(lease.request(BOB))
+    await asyncio.sleep(0.05)
+    new = lease.connected(BOB.client)  # the new connection says hello
+    old()  # then the old one closes
+    old()  # (twice: no harm)
+    await asyncio.sleep(0.05)
+    assert lease.requested_by == BOB, "still asking"
+    new()  # the last one goes
+    assert await asyncio.wait_for(asking, 1) is False
+    assert lease.requested_by is None and lease.holder == ALICE
+
+
 async def test_the_mount_stops_when_the_client_moving_it_goes_silent(
     service: CommandService,
 ) -> None:

@@ -307,3 +307,29 @@ async def test_detach_lets_the_socket_go_and_the_data_channel_renegotiates(
     finally:
         await client.close()
         await second.close()
+
+
+async def test_candidates_being_looked_up_do_not_hold_up_the_socket(running: RunningApp) -> None:
+    """Chromium's host candidates are mDNS names, which take aioice up to a second each to look
+    up; the socket's next messages (a detach, a bye) must not wait behind them."""
+    player = Player()
+    try:
+        async with socket(running) as ws:
+            await receive(ws, "hello")
+            # As a browser offers: its candidates still to come (aiortc's offer ends them).
+            offer = (await player.offer()).replace("a=end-of-candidates\r\n", "")
+            await send(ws, {"type": "offer", "sdp": offer})
+            await receive(ws, "answer")
+            for n in range(3):
+                name = f"{n}a4b2c1d-5e6f-4a1b-9c8d-0e1f2a3b4c5{n}.local"
+                line = f"candidate:{n} 1 udp 2122260223 {name} {50000 + n} typ host"
+                await send(ws, {"type": "candidate", "candidate": line, "sdpMid": "0"})
+            started = time.monotonic()
+            await send(ws, {"type": "restart"})
+            problem = await error(ws)
+            took = time.monotonic() - started
+            assert problem["status"] == 422
+            # Three lookups in a row would take about three seconds.
+            assert took < 1.5, f"the socket waited {took:.1f} s behind the candidates"
+    finally:
+        await player.pc.close()

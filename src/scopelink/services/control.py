@@ -73,6 +73,8 @@ class ControlLease:
         self._holder: Controller | None = None
         self._seen = 0.0
         self._request: tuple[Controller, asyncio.Future[bool]] | None = None
+        #: Open connections per client (`connected`).
+        self._connections: dict[str, int] = {}
         self._listeners: list[Listener] = []
 
     # -- state ------------------------------------------------------------------------------------
@@ -172,6 +174,27 @@ class ControlLease:
         else:
             self._notify()
         return True
+
+    def connected(self, client: str) -> Callable[[], None]:
+        """`client` opened a connection (a data channel); call the result when it closes. Its
+        pending request is withdrawn when its last connection closes, not before: a client
+        moving to a new connection (renegotiation) keeps asking."""
+        self._connections[client] = self._connections.get(client, 0) + 1
+        closed = False
+
+        def disconnected() -> None:
+            nonlocal closed
+            if closed:
+                return
+            closed = True
+            left = self._connections.get(client, 1) - 1
+            if left > 0:
+                self._connections[client] = left
+                return
+            self._connections.pop(client, None)
+            self.withdraw(client)
+
+        return disconnected
 
     def withdraw(self, client: str) -> None:
         """`client`'s connection closed: its pending request, if any, is off. (A lease it holds

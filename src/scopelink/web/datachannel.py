@@ -136,6 +136,8 @@ class ChannelEndpoint:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._follower: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        #: Tells the lease this connection is gone (its pending request ends with the last one).
+        self._disconnected: Callable[[], None] | None = None
         self._resync = asyncio.Event()
         #: The seq of the last telemetry message sent (a delta's `prev`).
         self._telemetry_seq: int | None = None
@@ -296,6 +298,7 @@ class ChannelEndpoint:
             )
         )
         self._unsubscribe = self.lease.subscribe(lambda _: self._send(self._lease_message()))
+        self._disconnected = self.lease.connected(self.controller.client)
         self._follower = self._spawn(self._follow(hello.telemetry_seq), "telemetry")
 
     def _lease_message(self) -> Lease:
@@ -497,8 +500,8 @@ class ChannelEndpoint:
         if self._closed:
             return
         self._closed = True
-        if self.controller is not None:
-            self.lease.withdraw(self.controller.client)
+        if self._disconnected is not None:
+            self._disconnected()
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._follower is not None:

@@ -70,6 +70,8 @@ MAX_MESSAGE_BYTES = 64 * 1024
 #: trickles its candidates in a quick burst).
 RATE_PER_S = 20.0
 BURST = 40
+#: Candidates waiting to be added, at most (a browser sends a handful per session).
+MAX_QUEUED_CANDIDATES = 32
 #: How often `stats` messages are sent while the peer is connected.
 STATS_INTERVAL_S = 2.0
 #: How often a session's state is looked at for `session` events.
@@ -107,6 +109,13 @@ class SignalingChannel:
         self._send_lock = asyncio.Lock()
         self._open = True
         self._bucket = TokenBucket(RATE_PER_S, BURST)
+        #: Trickled candidates wait here for `_trickle`, in order, each with the session it
+        #: was sent for: adding one can take a second (an mDNS name is looked up), and the
+        #: socket's other messages must not wait for that.
+        self._candidates: asyncio.Queue[tuple[PeerSession | None, str]] = asyncio.Queue(
+            MAX_QUEUED_CANDIDATES
+        )
+        self._trickler: asyncio.Task[None] | None = None
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -160,6 +169,8 @@ class SignalingChannel:
             pass
         finally:
             self._open = False
+            if self._trickler is not None:
+                self._trickler.cancel()
             await self.end_session("socket closed")
 
     def parse(self, message: dict[str, Any]) -> ClientMessage:
@@ -192,7 +203,16 @@ class SignalingChannel:
                 await self.on_offer(message)
             case SignalingCandidate():
                 fragment = candidate_fragment(message.candidate, message.usernameFragment)
-                await add_candidates(self.session, fragment)
+                if self.session is None:
+                    await add_candidates(None, fragment)  # refused at once: no session
+                try:
+                    self._candidates.put_nowait((self.session, fragment))
+                except asyncio.QueueFull:
+                    raise BadMessage(
+                        429, "Too many candidates", "candidates are arriving faster than added"
+                    ) from None
+                if self._trickler is None:
+                    self._trickler = asyncio.create_task(self._trickle(), name="signaling-trickle")
             case SignalingRestart():
                 raise BadMessage(
                     422,
@@ -203,6 +223,17 @@ class SignalingChannel:
                 await self.end_session("bye")
             case SignalingDetach():
                 await self.detach()
+
+    async def _trickle(self) -> None:
+        """Add the queued candidates in order; a refusal is reported only while the session it
+        was for is still this socket's (a late error must not look like the new session's)."""
+        while True:
+            session, fragment = await self._candidates.get()
+            try:
+                await add_candidates(session, fragment)
+            except NegotiationError as exc:
+                if session is self.session:
+                    await self.error(negotiation_problem(exc))
 
     # -- messages ---------------------------------------------------------------------------------
 
