@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from scopelink.auth import VIEWERS_WATCH, may_command
 from scopelink.catalog import Catalogue, Kind, UnknownTargetError
 from scopelink.ratelimit import KeyedLimiter
 from scopelink.schema.commands import (
@@ -266,12 +267,9 @@ class CommandService:
         retry is never refused for the rate, and never runs twice); the key is forgotten when
         its command did not run, so a retry may try again.
         """
-        if role is not Role.OPERATOR:
+        if not may_command(role):
             raise CommandFailure(
-                "Forbidden",
-                "viewers may watch but not command the telescope; sign in with an operator token",
-                kind=ProblemKind.FORBIDDEN,
-                outcome="not_run",
+                "Forbidden", VIEWERS_WATCH, kind=ProblemKind.FORBIDDEN, outcome="not_run"
             )
         try:
             session = self.registry.get(telescope_id)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
 from pydantic import BaseModel, ValidationError
 
+from scopelink.auth import VIEWERS_DO_NOT_CONTROL, Caller
 from scopelink.catalog import Catalogue
 from scopelink.schema import commands as c
 from scopelink.schema.operations import Operation
@@ -32,7 +33,6 @@ from scopelink.settings import (
     TelescopeTarget,
 )
 from scopelink.web.deps import Registry, Session
-from scopelink.web.security import Caller
 
 router = APIRouter(prefix="/api")
 
@@ -72,7 +72,7 @@ IdempotencyKey = Annotated[
 
 
 def require_operator(caller: CallerDep) -> Caller:
-    if caller.role is not c.Role.OPERATOR:
+    if not caller.may_command:
         raise HTTPException(403, "this needs an operator token")
     return caller
 
@@ -226,10 +226,10 @@ async def change_control(
     request: Request, session: Session, caller: CallerDep, body: ControlAction
 ) -> ControlState:
     """Take, ask for, release, grant or deny control (see `ControlAction`)."""
-    if caller.role is not c.Role.OPERATOR:
+    if not caller.may_command:
         raise CommandFailure(
             "Forbidden",
-            "viewers may watch but not control the telescope",
+            VIEWERS_DO_NOT_CONTROL,
             kind=ProblemKind.FORBIDDEN,
             outcome="not_run",
         )

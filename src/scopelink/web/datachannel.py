@@ -27,6 +27,7 @@ from aiortc import RTCDataChannel
 from pydantic import BaseModel, ValidationError
 from starlette.requests import HTTPConnection
 
+from scopelink.auth import VIEWERS_DO_NOT_CONTROL, Caller
 from scopelink.ratelimit import TokenBucket
 from scopelink.schema.channel import (
     CLIENT_MESSAGE,
@@ -52,7 +53,7 @@ from scopelink.schema.channel import (
     Telemetry,
     Welcome,
 )
-from scopelink.schema.commands import COMMAND_ADAPTER, Role
+from scopelink.schema.commands import COMMAND_ADAPTER
 from scopelink.schema.operations import Operation
 from scopelink.schema.state import Problem, ProblemKind
 from scopelink.services.command_service import CommandFailure, CommandService, take_control
@@ -73,7 +74,6 @@ from scopelink.web.problems import (
     negotiation_problem,
 )
 from scopelink.web.rtc import SERVER_TURN_USER, ice_servers_for, peers
-from scopelink.web.security import Caller
 from scopelink.webrtc.encoder import FULL, REDUCED, Tier
 from scopelink.webrtc.ice import to_aiortc
 from scopelink.webrtc.negotiation import NegotiationError, start_session
@@ -361,13 +361,13 @@ class ChannelEndpoint:
 
     def _on_lease(self, request: LeaseRequest) -> None:
         assert self.controller is not None
-        if self.caller.role is not Role.OPERATOR:
+        if not self.caller.may_command:
             raise _BadMessage(
                 _problem(
                     ProblemKind.FORBIDDEN.value,
                     "Forbidden",
                     403,
-                    "viewers may watch but not control the telescope",
+                    VIEWERS_DO_NOT_CONTROL,
                 ),
                 "lease",
             )

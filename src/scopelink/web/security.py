@@ -6,32 +6,26 @@ A telescope that moves is a physical risk, so by default:
 - state changes (POST/PUT/PATCH/DELETE) and WebSocket upgrades from a browser must come from the
   app's own origin or a configured one (defeats cross-site requests from any page you open);
 - with tokens configured, every API request needs one, and only operator tokens may command.
+
+Who a token names and what a role may do are `scopelink.auth`'s, shared by every entry point;
+this module is their HTTP and WebSocket side.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import socket
-from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from scopelink.schema.commands import Role
+from scopelink.auth import Caller, Role, TokenBook
 from scopelink.settings import AppSettings
+
+__all__ = ["Caller", "SecurityMiddleware", "SecurityPolicy", "token_from"]
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TOKEN_COOKIE = "scopelink_token"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who sent a request: their role and a stable, non-secret id for rate limiting."""
-
-    role: Role
-    client: str
 
 
 def _host_name(host_header: str) -> str:
@@ -53,11 +47,11 @@ class SecurityPolicy:
             names |= {hostname, f"{hostname}.local"}
         self.allowed_hosts = frozenset(names)
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in settings.allowed_origins)
-        self.tokens = dict(settings.tokens)
+        self.tokens = TokenBook(settings.tokens)
 
     @property
     def tokens_required(self) -> bool:
-        return bool(self.tokens)
+        return self.tokens.required
 
     def host_ok(self, host_header: str | None) -> bool:
         return host_header is not None and _host_name(host_header) in self.allowed_hosts
@@ -77,15 +71,7 @@ class SecurityPolicy:
 
     def caller(self, token: str | None, peer: str) -> Caller | None:
         """The caller for a token; None when a token is required and this one is unknown."""
-        if not self.tokens:
-            return Caller(Role.OPERATOR, peer)
-        if token is None:
-            return None
-        for known, role in self.tokens.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
-                digest = hashlib.sha256(known.encode()).hexdigest()[:12]
-                return Caller(Role(role), f"token-{digest}")
-        return None
+        return self.tokens.caller(token, peer)
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -25,6 +25,7 @@ from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from scopelink.auth import Caller
 from scopelink.ratelimit import TokenBucket
 from scopelink.schema.signaling import (
     CLIENT_MESSAGE,
@@ -49,7 +50,6 @@ from scopelink.services.telescope import TelescopeSession
 from scopelink.web.datachannel import TIERS, channel_handler
 from scopelink.web.problems import message_detail, negotiation_problem
 from scopelink.web.rtc import SERVER_TURN_USER, ice_servers_for, peers
-from scopelink.web.security import Caller
 from scopelink.webrtc.encoder import FULL
 from scopelink.webrtc.ice import to_aiortc
 from scopelink.webrtc.negotiation import (

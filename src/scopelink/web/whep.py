@@ -19,13 +19,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from scopelink.schema.commands import Role
+from scopelink.auth import Caller
 from scopelink.schema.state import Problem
 from scopelink.web.datachannel import channel_handler
 from scopelink.web.deps import Session
 from scopelink.web.problems import negotiation_problem, problem_response
 from scopelink.web.rtc import SERVER_TURN_USER, ice_servers_for, peers
-from scopelink.web.security import Caller
 from scopelink.webrtc.ice import to_aiortc
 from scopelink.webrtc.negotiation import (
     NegotiationError,
@@ -99,7 +98,7 @@ def _session_for(request: Request, telescope_id: str, session_id: str) -> PeerSe
     if session.telescope_id != telescope_id:
         return _problem(404, "Unknown session", f"no peer session {session_id!r} here")
     caller = _caller(request)
-    if caller.role is not Role.OPERATOR and caller.client != session.client:
+    if not caller.may_change(session.client):
         return _problem(403, "Not your session", "only its creator or an operator may change it")
     return session
 
@@ -212,7 +211,7 @@ async def webrtc_peers(request: Request, session: Session) -> JSONResponse:
     out = []
     for stats in peers(request).stats(session.id):
         item = asdict(stats)
-        if caller.role is not Role.OPERATOR and caller.client != stats.client:
+        if not caller.may_change(stats.client):
             item["id"] = None
         item.pop("client")
         out.append(item)

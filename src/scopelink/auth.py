@@ -1,0 +1,75 @@
+"""Who a caller is and what they may do, for every entry point (`serve` today; the telescope-side
+`proxy` and the `broker` next): identities, roles and the checks on them, with no web framework.
+
+- `Caller`: a role and a stable, non-secret client id (rate limits, idempotency keys and the
+  control lease are per client; the id never reveals a token).
+- `TokenBook`: the access tokens configured for a server, each with its role; a presented token
+  is compared in constant time and named by a digest prefix, never by itself.
+- The rules on roles: viewers watch, operators also command and control; a peer session may be
+  changed by its creator or an operator.
+
+Transports apply these (`web/security.py` for HTTP and WebSocket) and map a refusal to their own
+terms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from scopelink.schema.commands import Role
+
+__all__ = ["Caller", "Role", "TokenBook", "may_command"]
+
+#: Why a viewer's command is refused (the same words on every transport).
+VIEWERS_WATCH = "viewers may watch but not command the telescope; sign in with an operator token"
+#: Why a viewer's lease action is refused.
+VIEWERS_DO_NOT_CONTROL = "viewers may watch but not control the telescope"
+
+
+def may_command(role: Role) -> bool:
+    """Whether `role` may send commands and take part in the control lease."""
+    return role is Role.OPERATOR
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request: their role and a stable, non-secret id."""
+
+    role: Role
+    client: str
+
+    @property
+    def may_command(self) -> bool:
+        return may_command(self.role)
+
+    def may_change(self, owner_client: str) -> bool:
+        """Whether this caller may change something another client made (a peer session):
+        its own, or anything for an operator."""
+        return self.may_command or self.client == owner_client
+
+
+class TokenBook:
+    """The access tokens of a server and their roles (none: every caller is an operator, named
+    by its address)."""
+
+    def __init__(self, tokens: Mapping[str, str]) -> None:
+        self._tokens = {token: Role(role) for token, role in tokens.items()}
+
+    @property
+    def required(self) -> bool:
+        return bool(self._tokens)
+
+    def caller(self, token: str | None, peer: str) -> Caller | None:
+        """The caller presenting `token` from address `peer`; None when tokens are required and
+        this one is missing or unknown."""
+        if not self._tokens:
+            return Caller(Role.OPERATOR, peer)
+        if token is None:
+            return None
+        for known, role in self._tokens.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                return Caller(role, f"token-{hashlib.sha256(known.encode()).hexdigest()[:12]}")
+        return None
