@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from scopelink.catalog import Catalogue
+from scopelink.embedded import start_simulator
 from scopelink.schema.commands import Focus, Goto, Park, Role, SetGain, Stop
 from scopelink.schema.operations import Operation
 from scopelink.schema.state import CommandAck, ProblemKind
@@ -68,16 +69,18 @@ async def connected(session: TelescopeSession) -> None:
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    registry = TelescopeRegistry(AppSettings(simulator_fps=2.0))
+    settings = AppSettings(simulator_fps=2.0)
+    registry = TelescopeRegistry(settings)
     await registry.start()
+    simulator = await start_simulator(registry, settings)
     try:
         session = registry.get("simulator")
         await connected(session)
-        assert registry.simulator is not None
-        registry.simulator.telescope.mount.slew_rate_deg_s = 120.0
-        yield Rig(registry, CommandService(registry, Catalogue()), session, registry.simulator)
+        simulator.telescope.mount.slew_rate_deg_s = 120.0
+        yield Rig(registry, CommandService(registry, Catalogue()), session, simulator)
     finally:
         await registry.stop()
+        await simulator.stop()
 
 
 async def test_a_focus_moves_the_focuser_and_ends_complete(rig: Rig) -> None:

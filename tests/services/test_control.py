@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from scopelink.catalog import Catalogue
+from scopelink.embedded import start_simulator
 from scopelink.schema.commands import Move, Park, Role, SetGain, Stop
 from scopelink.schema.state import ProblemKind
 from scopelink.services.command_service import CommandFailure, CommandService
@@ -28,9 +29,12 @@ SCRIPT = Controller("script")
 
 @pytest.fixture
 async def service() -> AsyncIterator[CommandService]:
-    registry = TelescopeRegistry(AppSettings(simulator_fps=2.0))
+    settings = AppSettings(simulator_fps=2.0)
+    registry = TelescopeRegistry(settings)
     await registry.start()
+    simulator = await start_simulator(registry, settings)
     service = CommandService(registry, Catalogue(), rate=100.0)
+    service.simulator = simulator  # type: ignore[attr-defined]
     try:
         session = registry.get("simulator")
         for _ in range(200):
@@ -41,12 +45,11 @@ async def service() -> AsyncIterator[CommandService]:
     finally:
         await service.close()
         await registry.stop()
+        await simulator.stop()
 
 
 def telescope(service: CommandService) -> SimulatedTelescope:
-    simulator = service.registry.simulator
-    assert simulator is not None
-    return simulator.telescope
+    return service.simulator.telescope  # type: ignore[attr-defined,no-any-return]
 
 
 async def send(service: CommandService, command: object, who: Controller) -> object:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from scopelink.embedded import start_simulator
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telemetry import TelemetryChannel, TelemetryHub, TelemetryMessage
 from scopelink.settings import AppSettings
@@ -19,14 +20,17 @@ from scopelink.settings import AppSettings
 
 @pytest.fixture
 async def hub() -> AsyncIterator[tuple[TelescopeRegistry, TelemetryHub]]:
-    registry = TelescopeRegistry(AppSettings(simulator_fps=2.0))
+    settings = AppSettings(simulator_fps=2.0)
+    registry = TelescopeRegistry(settings)
     telemetry = TelemetryHub(registry)
     await registry.start()
+    simulator = await start_simulator(registry, settings)
     try:
         yield registry, telemetry
     finally:
         await telemetry.stop()
         await registry.stop()
+        await simulator.stop()
 
 
 async def take_until(

@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from scopelink import framestamp
+from scopelink.embedded import start_simulator
 from scopelink.seestar.commands import SeestarCommands
 from scopelink.seestar.events import ScopeGoto, Stack
 from scopelink.services.frame_pipeline import FramePipeline, LiveMode
@@ -116,15 +117,11 @@ class App:
     registry: TelescopeRegistry
     session: TelescopeSession
     base_url: str
+    simulator: Simulator
 
     @property
     def pipeline(self) -> FramePipeline:
         return self.session.pipeline
-
-    @property
-    def simulator(self) -> Simulator:
-        assert self.registry.simulator is not None
-        return self.registry.simulator
 
 
 @pytest.fixture
@@ -132,8 +129,8 @@ async def app() -> AsyncIterator[App]:
     settings = AppSettings(simulator_fps=FPS)
     registry = TelescopeRegistry(settings)
     await registry.start()
-    assert registry.simulator is not None
-    registry.simulator.telescope.mount.slew_rate_deg_s = 120.0
+    simulator = await start_simulator(registry, settings)
+    simulator.telescope.mount.slew_rate_deg_s = 120.0
     session = registry.get("simulator")
     session.pipeline.linger_s = 0.5
     api = FastAPI()
@@ -149,12 +146,13 @@ async def app() -> AsyncIterator[App]:
         await asyncio.sleep(0.01)
     try:
         await session.imaging.wait_connected(5)
-        yield App(registry, session, f"http://127.0.0.1:{port}")
+        yield App(registry, session, f"http://127.0.0.1:{port}", simulator)
     finally:
         await registry.stop()  # closes the pipelines, which ends every stream
         server.should_exit = True
         await asyncio.wait_for(serving, 5)
         sock.close()
+        await simulator.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The telescopes the app knows: configured, discovered, added at run time, or the simulator."""
+"""The telescopes the app knows: configured, discovered, or added at run time (the built-in
+simulator is added by the entry point that runs it: `scopelink.embedded`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from collections.abc import Callable
 from scopelink.seestar.discovery import scan
 from scopelink.services.telescope import TelescopeSession, telescope_id_for
 from scopelink.settings import AppSettings, TelescopeTarget
-from scopelink.simulator.simulator import Simulator, SimulatorConfig
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +24,13 @@ class UnknownTelescopeError(LookupError):
 
 
 class TelescopeRegistry:
-    """Owns every TelescopeSession and, when no telescope is configured, the built-in simulator."""
+    """Owns every TelescopeSession."""
 
     def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
         self._sessions: dict[str, TelescopeSession] = {}
         self._added: list[Listener] = []
         self._removed: list[Listener] = []
-        self.simulator: Simulator | None = None
 
     def on_added(self, listener: Listener) -> None:
         self._added.append(listener)
@@ -62,28 +61,6 @@ class TelescopeRegistry:
                         host=found.ip, name=f"{found.model} {found.serial}", model=found.model
                     )
                 )
-        if not self._sessions and self.settings.simulator:
-            await self.start_simulator()
-
-    async def start_simulator(self) -> TelescopeSession:
-        """Run the built-in simulator in this process and connect to it."""
-        config = SimulatorConfig.ephemeral(
-            fps=self.settings.simulator_fps, model=self.settings.simulator_model
-        )
-        self.simulator = sim = Simulator(config)
-        await sim.start()
-        target = TelescopeTarget(
-            host=sim.host,
-            control_port=sim.control.port,
-            imaging_port=sim.imaging.port,
-            rtsp_port=sim.rtsp.port,
-            name="Simulator",
-            key_pem=sim.key_pem,
-        )
-        if sim.wide_imaging is not None and sim.wide_rtsp is not None:
-            target.wide_imaging_port = sim.wide_imaging.port
-            target.wide_rtsp_port = sim.wide_rtsp.port
-        return await self.add(target, telescope_id="simulator", simulated=True)
 
     async def add(
         self,
@@ -115,6 +92,3 @@ class TelescopeRegistry:
     async def stop(self) -> None:
         for tid in list(self._sessions):
             await self.remove(tid)
-        if self.simulator is not None:
-            await self.simulator.stop()
-            self.simulator = None

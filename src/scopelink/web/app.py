@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from scopelink import __version__
 from scopelink.catalog import Catalogue
+from scopelink.embedded import start_simulator
 from scopelink.services.command_service import CommandService
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telemetry import TelemetryHub
@@ -65,6 +66,11 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             lambda s: s.pipeline.add_source_listener(lambda: peers.source_changed(s.id, s.pipeline))
         )
         await registry.start()
+        # No telescope given: the built-in simulator, in this process (scopelink.embedded).
+        simulator = None
+        if not len(registry) and settings.simulator:
+            simulator = await start_simulator(registry, settings)
+        app.state.simulator = simulator
         try:
             yield
         finally:
@@ -72,6 +78,8 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             await app.state.commands.close()
             await app.state.telemetry.stop()
             await registry.stop()
+            if simulator is not None:
+                await simulator.stop()
 
     app = FastAPI(
         title="scopelink",

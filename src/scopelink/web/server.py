@@ -68,7 +68,7 @@ class RunningApp:
 
     @property
     def simulator(self) -> Simulator:
-        simulator = self.app.state.registry.simulator
+        simulator = self.app.state.simulator
         assert simulator is not None, "the app runs no built-in simulator"
         return simulator
 

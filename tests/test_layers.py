@@ -1,0 +1,20 @@
+"""What each layer may carry: the services, the WebRTC peer and identity run in a telescope-side
+proxy, which must not carry the simulator (the entry points start it: `scopelink.embedded`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_the_services_the_peer_and_identity_do_not_load_the_simulator() -> None:
+    code = (
+        "import sys\n"
+        "import scopelink.auth, scopelink.services.registry, scopelink.services.command_service\n"
+        "import scopelink.services.telemetry, scopelink.webrtc.negotiation\n"
+        "print(sorted(m for m in sys.modules if m.startswith('scopelink.simulator')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout
