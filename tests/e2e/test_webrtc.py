@@ -197,8 +197,8 @@ async def test_when_the_server_drops_the_peer_the_page_recovers_by_itself(ui: UI
     manager = ui.app.app.state.peers
     [session] = manager.sessions()
     await manager.close(session.id)
-    # The page notices (the server's `session` event, or ICE), asks for an ICE restart (refused
-    # with 422), and offers a new session: WebRTC again, with advancing frames.
+    # The page notices (its data channel closes, or ICE fails), backs off and offers a new
+    # session over a new signaling socket: WebRTC again, with advancing frames.
     await until(lambda: any(s.id != session.id for s in manager.sessions()), timeout=10)
     await playing(ui, "WebRTC")
     shown = await ui.page.evaluate(SHOWN_FRAME)
