@@ -20,7 +20,7 @@ from scopelink.schema.state import CommandAck, ProblemKind
 from scopelink.services.command_service import CommandFailure, CommandService
 from scopelink.services.control import Controller
 from scopelink.services.registry import TelescopeRegistry
-from scopelink.services.telescope import TelescopeSession
+from scopelink.services.telescope import Telescope
 from scopelink.settings import AppSettings
 from scopelink.simulator.simulator import Simulator
 
@@ -31,7 +31,7 @@ OPERATOR, VIEWER = Role.OPERATOR, Role.VIEWER
 class Rig:
     registry: TelescopeRegistry
     service: CommandService
-    session: TelescopeSession
+    session: Telescope
     simulator: Simulator
 
     async def run(self, command: object, *, key: str | None = None, **kw: object) -> CommandAck:
@@ -59,7 +59,7 @@ class Rig:
         raise AssertionError(f"{op.kind} never finished")
 
 
-async def connected(session: TelescopeSession) -> None:
+async def connected(session: Telescope) -> None:
     for _ in range(200):
         if session.control.connected:
             return

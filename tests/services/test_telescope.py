@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from scopelink.services.frame_pipeline import LiveMode
-from scopelink.services.telescope import NoSuchCameraError, TelescopeSession
+from scopelink.services.telescope import NoSuchCameraError, Telescope
 from scopelink.settings import TelescopeTarget
 from scopelink.simulator.simulator import Simulator, SimulatorConfig
 from tests.webrtc.conftest import wait_until
@@ -84,7 +84,7 @@ def target_of(sim: Simulator, **ports: int) -> TelescopeTarget:
 async def test_an_s30_session_learns_its_model_and_connects_its_wide_camera(
     s30: Simulator,
 ) -> None:
-    session = TelescopeSession("s30", target_of(s30))
+    session = Telescope("s30", target_of(s30))
     assert list(session.cameras) == ["main"], "no wide camera before the telescope says its model"
     await session.start()
     try:
@@ -109,7 +109,7 @@ async def test_an_s30_session_learns_its_model_and_connects_its_wide_camera(
 async def test_an_s50_session_opens_no_link_for_a_wide_camera(s50: Simulator) -> None:
     async with Listener() as wide_imaging, Listener() as wide_rtsp:
         target = target_of(s50, wide_imaging_port=wide_imaging.port, wide_rtsp_port=wide_rtsp.port)
-        session = TelescopeSession("s50", target)
+        session = Telescope("s50", target)
         await session.start()
         try:
             await session.control.wait_connected(5)
@@ -133,8 +133,7 @@ def test_an_unknown_model_is_one_camera_and_is_logged_once(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="scopelink.services.telescope")
     sessions = [
-        TelescopeSession(f"x{n}", TelescopeTarget(host="127.0.0.1", model="Seestar S99"))
-        for n in range(2)
+        Telescope(f"x{n}", TelescopeTarget(host="127.0.0.1", model="Seestar S99")) for n in range(2)
     ]
     for session in sessions:
         assert session.product_model == "Seestar S99" and session.model is None
@@ -144,7 +143,7 @@ def test_an_unknown_model_is_one_camera_and_is_logged_once(
 
 
 def test_a_model_from_discovery_gives_the_wide_camera_before_connecting() -> None:
-    session = TelescopeSession("d", TelescopeTarget(host="127.0.0.1", model="Seestar S30 Pro"))
+    session = Telescope("d", TelescopeTarget(host="127.0.0.1", model="Seestar S30 Pro"))
     assert list(session.cameras) == ["main", "wide"]
     assert session.wide is not None and session.wide.imaging.port == 4804
     assert session.wide.pipeline.video is not None

@@ -22,7 +22,7 @@ from scopelink.seestar.commands import SeestarCommands
 from scopelink.seestar.events import ScopeGoto, Stack
 from scopelink.services.frame_pipeline import FramePipeline, LiveMode
 from scopelink.services.registry import TelescopeRegistry
-from scopelink.services.telescope import TelescopeSession
+from scopelink.services.telescope import Telescope
 from scopelink.settings import AppSettings
 from scopelink.simulator.simulator import Simulator
 from scopelink.web.mjpeg import NOTSENT_LOWAT, listening_socket, multipart_body, router
@@ -115,7 +115,7 @@ class MjpegReader:
 @dataclass
 class App:
     registry: TelescopeRegistry
-    session: TelescopeSession
+    session: Telescope
     base_url: str
     simulator: Simulator
 

@@ -16,18 +16,18 @@ from scopelink.settings import AppSettings
 from scopelink.webrtc.adapt import Feedback
 from scopelink.webrtc.encoder import Codec
 from scopelink.webrtc.ice import IceSettings
-from scopelink.webrtc.sessions import PeerSessionManager, WebRtcSettings
+from scopelink.webrtc.sessions import PeerManager, WebRtcSettings
 from tests.web.conftest import RunningApp, serve, wait_connected
 
 WHEP = "/api/telescopes/simulator/whep"
 SDP = {"Content-Type": "application/sdp"}
 
 
-def configure(app: RunningApp, **kwargs: object) -> PeerSessionManager:
+def configure(app: RunningApp, **kwargs: object) -> PeerManager:
     """Give the running app WebRTC settings for one test (the default manager has no peers)."""
     settings = WebRtcSettings(**kwargs)  # type: ignore[arg-type]
     app.app.state.webrtc_settings = settings
-    app.app.state.peers = PeerSessionManager.from_settings(settings)
+    app.app.state.peers = PeerManager.from_settings(settings)
     return app.app.state.peers
 
 

@@ -9,8 +9,8 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from scopelink.webrtc.adapt import Feedback, RateController, TierChooser, tier_bitrate
 from scopelink.webrtc.encoder import FULL, REDUCED, TIERS, Codec, TierEncoder
-from scopelink.webrtc.peer import PeerSession
-from scopelink.webrtc.sessions import PeerSessionManager
+from scopelink.webrtc.peer import Peer
+from scopelink.webrtc.sessions import PeerManager
 from tests.webrtc.conftest import Source, Telescope, viewer_offer, wait_until
 
 M = 1_000_000
@@ -189,7 +189,7 @@ def test_when_several_rules_call_for_a_cut_the_deepest_wins() -> None:
 
 
 def test_a_packet_nacked_again_counts_once_as_lost(source: Source) -> None:
-    session = PeerSession(TierEncoder(REDUCED, source.frames), telescope_id="t")
+    session = Peer(TierEncoder(REDUCED, source.frames), telescope_id="t")
     for seq in (7, 8, 7, 9, 8, 7):  # the receiver asks again until the packet comes
         session._may_retransmit(seq, 1200)
     assert session._nacked_new == 3
@@ -256,7 +256,7 @@ async def test_a_congested_peer_moves_down_alone_and_sets_its_new_tiers_bitrate(
     source: Source,
 ) -> None:
     """Two real aiortc viewers on the full tier; one reports congestion (a falling REMB)."""
-    manager = PeerSessionManager(max_peers=4)
+    manager = PeerManager(max_peers=4)
     telescope = Telescope(source)
     clients: list[RTCPeerConnection] = []
     player = asyncio.create_task(source.play(1000, fps=20))
@@ -301,11 +301,11 @@ async def test_a_congested_peer_moves_down_alone_and_sets_its_new_tiers_bitrate(
 
 async def test_a_client_that_comes_back_starts_at_its_last_estimate(source: Source) -> None:
     """A page that reconnects over a slow link must not start at the full tier's rate again."""
-    manager = PeerSessionManager(max_peers=4)
+    manager = PeerManager(max_peers=4)
     telescope = Telescope(source)
     player = asyncio.create_task(source.play(1000, fps=20))
 
-    async def connect(client_id: str) -> tuple[RTCPeerConnection, PeerSession]:
+    async def connect(client_id: str) -> tuple[RTCPeerConnection, Peer]:
         client, offer = await viewer_offer()
         session, answer = await manager.create("t", telescope, offer, client=client_id, tier=FULL)
         await client.setRemoteDescription(RTCSessionDescription(answer, "answer"))
@@ -351,7 +351,7 @@ def test_small_changes_are_skipped_and_vp8_waits_for_a_larger_one(source: Source
 
 def test_retransmissions_get_a_share_of_the_estimate_and_no_more(source: Source) -> None:
     """Under a cap, unlimited NACK retransmissions filled the link and starved new frames."""
-    session = PeerSession(TierEncoder(REDUCED, source.frames), telescope_id="t")
+    session = Peer(TierEncoder(REDUCED, source.frames), telescope_id="t")
     # No estimate yet: the budget follows the tier's bitrate, 15 % of 1 Mbit/s = 150 kbit/s,
     # and the bucket holds a quarter second of it (4 687 bytes).
     session._rtx.tokens = 0.0
@@ -367,7 +367,7 @@ def test_retransmissions_get_a_share_of_the_estimate_and_no_more(source: Source)
 
 async def test_the_tier_a_viewer_asked_for_is_its_ceiling(source: Source) -> None:
     """A viewer that chose the reduced tier (a phone, a metered link) is never moved up."""
-    manager = PeerSessionManager(max_peers=4)
+    manager = PeerManager(max_peers=4)
     client, offer = await viewer_offer()
     player = asyncio.create_task(source.play(1000, fps=20))
     try:
@@ -398,7 +398,7 @@ async def test_a_session_that_never_heard_an_estimate_makes_the_next_start_at_ha
     source: Source,
 ) -> None:
     """A page behind a link far slower than the start retries lower each time."""
-    manager = PeerSessionManager(max_peers=4)
+    manager = PeerManager(max_peers=4)
     player = asyncio.create_task(source.play(1000, fps=20))
     try:
         starts = []

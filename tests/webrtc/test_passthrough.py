@@ -24,7 +24,7 @@ from scopelink.media.encoded import VIDEO_CLOCK_HZ, EncodedFanout, EncodedFrame
 from scopelink.media.latest import LatestValue
 from scopelink.webrtc.encoder import FULL, REDUCED, TIERS, Codec, TierEncoder
 from scopelink.webrtc.passthrough import SOURCE_TIER, PassthroughTier, source_tier
-from scopelink.webrtc.sessions import PeerSessionManager
+from scopelink.webrtc.sessions import PeerManager
 from scopelink.webrtc.track import SWITCH_HOLD_S, EncodedVideoTrack
 from tests.webrtc.conftest import (
     Decoder,
@@ -130,7 +130,7 @@ async def test_viewers_of_the_telescopes_own_stream_cost_no_encode_and_no_decode
     telescope's H.264, and no tier encoder ran nor was any pixel decoding asked for."""
     feed = CameraFeed()
     telescope = Telescope(source, passthrough=feed)
-    manager = PeerSessionManager(max_peers=4)
+    manager = PeerManager(max_peers=4)
     player = asyncio.create_task(feed.play(600))
     clients = []
     try:
@@ -170,7 +170,7 @@ async def test_peers_move_to_the_telescopes_stream_when_it_appears_and_back_when
 ) -> None:
     feed = CameraFeed()
     telescope = Telescope(source)  # star mode: previews, encoded here
-    manager = PeerSessionManager(max_peers=4)
+    manager = PeerManager(max_peers=4)
 
     async def play_previews() -> None:
         # Received now, not on the source's synthetic clock: both sources' frames count on
@@ -215,12 +215,12 @@ def test_the_ladder_has_the_telescopes_stream_on_top_only_where_it_may_pass(
 ) -> None:
     feed = CameraFeed()
     telescope = Telescope(source, passthrough=feed)
-    ladder = PeerSessionManager(max_peers=1).ladder(telescope, Codec.H264)
+    ladder = PeerManager(max_peers=1).ladder(telescope, Codec.H264)
     assert [t.name for t in ladder] == ["reduced", "full", SOURCE_TIER]
     assert ladder[-1].min_bitrate == feed.bitrate  # below its bitrate a viewer steps down
     # A VP8-only browser, or the server told to re-encode: the encoded tiers only.
-    assert PeerSessionManager(max_peers=1).ladder(telescope, Codec.VP8) == TIERS
-    assert PeerSessionManager(max_peers=1, passthrough=False).ladder(telescope, Codec.H264) == TIERS
+    assert PeerManager(max_peers=1).ladder(telescope, Codec.VP8) == TIERS
+    assert PeerManager(max_peers=1, passthrough=False).ladder(telescope, Codec.H264) == TIERS
 
 
 async def test_two_units_of_one_burst_are_both_sent_in_order_without_a_keyframe_wait() -> None:

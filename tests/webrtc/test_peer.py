@@ -1,4 +1,4 @@
-"""A PeerSession against a real aiortc viewer: answer with candidates, video, RTCP feedback."""
+"""A Peer against a real aiortc viewer: answer with candidates, video, RTCP feedback."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_PLI, RtcpPsfbPacket, pack_remb_f
 
 from scopelink import framestamp
 from scopelink.webrtc.encoder import REDUCED, Codec, TierEncoder
-from scopelink.webrtc.peer import IceRestartUnsupported, PeerSession, PeerState
+from scopelink.webrtc.peer import IceRestartUnsupported, Peer, PeerState
 from scopelink.webrtc.sdp import OfferRejected, check_offer, parse_sdpfrag
 from scopelink.webrtc.sender import AIORTC_MODULE_PRIVATES, AIORTC_SENDER_PRIVATES
 from tests.webrtc.conftest import Source, viewer_offer, wait_until
@@ -22,7 +22,7 @@ async def test_viewer_gets_an_answer_with_candidates_and_decodes_advancing_frame
     source: Source,
 ) -> None:
     encoder = TierEncoder(REDUCED, source.frames)
-    session = PeerSession(encoder, telescope_id="t", client="c")
+    session = Peer(encoder, telescope_id="t", client="c")
     client, offer = await viewer_offer()
     got: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
     client.on("track", got.set_result)
@@ -72,7 +72,7 @@ async def test_viewer_gets_an_answer_with_candidates_and_decodes_advancing_frame
 async def test_trickled_candidates_are_added_and_an_ice_restart_is_refused(
     source: Source,
 ) -> None:
-    session = PeerSession(TierEncoder(REDUCED, source.frames), telescope_id="t")
+    session = Peer(TierEncoder(REDUCED, source.frames), telescope_id="t")
     client, offer = await viewer_offer()
     try:
         await session.answer(offer)

@@ -44,7 +44,7 @@ EXPORTS: tuple[tuple[str, Any, JsonSchemaMode], ...] = (
     ("CommandStatus", commands.CommandStatus, "validation"),
     ("OperationKind", operations.OperationKind, "validation"),
     ("OperationState", operations.OperationState, "validation"),
-    ("SessionInfo", rest.SessionInfo, "serialization"),
+    ("AccessInfo", rest.AccessInfo, "serialization"),
     ("TelescopeSummary", rest.TelescopeSummary, "serialization"),
     ("CatalogueEntry", rest.CatalogueEntry, "serialization"),
     ("NewTelescope", rest.NewTelescope, "validation"),

@@ -19,7 +19,7 @@ from scopelink.settings import (
 )
 
 
-class SessionInfo(BaseModel):
+class AccessInfo(BaseModel):
     """Who the server thinks you are (`GET /api/session`)."""
 
     role: Role

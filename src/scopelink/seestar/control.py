@@ -28,7 +28,7 @@ from scopelink.seestar.errors import (
 )
 from scopelink.seestar.events import Event, Version, parse_event
 from scopelink.seestar.framing import LineBuffer
-from scopelink.seestar.link import ReconnectingLink, SessionEnded
+from scopelink.seestar.link import LinkEnded, ReconnectingLink
 from scopelink.seestar.messages import RawEvent, Request, Response, encode_request, parse_message
 from scopelink.settings import CONTROL_KEEPALIVE_S, CONTROL_PORT, Backoff
 
@@ -219,7 +219,7 @@ class ControlClient(ReconnectingLink):
             self._last_rx = time.monotonic()
             for line in lines.feed(data):
                 self._handle_line(line)
-        raise SessionEnded("connection closed by the telescope")
+        raise LinkEnded("connection closed by the telescope")
 
     def _handle_line(self, line: bytes) -> None:
         try:
@@ -259,9 +259,9 @@ class ControlClient(ReconnectingLink):
                 and self.firmware >= verify.LOGIN_REQUIRED_FIRMWARE
             )
             error = AuthenticationError(reason) if needs_login else CallTimeoutError(reason)
-            raise SessionEnded(reason, error) from None
+            raise LinkEnded(reason, error) from None
         if not isinstance(state, dict):
-            raise SessionEnded(f"get_device_state returned {type(state).__name__}, not an object")
+            raise LinkEnded(f"get_device_state returned {type(state).__name__}, not an object")
         self.device_state = state
         device = state.get("device") or {}
         fw = device.get("firmware_ver_int")
@@ -280,10 +280,10 @@ class ControlClient(ReconnectingLink):
             await self._call("verify_client", {"sign": sign, "data": text}, timeout)
         except CommandError as exc:
             reason = f"login rejected by the telescope: {exc.text} (code {exc.code})"
-            raise SessionEnded(reason, AuthenticationError(reason)) from None
+            raise LinkEnded(reason, AuthenticationError(reason)) from None
         except (CallTimeoutError, AuthenticationError) as exc:
             reason = f"login failed: {exc}"
-            raise SessionEnded(reason, AuthenticationError(reason)) from None
+            raise LinkEnded(reason, AuthenticationError(reason)) from None
         self.verified = True
 
     async def _keepalive(self) -> None:
@@ -292,7 +292,7 @@ class ControlClient(ReconnectingLink):
             await asyncio.sleep(self._keepalive_s / 2)
             now = time.monotonic()
             if now - self._last_rx > 3 * self._keepalive_s:
-                raise SessionEnded(f"no data from the telescope for {now - self._last_rx:.0f} s")
+                raise LinkEnded(f"no data from the telescope for {now - self._last_rx:.0f} s")
             if now - self._last_tx >= self._keepalive_s:
                 with contextlib.suppress(SeestarError):
                     await self._call("test_connection", None, self._keepalive_s)

@@ -25,7 +25,7 @@ from scopelink.seestar.errors import (
 )
 from scopelink.seestar.frames import FrameKind, ImagingFrame, decode_preview, decode_stack
 from scopelink.seestar.imaging_protocol import HEADER_SIZE, MAGIC, FrameHeader, FrameId, ImageType
-from scopelink.seestar.link import ReconnectingLink, SessionEnded
+from scopelink.seestar.link import LinkEnded, ReconnectingLink
 from scopelink.seestar.messages import Request, encode_request
 from scopelink.settings import IMAGING_KEEPALIVE_S, IMAGING_PORT, MAX_FRAME_BYTES, Backoff
 
@@ -179,7 +179,7 @@ class ImagingClient(ReconnectingLink):
                 try:
                     await self._send_request(FrameId.PREVIEW, "begin_streaming")
                 except NotConnectedError as exc:
-                    raise SessionEnded(f"could not resume streaming: {exc}") from exc
+                    raise LinkEnded(f"could not resume streaming: {exc}") from exc
             while True:
                 header, started = await self._read_header(reader)
                 payload = await reader.readexactly(header.length) if header.length else b""

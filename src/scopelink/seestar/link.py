@@ -232,7 +232,7 @@ class ReconnectingLink(ConnectionStates):
                     self.last_error = "connection closed by the telescope"
                 except (OSError, asyncio.IncompleteReadError, ConnectionError) as exc:
                     self.last_error = f"connection lost: {exc or type(exc).__name__}"
-                except SessionEnded as exc:
+                except LinkEnded as exc:
                     self.last_error = str(exc)
                     if exc.error is not None:
                         self.failure = exc.error
@@ -279,7 +279,7 @@ class ReconnectingLink(ConnectionStates):
         """Fail whatever is pending on the connection that just ended."""
 
 
-class SessionEnded(Exception):
+class LinkEnded(Exception):
     """Raised by a session to end the connection with a reason (e.g. keepalive timeout).
 
     `error`, when given, is raised to callers waiting in `wait_connected`.

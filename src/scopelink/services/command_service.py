@@ -64,7 +64,7 @@ from scopelink.seestar.events import AutoFocus, AutoGoto, Event, FocuserMove, Sc
 from scopelink.seestar.events import Stack as StackEvent
 from scopelink.services.control import DEADMAN_S, ControlLease, Controller, LeaseHeld
 from scopelink.services.registry import TelescopeRegistry, UnknownTelescopeError
-from scopelink.services.telescope import TelescopeSession
+from scopelink.services.telescope import Telescope
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +322,7 @@ class CommandService:
 
     def _watch_move(
         self,
-        session: TelescopeSession,
+        session: Telescope,
         lease: ControlLease,
         client: str,
         sent: asyncio.Task[CommandAck],
@@ -346,7 +346,7 @@ class CommandService:
 
     async def _deadman(
         self,
-        session: TelescopeSession,
+        session: Telescope,
         lease: ControlLease,
         client: str,
         sent: asyncio.Task[CommandAck],
@@ -414,7 +414,7 @@ class CommandService:
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
 
-    async def _run(self, session: TelescopeSession, command: Command) -> CommandAck:
+    async def _run(self, session: Telescope, command: Command) -> CommandAck:
         command_id = f"cmd-{next(self._ids)}"
         handler = _HANDLERS[type(command)]
         try:
@@ -430,9 +430,7 @@ class CommandService:
     # -- conflicts and operations ---------------------------------------------------------------
 
     @staticmethod
-    def _refuse_if_busy(
-        session: TelescopeSession, kinds: frozenset[OperationKind], what: str
-    ) -> None:
+    def _refuse_if_busy(session: Telescope, kinds: frozenset[OperationKind], what: str) -> None:
         busy = session.operations.running(kinds)
         if busy:
             op = busy[0]
@@ -446,7 +444,7 @@ class CommandService:
 
     @staticmethod
     async def _follow(
-        session: TelescopeSession,
+        session: Telescope,
         op: Operation,
         names: set[str],
         on_event: Callable[[Event], None],
@@ -476,7 +474,7 @@ class CommandService:
 
     # -- handlers -------------------------------------------------------------------------------
 
-    async def _goto(self, session: TelescopeSession, cmd: Goto) -> Operation:
+    async def _goto(self, session: Telescope, cmd: Goto) -> Operation:
         self._refuse_if_busy(session, MOTION_KINDS, "start a goto")
         if cmd.target is not None:
             try:
@@ -533,12 +531,12 @@ class CommandService:
             lambda: session.commands.goto_target(ra, dec, name, mode, cmd.lp_filter),
         )
 
-    async def _stop(self, session: TelescopeSession, cmd: Stop) -> dict[str, Any]:
+    async def _stop(self, session: Telescope, cmd: Stop) -> dict[str, Any]:
         await session.commands.stop_goto()
         await session.commands.stop_move()
         return {"stopped": True}
 
-    async def _move(self, session: TelescopeSession, cmd: Move) -> dict[str, Any]:
+    async def _move(self, session: Telescope, cmd: Move) -> dict[str, Any]:
         self._refuse_if_busy(
             session, frozenset({OperationKind.GOTO, OperationKind.PARK}), "move by hand"
         )
@@ -546,7 +544,7 @@ class CommandService:
         await session.commands.speed_move(angle, cmd.speed, cmd.duration_s)
         return {"direction": str(cmd.direction), "duration_s": cmd.duration_s}
 
-    async def _park(self, session: TelescopeSession, cmd: Park) -> Operation:
+    async def _park(self, session: Telescope, cmd: Park) -> Operation:
         self._refuse_if_busy(session, MOTION_KINDS, "park")
         tracker = session.operations
         op = tracker.start(OperationKind.PARK, message="parking")
@@ -565,11 +563,11 @@ class CommandService:
 
         return await self._follow(session, op, {"ScopeHome"}, on_event, session.commands.park)
 
-    async def _tracking(self, session: TelescopeSession, cmd: SetTracking) -> dict[str, Any]:
+    async def _tracking(self, session: Telescope, cmd: SetTracking) -> dict[str, Any]:
         await session.commands.set_tracking(cmd.on)
         return {"tracking": cmd.on}
 
-    async def _focus(self, session: TelescopeSession, cmd: Focus) -> Operation:
+    async def _focus(self, session: Telescope, cmd: Focus) -> Operation:
         tracker = session.operations
         async with self._focus_locks.setdefault(session.id, asyncio.Lock()):
             self._refuse_if_busy(session, FOCUS_KINDS, "move the focuser")
@@ -601,7 +599,7 @@ class CommandService:
 
         return await self._follow(session, op, {"FocuserMove"}, on_event, send)
 
-    async def _autofocus(self, session: TelescopeSession, cmd: Autofocus) -> Operation:
+    async def _autofocus(self, session: Telescope, cmd: Autofocus) -> Operation:
         self._refuse_if_busy(session, FOCUS_KINDS | MOTION_KINDS, "start autofocus")
         tracker = session.operations
         op = tracker.start(OperationKind.AUTOFOCUS, message="autofocus")
@@ -623,21 +621,19 @@ class CommandService:
             session, op, {"AutoFocus", "FocuserMove"}, on_event, session.commands.start_autofocus
         )
 
-    async def _stop_autofocus(
-        self, session: TelescopeSession, cmd: StopAutofocus
-    ) -> dict[str, Any]:
+    async def _stop_autofocus(self, session: Telescope, cmd: StopAutofocus) -> dict[str, Any]:
         await session.commands.stop_autofocus()
         return {"stopped": True}
 
-    async def _start_view(self, session: TelescopeSession, cmd: StartView) -> dict[str, Any]:
+    async def _start_view(self, session: Telescope, cmd: StartView) -> dict[str, Any]:
         await session.commands.start_view(cmd.mode, cmd.lp_filter)
         return {"mode": str(cmd.mode)}
 
-    async def _stop_view(self, session: TelescopeSession, cmd: StopView) -> dict[str, Any]:
+    async def _stop_view(self, session: Telescope, cmd: StopView) -> dict[str, Any]:
         await session.commands.stop_view()
         return {"stopped": True}
 
-    async def _start_stack(self, session: TelescopeSession, cmd: StartStack) -> Operation:
+    async def _start_stack(self, session: Telescope, cmd: StartStack) -> Operation:
         self._refuse_if_busy(session, frozenset({OperationKind.STACK}), "start stacking")
         tracker = session.operations
         op = tracker.start(OperationKind.STACK, message="stacking")
@@ -666,63 +662,57 @@ class CommandService:
             session, op, {"Stack"}, on_event, lambda: session.commands.start_stack(cmd.restart)
         )
 
-    async def _stop_stack(self, session: TelescopeSession, cmd: StopStack) -> dict[str, Any]:
+    async def _stop_stack(self, session: Telescope, cmd: StopStack) -> dict[str, Any]:
         await session.commands.stop_stack()
         return {"stopped": True}
 
-    async def _set_zoom(self, session: TelescopeSession, cmd: SetZoom) -> dict[str, Any]:
+    async def _set_zoom(self, session: Telescope, cmd: SetZoom) -> dict[str, Any]:
         await session.commands.set_rtsp_zoom(cmd.zoom)
         return {"zoom": cmd.zoom}
 
-    async def _start_recording(
-        self, session: TelescopeSession, cmd: StartRecording
-    ) -> dict[str, Any]:
+    async def _start_recording(self, session: Telescope, cmd: StartRecording) -> dict[str, Any]:
         try:
             await session.commands.start_recording()
         except CommandError as exc:
             raise await _recording_refusal(session, exc, starting=True) from None
         return {"recording": True}
 
-    async def _stop_recording(
-        self, session: TelescopeSession, cmd: StopRecording
-    ) -> dict[str, Any]:
+    async def _stop_recording(self, session: Telescope, cmd: StopRecording) -> dict[str, Any]:
         try:
             await session.commands.stop_recording()
         except CommandError as exc:
             raise await _recording_refusal(session, exc, starting=False) from None
         return {"recording": False}
 
-    async def _exposure(self, session: TelescopeSession, cmd: SetExposure) -> dict[str, Any]:
+    async def _exposure(self, session: Telescope, cmd: SetExposure) -> dict[str, Any]:
         await session.commands.set_exposure(stack_ms=cmd.stack_ms, continuous_ms=cmd.continuous_ms)
         return cmd.model_dump(exclude={"type"}, exclude_none=True)
 
-    async def _gain(self, session: TelescopeSession, cmd: SetGain) -> dict[str, Any]:
+    async def _gain(self, session: Telescope, cmd: SetGain) -> dict[str, Any]:
         await session.commands.set_gain(cmd.gain)
         return {"gain": cmd.gain}
 
-    async def _lp_filter(self, session: TelescopeSession, cmd: SetLpFilter) -> dict[str, Any]:
+    async def _lp_filter(self, session: Telescope, cmd: SetLpFilter) -> dict[str, Any]:
         await session.commands.set_lp_filter(cmd.on)
         return {"lp_filter": cmd.on}
 
-    async def _dew_heater(self, session: TelescopeSession, cmd: SetDewHeater) -> dict[str, Any]:
+    async def _dew_heater(self, session: Telescope, cmd: SetDewHeater) -> dict[str, Any]:
         await session.commands.set_dew_heater(cmd.on, cmd.power_percent)
         return {"on": cmd.on, "power_percent": cmd.power_percent}
 
-    async def _sync_time(self, session: TelescopeSession, cmd: SyncTime) -> dict[str, Any]:
+    async def _sync_time(self, session: Telescope, cmd: SyncTime) -> dict[str, Any]:
         when = cmd.when or datetime.now(UTC)
         await session.commands.set_time(when, cmd.time_zone)
         return {"when": when.isoformat(), "time_zone": cmd.time_zone}
 
-    async def _sync_location(self, session: TelescopeSession, cmd: SyncLocation) -> dict[str, Any]:
+    async def _sync_location(self, session: Telescope, cmd: SyncLocation) -> dict[str, Any]:
         await session.commands.set_location(cmd.lat_deg, cmd.lon_deg)
         # Keep the connect-time device state current: goto uses the site for the Moon.
         session.control.device_state["location_lon_lat"] = [cmd.lon_deg, cmd.lat_deg]
         return {"lat_deg": cmd.lat_deg, "lon_deg": cmd.lon_deg}
 
 
-async def _recording_refusal(
-    session: TelescopeSession, exc: CommandError, *, starting: bool
-) -> Exception:
+async def _recording_refusal(session: Telescope, exc: CommandError, *, starting: bool) -> Exception:
     """Why the telescope refused a recording command, in words a user can act on.
 
     The firmware answers every recording mistake with 207 "fail to operate"; its view state

@@ -7,12 +7,12 @@ import logging
 from collections.abc import Callable
 
 from scopelink.seestar.discovery import scan
-from scopelink.services.telescope import TelescopeSession, telescope_id_for
+from scopelink.services.telescope import Telescope, telescope_id_for
 from scopelink.settings import AppSettings, TelescopeTarget
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[TelescopeSession], None]
+Listener = Callable[[Telescope], None]
 
 
 class UnknownTelescopeError(LookupError):
@@ -24,11 +24,11 @@ class UnknownTelescopeError(LookupError):
 
 
 class TelescopeRegistry:
-    """Owns every TelescopeSession."""
+    """Owns every Telescope."""
 
     def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
-        self._sessions: dict[str, TelescopeSession] = {}
+        self._sessions: dict[str, Telescope] = {}
         self._added: list[Listener] = []
         self._removed: list[Listener] = []
 
@@ -44,7 +44,7 @@ class TelescopeRegistry:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def get(self, telescope_id: str) -> TelescopeSession:
+    def get(self, telescope_id: str) -> Telescope:
         try:
             return self._sessions[telescope_id]
         except KeyError:
@@ -68,12 +68,12 @@ class TelescopeRegistry:
         *,
         telescope_id: str | None = None,
         simulated: bool = False,
-    ) -> TelescopeSession:
+    ) -> Telescope:
         base = telescope_id or telescope_id_for(target.name or target.host)
         tid, n = base, 2
         while tid in self._sessions:
             tid, n = f"{base}-{n}", n + 1
-        session = TelescopeSession(tid, target, simulated=simulated)
+        session = Telescope(tid, target, simulated=simulated)
         self._sessions[tid] = session
         await session.start()
         for listener in self._added:

@@ -38,7 +38,7 @@ from scopelink.seestar.events import (
 from scopelink.seestar.link import ConnectionState
 from scopelink.services.frame_pipeline import LiveMode
 from scopelink.services.registry import TelescopeRegistry
-from scopelink.services.telescope import TelescopeSession
+from scopelink.services.telescope import Telescope
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class TelemetryChannel:
 
     def __init__(
         self,
-        session: TelescopeSession,
+        session: Telescope,
         *,
         ring_size: int = 512,
         poll_s: float = 2.0,
@@ -484,12 +484,12 @@ class TelemetryHub:
         for session in registry:
             self._add(session)
 
-    def _add(self, session: TelescopeSession) -> None:
+    def _add(self, session: Telescope) -> None:
         channel = TelemetryChannel(session)
         self._channels[session.id] = channel
         channel.start()
 
-    def _remove(self, session: TelescopeSession) -> None:
+    def _remove(self, session: Telescope) -> None:
         channel = self._channels.pop(session.id, None)
         if channel is not None:
             task = asyncio.create_task(channel.stop())

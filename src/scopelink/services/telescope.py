@@ -57,7 +57,7 @@ def telescope_id_for(name: str) -> str:
     return _ID_CHARS.sub("-", name.lower()).strip("-") or "telescope"
 
 
-class TelescopeSession:
+class Telescope:
     """Links to one telescope plus its command layer and its cameras' frame pipelines."""
 
     def __init__(self, telescope_id: str, target: TelescopeTarget, *, simulated: bool = False):

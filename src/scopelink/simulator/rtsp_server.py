@@ -147,7 +147,7 @@ class _Session:
 
 
 @dataclass(frozen=True, slots=True)
-class SessionInfo:
+class AccessInfo:
     """One session as tests and benchmarks see it."""
 
     id: str
@@ -230,10 +230,10 @@ class RtspServer:
     def session_count(self) -> int:
         return len(self._sessions)
 
-    def sessions(self) -> list[SessionInfo]:
+    def sessions(self) -> list[AccessInfo]:
         latest = self.video.frames.seq
         return [
-            SessionInfo(
+            AccessInfo(
                 id=s.id,
                 transport="udp" if s.udp else "tcp",
                 state=s.state,

@@ -18,21 +18,21 @@ from scopelink.catalog import Catalogue
 from scopelink.schema import commands as c
 from scopelink.schema.operations import Operation
 from scopelink.schema.rest import (
+    AccessInfo,
     CatalogueEntry,
     ControlAction,
     NewTelescope,
-    SessionInfo,
     TelescopeSummary,
 )
 from scopelink.schema.state import CommandAck, ControlState, Problem, ProblemKind, TelescopeState
 from scopelink.services.command_service import CommandFailure, CommandService, take_control
 from scopelink.services.control import Controller, control_state
 from scopelink.services.telemetry import TelemetryHub
-from scopelink.services.telescope import TelescopeSession
+from scopelink.services.telescope import Telescope
 from scopelink.settings import (
     TelescopeTarget,
 )
-from scopelink.web.deps import Registry, Session
+from scopelink.web.deps import Registry, TelescopeDep
 
 router = APIRouter(prefix="/api")
 
@@ -80,10 +80,10 @@ def require_operator(caller: CallerDep) -> Caller:
 # -- session and telescopes -------------------------------------------------------------------
 
 
-@router.get("/session", response_model=SessionInfo, tags=["session"])
-async def session_info(request: Request, caller: CallerDep) -> SessionInfo:
+@router.get("/session", response_model=AccessInfo, tags=["session"])
+async def session_info(request: Request, caller: CallerDep) -> AccessInfo:
     """Who the server thinks you are."""
-    return SessionInfo(
+    return AccessInfo(
         role=caller.role,
         token_required=request.app.state.policy.tokens_required,
         webrtc_default=request.app.state.settings.webrtc_default,
@@ -135,7 +135,7 @@ async def add_telescope(
     "/telescopes/{telescope_id}", status_code=204, responses=PROBLEMS, tags=["telescopes"]
 )
 async def remove_telescope(
-    session: Session, registry: Registry, _: Annotated[Caller, Depends(require_operator)]
+    session: TelescopeDep, registry: Registry, _: Annotated[Caller, Depends(require_operator)]
 ) -> None:
     await registry.remove(session.id)
 
@@ -146,7 +146,7 @@ async def remove_telescope(
     responses=PROBLEMS,
     tags=["telescopes"],
 )
-async def telescope_state(session: Session, hub: Hub) -> TelescopeState:
+async def telescope_state(session: TelescopeDep, hub: Hub) -> TelescopeState:
     """The telescope's current state (the same model the event stream sends)."""
     return hub.channel(session.id).state
 
@@ -154,7 +154,7 @@ async def telescope_state(session: Session, hub: Hub) -> TelescopeState:
 @router.get(
     "/telescopes/{telescope_id}/operations", response_model=list[Operation], tags=["operations"]
 )
-async def list_operations(session: Session) -> list[Operation]:
+async def list_operations(session: TelescopeDep) -> list[Operation]:
     return session.operations.recent()
 
 
@@ -164,7 +164,7 @@ async def list_operations(session: Session) -> list[Operation]:
     responses=PROBLEMS,
     tags=["operations"],
 )
-async def get_operation(session: Session, operation_id: str) -> Operation:
+async def get_operation(session: TelescopeDep, operation_id: str) -> Operation:
     op = session.operations.get(operation_id)
     if op is None:
         raise HTTPException(404, f"no operation {operation_id!r} on {session.id}")
@@ -210,7 +210,7 @@ async def _execute(
     responses=PROBLEMS,
     tags=["control"],
 )
-async def get_control(request: Request, session: Session, caller: CallerDep) -> ControlState:
+async def get_control(request: Request, session: TelescopeDep, caller: CallerDep) -> ControlState:
     """Who controls this telescope (the one client whose commands it takes), as you see it."""
     lease = request.app.state.commands.lease(session.id)
     return control_state(lease, _controller(request, caller).client)
@@ -223,7 +223,7 @@ async def get_control(request: Request, session: Session, caller: CallerDep) -> 
     tags=["control"],
 )
 async def change_control(
-    request: Request, session: Session, caller: CallerDep, body: ControlAction
+    request: Request, session: TelescopeDep, caller: CallerDep, body: ControlAction
 ) -> ControlState:
     """Take, ask for, release, grant or deny control (see `ControlAction`)."""
     if not caller.may_command:
@@ -262,7 +262,7 @@ async def change_control(
 )
 async def run_command(
     request: Request,
-    session: Session,
+    session: TelescopeDep,
     caller: CallerDep,
     command: Annotated[c.Command, Body()],
     idempotency_key: IdempotencyKey = None,
@@ -280,7 +280,7 @@ def _command_route(path: str, model: type[BaseModel], summary: str) -> None:
 
     async def route(
         request: Request,
-        session: TelescopeSession,
+        session: Telescope,
         caller: Caller,
         body: BaseModel | None,
         idempotency_key: str | None,
@@ -294,7 +294,7 @@ def _command_route(path: str, model: type[BaseModel], summary: str) -> None:
     route.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
             inspect.Parameter("request", param, annotation=Request),
-            inspect.Parameter("session", param, annotation=Session),
+            inspect.Parameter("session", param, annotation=TelescopeDep),
             inspect.Parameter("caller", param, annotation=CallerDep),
             inspect.Parameter(
                 "body", param, annotation=body_type, default=None if optional else inspect._empty

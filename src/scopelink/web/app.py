@@ -20,7 +20,7 @@ from scopelink.settings import AppSettings
 from scopelink.web import api, mjpeg, problems, signaling, sse, whep
 from scopelink.web.security import SecurityMiddleware, SecurityPolicy
 from scopelink.webrtc.ice import IceSettings
-from scopelink.webrtc.sessions import PeerSessionManager, WebRtcSettings
+from scopelink.webrtc.sessions import PeerManager, WebRtcSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         app.state.commands = CommandService(
             registry, app.state.catalogue, rate=settings.command_rate
         )
-        peers = PeerSessionManager.from_settings(app.state.webrtc_settings)
+        peers = PeerManager.from_settings(app.state.webrtc_settings)
         app.state.peers = peers
         # A telescope's live source changes with its view mode: its peers move with it.
         registry.on_added(

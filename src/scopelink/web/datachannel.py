@@ -65,7 +65,7 @@ from scopelink.services.control import (
     control_state,
 )
 from scopelink.services.telemetry import TelemetryChannel, TelemetryMessage
-from scopelink.services.telescope import TelescopeSession
+from scopelink.services.telescope import Telescope
 from scopelink.web.problems import (
     PROBLEM_TYPE,
     command_problem,
@@ -77,7 +77,7 @@ from scopelink.web.rtc import SERVER_TURN_USER, ice_servers_for, peers
 from scopelink.webrtc.encoder import FULL, REDUCED, Tier
 from scopelink.webrtc.ice import to_aiortc
 from scopelink.webrtc.negotiation import NegotiationError, start_session
-from scopelink.webrtc.peer import DataChannelHandler, PeerSession
+from scopelink.webrtc.peer import DataChannelHandler, Peer
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,9 @@ class ChannelEndpoint:
 
     def __init__(
         self,
-        peer: PeerSession,
+        peer: Peer,
         *,
-        telescope: TelescopeSession,
+        telescope: Telescope,
         commands: CommandService,
         telemetry: TelemetryChannel,
         caller: Caller,
@@ -520,7 +520,7 @@ def _invalid(detail: str, errors: list[dict[str, str]] | None = None) -> Command
 
 
 def channel_handler(
-    connection: HTTPConnection, telescope: TelescopeSession, caller: Caller
+    connection: HTTPConnection, telescope: Telescope, caller: Caller
 ) -> DataChannelHandler:
     """The data channels of one new peer connection, for a request that came by `connection`
     (WHEP's POST, the signaling socket): one endpoint, made when the first channel opens."""
@@ -540,7 +540,7 @@ def channel_handler(
         )
         return session.id, answer
 
-    def handle(peer: PeerSession, channel: RTCDataChannel) -> None:
+    def handle(peer: Peer, channel: RTCDataChannel) -> None:
         nonlocal endpoint
         if endpoint is None:
             endpoint = ChannelEndpoint(

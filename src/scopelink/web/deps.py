@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from scopelink.services.registry import TelescopeRegistry
-from scopelink.services.telescope import TelescopeSession
+from scopelink.services.telescope import Telescope
 
 
 def get_registry(request: Request) -> TelescopeRegistry:
@@ -17,12 +17,12 @@ def get_registry(request: Request) -> TelescopeRegistry:
 Registry = Annotated[TelescopeRegistry, Depends(get_registry)]
 
 
-def get_session(
+def get_telescope(
     registry: Registry,
     telescope_id: Annotated[str, Path(description="The telescope's id, e.g. `simulator`.")],
-) -> TelescopeSession:
+) -> Telescope:
     """The telescope named in the path; an unknown id becomes a 404 problem."""
     return registry.get(telescope_id)
 
 
-Session = Annotated[TelescopeSession, Depends(get_session)]
+TelescopeDep = Annotated[Telescope, Depends(get_telescope)]

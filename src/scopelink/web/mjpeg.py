@@ -36,8 +36,8 @@ from scopelink.services.frame_pipeline import (
     DisplayError,
     FramePipeline,
 )
-from scopelink.services.telescope import NoSuchCameraError, TelescopeSession
-from scopelink.web.deps import Session
+from scopelink.services.telescope import NoSuchCameraError, Telescope
+from scopelink.web.deps import TelescopeDep
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _variant(request: Request, width: int | None, quality: int | None) -> tuple[
     )
 
 
-def _pipeline(session: TelescopeSession, camera: str) -> FramePipeline:
+def _pipeline(session: Telescope, camera: str) -> FramePipeline:
     try:
         return session.camera(camera).pipeline
     except NoSuchCameraError as exc:
@@ -159,7 +159,7 @@ async def multipart_body(pipeline: FramePipeline, width: int, quality: int) -> A
 )
 async def stream_mjpeg(
     request: Request,
-    session: Session,
+    session: TelescopeDep,
     width: Width = None,
     quality: Quality = None,
     camera: CameraQuery = "main",
@@ -194,7 +194,7 @@ async def _fresh_frame(pipeline: FramePipeline, slot: LatestValue[DisplayFrame])
 )
 async def snapshot(
     request: Request,
-    session: Session,
+    session: TelescopeDep,
     width: Width = None,
     quality: Quality = None,
     camera: CameraQuery = "main",
@@ -228,7 +228,7 @@ async def snapshot(
     },
 )
 async def stacked_image(
-    request: Request, session: Session, width: Width = None, quality: Quality = None
+    request: Request, session: TelescopeDep, width: Width = None, quality: Quality = None
 ) -> Response:
     """The current stacked image, stretched like the live view; full width by default."""
     _, q = _variant(request, width, quality)

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import HTTPConnection
 
 from scopelink.webrtc.ice import ice_servers
-from scopelink.webrtc.sessions import PeerSessionManager, WebRtcSettings
+from scopelink.webrtc.sessions import PeerManager, WebRtcSettings
 
 #: The name the server itself uses for TURN credentials.
 SERVER_TURN_USER = "scopelink-server"
@@ -19,11 +19,11 @@ def webrtc_settings(request: HTTPConnection) -> WebRtcSettings:
     return settings if isinstance(settings, WebRtcSettings) else WebRtcSettings()
 
 
-def peers(request: HTTPConnection) -> PeerSessionManager:
+def peers(request: HTTPConnection) -> PeerManager:
     """The app's peer manager (created on first use when the app did not make one)."""
     manager = getattr(request.app.state, "peers", None)
     if manager is None:
-        manager = PeerSessionManager.from_settings(webrtc_settings(request))
+        manager = PeerManager.from_settings(webrtc_settings(request))
         request.app.state.peers = manager
     return manager
 

@@ -1,6 +1,6 @@
 """The app's own WebSocket signaling channel: offer/answer, trickle, renegotiation, events.
 
-A thin adapter over the same `PeerSessionManager` as WHEP (`scopelink.web.whep`). One socket
+A thin adapter over the same `PeerManager` as WHEP (`scopelink.web.whep`). One socket
 holds at most one peer session, its own: a second offer closes the previous session and answers
 with a new one (renegotiation); `bye` closes it; closing the socket closes it, unless the
 session was let go first with `detach` (its data channel then carries renegotiation). The
@@ -46,7 +46,7 @@ from scopelink.schema.signaling import (
 )
 from scopelink.schema.state import Problem
 from scopelink.services.registry import UnknownTelescopeError
-from scopelink.services.telescope import TelescopeSession
+from scopelink.services.telescope import Telescope
 from scopelink.web.datachannel import TIERS, channel_handler
 from scopelink.web.problems import message_detail, negotiation_problem
 from scopelink.web.rtc import SERVER_TURN_USER, ice_servers_for, peers
@@ -58,7 +58,7 @@ from scopelink.webrtc.negotiation import (
     candidate_fragment,
     start_session,
 )
-from scopelink.webrtc.peer import PeerSession, PeerState
+from scopelink.webrtc.peer import Peer, PeerState
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +98,11 @@ def _invalid(kind: str, exc: ValidationError) -> BadMessage:
 class SignalingChannel:
     """One socket: its peer session (at most one), and the events it sends about it."""
 
-    def __init__(self, websocket: WebSocket, telescope: TelescopeSession, caller: Caller) -> None:
+    def __init__(self, websocket: WebSocket, telescope: Telescope, caller: Caller) -> None:
         self.websocket = websocket
         self.telescope = telescope
         self.caller = caller
-        self.session: PeerSession | None = None
+        self.session: Peer | None = None
         self._watcher: asyncio.Task[None] | None = None
         #: Why we closed the current session ourselves, for its last `session` event.
         self._reason: str | None = None
@@ -112,7 +112,7 @@ class SignalingChannel:
         #: Trickled candidates wait here for `_trickle`, in order, each with the session it
         #: was sent for: adding one can take a second (an mDNS name is looked up), and the
         #: socket's other messages must not wait for that.
-        self._candidates: asyncio.Queue[tuple[PeerSession | None, str]] = asyncio.Queue(
+        self._candidates: asyncio.Queue[tuple[Peer | None, str]] = asyncio.Queue(
             MAX_QUEUED_CANDIDATES
         )
         self._trickler: asyncio.Task[None] | None = None
@@ -297,7 +297,7 @@ class SignalingChannel:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
-    async def _watch(self, session: PeerSession) -> None:
+    async def _watch(self, session: Peer) -> None:
         """`session` events on every state change; `stats` every 2 s while connected."""
         last: PeerState | None = None
         ever_connected = False
@@ -340,7 +340,7 @@ class SignalingChannel:
                     await self.websocket.close(code, reason)
 
 
-def _public(session: PeerSession) -> dict[str, Any]:
+def _public(session: Peer) -> dict[str, Any]:
     stats = asdict(session.stats())
     stats.pop("client", None)
     return stats

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from scopelink.services.telemetry import TelemetryChannel, TelemetryMessage
-from scopelink.web.deps import Session
+from scopelink.web.deps import TelescopeDep
 
 router = APIRouter(prefix="/api")
 
@@ -79,7 +79,7 @@ async def event_stream(
 )
 async def telescope_events(
     request: Request,
-    session: Session,
+    session: TelescopeDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     since: Annotated[str | None, Query(description="Resume after this event id")] = None,
 ) -> StreamingResponse:

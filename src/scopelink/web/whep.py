@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from scopelink.auth import Caller
 from scopelink.schema.state import Problem
 from scopelink.web.datachannel import channel_handler
-from scopelink.web.deps import Session
+from scopelink.web.deps import TelescopeDep
 from scopelink.web.problems import negotiation_problem, problem_response
 from scopelink.web.rtc import SERVER_TURN_USER, ice_servers_for, peers
 from scopelink.webrtc.ice import to_aiortc
@@ -32,7 +32,7 @@ from scopelink.webrtc.negotiation import (
     add_candidates,
     start_session,
 )
-from scopelink.webrtc.peer import PeerSession
+from scopelink.webrtc.peer import Peer
 from scopelink.webrtc.sessions import UnknownPeer
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ async def _body(request: Request) -> str | None:
     return body.decode("utf-8", errors="replace")
 
 
-def _session_for(request: Request, telescope_id: str, session_id: str) -> PeerSession | Response:
+def _session_for(request: Request, telescope_id: str, session_id: str) -> Peer | Response:
     try:
         session = peers(request).get(session_id)
     except UnknownPeer as exc:
@@ -108,7 +108,7 @@ def _resource(telescope_id: str, session_id: str) -> str:
 
 
 @router.options("/api/telescopes/{telescope_id}/whep", status_code=204)
-async def whep_options(request: Request, session: Session) -> Response:
+async def whep_options(request: Request, session: TelescopeDep) -> Response:
     """What a WHEP player needs before it offers: accepted type and the ICE servers."""
     links = ice_link_headers(ice_servers_for(request, _caller(request).client))
     response = Response(status_code=204, headers={"Accept-Post": SDP, **_NO_STORE})
@@ -126,7 +126,7 @@ async def whep_options(request: Request, session: Session) -> Response:
         503: {"description": "The limit of concurrent peers is reached."},
     },
 )
-async def whep_offer(request: Request, session: Session) -> Response:
+async def whep_offer(request: Request, session: TelescopeDep) -> Response:
     """Start watching: an SDP offer in, the answer (with all server candidates) out."""
     if _media_type(request) != SDP:
         return _problem(
@@ -202,7 +202,7 @@ async def whep_delete(request: Request, telescope_id: str, session_id: str) -> R
 
 
 @router.get("/api/telescopes/{telescope_id}/webrtc/peers")
-async def webrtc_peers(request: Request, session: Session) -> JSONResponse:
+async def webrtc_peers(request: Request, session: TelescopeDep) -> JSONResponse:
     """Per-peer stats (bytes, fps, bitrate, RTT, loss, tier, state) of a telescope's peers.
 
     Session ids are shown only to their creator and to operators (an id ends a session).

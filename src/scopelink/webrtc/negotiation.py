@@ -11,9 +11,9 @@ from aiortc import RTCIceServer
 from aiortc.exceptions import InvalidStateError
 
 from scopelink.webrtc.encoder import FULL, Tier
-from scopelink.webrtc.peer import DataChannelHandler, IceRestartUnsupported, PeerSession
+from scopelink.webrtc.peer import DataChannelHandler, IceRestartUnsupported, Peer
 from scopelink.webrtc.sdp import OfferRejected
-from scopelink.webrtc.sessions import FrameSource, PeerSessionManager, TooManyPeers
+from scopelink.webrtc.sessions import FrameSource, PeerManager, TooManyPeers
 
 
 class NegotiationProblem(StrEnum):
@@ -40,7 +40,7 @@ class NegotiationError(Exception):
 
 
 async def start_session(
-    manager: PeerSessionManager,
+    manager: PeerManager,
     telescope_id: str,
     source: FrameSource,
     offer: str,
@@ -49,7 +49,7 @@ async def start_session(
     tier: Tier = FULL,
     ice_servers: list[RTCIceServer] | None = None,
     on_datachannel: DataChannelHandler | None = None,
-) -> tuple[PeerSession, str]:
+) -> tuple[Peer, str]:
     """A new peer session for `offer`, and its answer SDP; `on_datachannel` takes the data
     channels the viewer opens."""
     try:
@@ -72,7 +72,7 @@ async def start_session(
         ) from None
 
 
-async def add_candidates(session: PeerSession | None, sdpfrag: str) -> int:
+async def add_candidates(session: Peer | None, sdpfrag: str) -> int:
     """Trickle an `application/trickle-ice-sdpfrag` body into `session`; how many were added."""
     if session is None:
         raise NegotiationError(

@@ -1,6 +1,6 @@
 """One viewer's WebRTC peer connection: offer in, answer out, RTCP feedback mapped to the encoder.
 
-A `PeerSession` wraps one aiortc `RTCPeerConnection` that sends one `EncodedVideoTrack`
+A `Peer` wraps one aiortc `RTCPeerConnection` that sends one `EncodedVideoTrack`
 (sendonly, H.264 or VP8) to one viewer of one telescope. aiortc does not trickle its own candidates:
 `answer()` returns the local description after host-candidate gathering has finished, so the
 answer carries every server candidate. The viewer's candidates may trickle in afterwards
@@ -113,10 +113,10 @@ def new_session_id() -> str:
 #: The tier and codec a data-channel-only peer reports in its stats.
 NO_VIDEO = "none"
 #: What takes the data channels a viewer opens: the protocol's endpoint (outside this package).
-DataChannelHandler = Callable[["PeerSession", RTCDataChannel], None]
+DataChannelHandler = Callable[["Peer", RTCDataChannel], None]
 
 
-class PeerSession:
+class Peer:
     """One RTCPeerConnection sending one tier's encoded video to one viewer, or, without an
     encoder, carrying only data channels (a client that wants control and status, no video)."""
 
@@ -129,8 +129,8 @@ class PeerSession:
         ice_servers: list[RTCIceServer] | None = None,
         encoder_for: Callable[[Tier], VideoTier] | None = None,
         adaptation: Adaptation | None = None,
-        on_feedback: Callable[[PeerSession], None] | None = None,
-        on_close: Callable[[PeerSession], Awaitable[None]] | None = None,
+        on_feedback: Callable[[Peer], None] | None = None,
+        on_close: Callable[[Peer], Awaitable[None]] | None = None,
         on_datachannel: DataChannelHandler | None = None,
     ) -> None:
         """`encoder_for` and `adaptation` together turn on adaptive bitrate and tiers;

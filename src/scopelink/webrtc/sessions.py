@@ -1,6 +1,6 @@
 """The peers of every telescope: limits, timeouts, clean-up, and the tier encoders they share.
 
-`PeerSessionManager` creates `PeerSession`s from offers, refuses more than `max_peers` at once
+`PeerManager` creates `Peer`s from offers, refuses more than `max_peers` at once
 (`TooManyPeers`), closes peers that have not connected within `connect_timeout_s`, and forgets
 peers when they close or fail. It owns the `TierEncoder`s: one per (telescope, tier, codec), created
 on first use and closed once no peer watches that tier. Each peer holds its telescope's `viewer()`
@@ -39,7 +39,7 @@ from scopelink.webrtc.adapt import Adaptation, tier_bitrate
 from scopelink.webrtc.encoder import FULL, TIERS, Codec, Tier, TierEncoder
 from scopelink.webrtc.ice import IceSettings
 from scopelink.webrtc.passthrough import SOURCE_TIER, PassthroughTier, VideoTier, source_tier
-from scopelink.webrtc.peer import DataChannelHandler, PeerSession
+from scopelink.webrtc.peer import DataChannelHandler, Peer
 from scopelink.webrtc.sdp import check_offer
 from scopelink.webrtc.stats import PeerStats
 
@@ -133,7 +133,7 @@ class UnknownPeer(KeyError):
         return f"no peer session {self.args[0]!r}"
 
 
-class PeerSessionManager:
+class PeerManager:
     """Creates, limits, times out and cleans up peer sessions; owns the shared tier encoders."""
 
     def __init__(
@@ -155,7 +155,7 @@ class PeerSessionManager:
         self.adaptive = adaptive
         self.passthrough = passthrough
         self.tiers = tiers
-        self._sessions: dict[str, PeerSession] = {}
+        self._sessions: dict[str, Peer] = {}
         self._viewing: dict[str, AbstractAsyncContextManager[None]] = {}
         self._watchdogs: dict[str, asyncio.Task[None]] = {}
         self._encoders: dict[tuple[str, str, Codec], VideoTier] = {}
@@ -168,7 +168,7 @@ class PeerSessionManager:
         self._pending_channels = 0
 
     @classmethod
-    def from_settings(cls, settings: WebRtcSettings) -> PeerSessionManager:
+    def from_settings(cls, settings: WebRtcSettings) -> PeerManager:
         return cls(
             settings.max_peers,
             settings.connect_timeout_s,
@@ -192,7 +192,7 @@ class PeerSessionManager:
         tier: Tier = FULL,
         ice_servers: list[RTCIceServer] | None = None,
         on_datachannel: DataChannelHandler | None = None,
-    ) -> tuple[PeerSession, str]:
+    ) -> tuple[Peer, str]:
         """A new peer for `telescope_id` answering `offer_sdp`: the session and its answer SDP.
         `on_datachannel` gets each data channel the viewer opens (none taken without it).
 
@@ -212,7 +212,7 @@ class PeerSessionManager:
         adaptation, tier = self._adaptation(self.ladder(source, codec), tier, client)
         try:
             await viewing.__aenter__()
-            session = PeerSession(
+            session = Peer(
                 self._encoder(telescope_id, source, tier, codec),
                 telescope_id=telescope_id,
                 client=client,
@@ -249,12 +249,12 @@ class PeerSessionManager:
         client: str,
         ice_servers: list[RTCIceServer] | None,
         on_datachannel: DataChannelHandler | None,
-    ) -> tuple[PeerSession, str]:
+    ) -> tuple[Peer, str]:
         """A peer with data channels and no video: no stream, no encoder, its own limit."""
         channels_only = len(self._sessions) - self._video_count()
         if channels_only + self._pending_channels >= self.max_channel_peers:
             raise TooManyPeers(self.max_channel_peers, video=False)
-        session = PeerSession(
+        session = Peer(
             None,
             telescope_id=telescope_id,
             client=client,
@@ -276,20 +276,20 @@ class PeerSessionManager:
         )
         return session, answer
 
-    def _watching(self, telescope_id: str) -> list[PeerSession]:
+    def _watching(self, telescope_id: str) -> list[Peer]:
         """The telescope's peers that are sent video."""
         return [s for s in self.sessions(telescope_id) if s.track is not None]
 
     def _video_count(self) -> int:
         return sum(1 for s in self._sessions.values() if s.track is not None)
 
-    def get(self, session_id: str) -> PeerSession:
+    def get(self, session_id: str) -> Peer:
         try:
             return self._sessions[session_id]
         except KeyError:
             raise UnknownPeer(session_id) from None
 
-    def sessions(self, telescope_id: str | None = None) -> list[PeerSession]:
+    def sessions(self, telescope_id: str | None = None) -> list[Peer]:
         return [
             s
             for s in self._sessions.values()
@@ -400,7 +400,7 @@ class PeerSessionManager:
         )
         return Adaptation.over(allowed, start, min(estimate, start.max_bitrate), limited), start
 
-    def _rebalance(self, peer: PeerSession) -> None:
+    def _rebalance(self, peer: Peer) -> None:
         """Set each of the peer's telescope's encoders to the lowest estimate among its peers,
         with frames bounded to one frame interval if any of them is behind a link that has shown
         its limit (`TierEncoder.set_tight`).
@@ -449,7 +449,7 @@ class PeerSessionManager:
                 asyncio.get_running_loop().create_task(encoder.close())
                 log.info("telescope %s: tier %s (%s) closed (no viewer)", telescope_id, name, codec)
 
-    async def _expire_unless_connected(self, session: PeerSession) -> None:
+    async def _expire_unless_connected(self, session: Peer) -> None:
         connected = asyncio.ensure_future(session.connected.wait())
         closed = asyncio.ensure_future(session.closed.wait())
         try:
@@ -469,7 +469,7 @@ class PeerSessionManager:
             )
             await session.close()
 
-    async def _forget(self, session: PeerSession) -> None:
+    async def _forget(self, session: Peer) -> None:
         """A session closed (by the viewer, a failure, the timeout or shutdown)."""
         self._sessions.pop(session.id, None)
         estimate = session.estimate_bps

@@ -17,7 +17,7 @@ import { StateMachine } from "../lib/state-machine.js";
 /** @typedef {import('../types/protocol').TelescopeSummary} TelescopeSummary */
 /** @typedef {import('../types/protocol').NewTelescope} NewTelescope */
 /** @typedef {import('../types/protocol').CatalogueEntry} CatalogueEntry */
-/** @typedef {import('../types/protocol').SessionInfo} SessionInfo */
+/** @typedef {import('../types/protocol').AccessInfo} AccessInfo */
 
 /** An API failure: the problem the server described, or a network failure (`status` 0). */
 export class ApiError extends Error {
@@ -194,7 +194,7 @@ export class ApiClient extends EventTarget {
 
   // -- typed shorthands ---------------------------------------------------------------------
 
-  /** @returns {Promise<SessionInfo>} */
+  /** @returns {Promise<AccessInfo>} */
   session() {
     return this.get("/api/session");
   }
