@@ -155,12 +155,11 @@ export class ChannelClient extends EventTarget {
   attach(pc) {
     const control = pc.createDataChannel("control");
     const telemetry = pc.createDataChannel("telemetry", { ordered: false, maxRetransmits: 0 });
+    this.#dropNext(); // a connection that never took over: forgotten
     if (this.state === "open" && this.#control?.readyState === "open") {
-      this.#dropNext(); // a connection that never took over: forgotten
       this.#next = control; // the open one serves until this one's welcome
       this.#nextCarrier = pc;
     } else {
-      this.#dropNext();
       this.#closeChannels();
       const moved = this.#carrier !== null && this.#carrier !== pc;
       this.#control = control;

@@ -85,11 +85,9 @@ export class PeerConnector extends EventTarget {
   #pc = null;
   /** A renewal's connection, until it takes over. @type {RTCPeerConnection | null} */
   #next = null;
-  /** @type {WeakMap<RTCPeerConnection, ChannelClient>} */
-  #clients = new WeakMap();
   /** The connection being made (its channels are being attached). */
   #making = /** @type {RTCPeerConnection | null} */ (null);
-  /** The channel client watched (one per telescope, the same across connections). */
+  /** The telescope's channel client (one per telescope, the same across its connections). */
   #watched = /** @type {ChannelClient | null} */ (null);
   /** @type {SignalingVia} */
   #via = "socket";
@@ -218,7 +216,7 @@ export class PeerConnector extends EventTarget {
    */
   renew(why) {
     if (!this.#telescopeId || this.state === "retrying" || this.state === "standby") return;
-    const client = this.#pc ? this.#clients.get(this.#pc) : undefined;
+    const client = this.#watched;
     const usable =
       client?.state === "open" &&
       client.carrier === this.#pc &&
@@ -365,10 +363,7 @@ export class PeerConnector extends EventTarget {
     this.#making = pc;
     const client = this.channels?.attach(telescopeId, pc);
     this.#making = null;
-    if (client) {
-      this.#clients.set(pc, client);
-      this.#watch(client);
-    }
+    if (client) this.#watch(client);
     pc.addEventListener("iceconnectionstatechange", () => {
       if (pc === this.#pc) this.#iceChanged(pc.iceConnectionState);
     });
