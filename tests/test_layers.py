@@ -18,3 +18,17 @@ def test_the_services_the_peer_and_identity_do_not_load_the_simulator() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_peer_and_its_signaling_do_not_load_a_web_framework() -> None:
+    """The proxy answers offers that reach it over its own link to the broker: the signaling
+    conversation and the peer must run without Starlette or FastAPI."""
+    code = (
+        "import sys\n"
+        "import scopelink.auth, scopelink.webrtc.signaling, scopelink.webrtc.sessions\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'fastapi')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout

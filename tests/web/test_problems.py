@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from scopelink.schema.state import ProblemKind
 from scopelink.services.command_service import CommandFailure
-from scopelink.web.problems import (
-    HTTP_STATUS,
+from scopelink.web.problems import HTTP_STATUS, command_problem
+from scopelink.webrtc.negotiation import (
     NEGOTIATION_STATUS,
-    command_problem,
+    NegotiationError,
+    NegotiationProblem,
     negotiation_problem,
 )
-from scopelink.webrtc.negotiation import NegotiationError, NegotiationProblem
 
 
 def test_every_command_failure_kind_maps_to_a_problem_with_its_status() -> None:

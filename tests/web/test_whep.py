@@ -13,6 +13,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from scopelink import framestamp
 from scopelink.settings import AppSettings
+from scopelink.web.rtc import PeerHost
 from scopelink.webrtc.adapt import Feedback
 from scopelink.webrtc.encoder import Codec
 from scopelink.webrtc.ice import IceSettings
@@ -26,9 +27,11 @@ SDP = {"Content-Type": "application/sdp"}
 def configure(app: RunningApp, **kwargs: object) -> PeerManager:
     """Give the running app WebRTC settings for one test (the default manager has no peers)."""
     settings = WebRtcSettings(**kwargs)  # type: ignore[arg-type]
-    app.app.state.webrtc_settings = settings
-    app.app.state.peers = PeerManager.from_settings(settings)
-    return app.app.state.peers
+    state = app.app.state
+    state.webrtc_settings = settings
+    state.peers = PeerManager.from_settings(settings)
+    state.peer_host = PeerHost(state.peers, settings, state.commands, state.telemetry)
+    return state.peers
 
 
 @pytest.fixture

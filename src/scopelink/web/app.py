@@ -18,6 +18,7 @@ from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telemetry import TelemetryHub
 from scopelink.settings import AppSettings
 from scopelink.web import api, mjpeg, problems, signaling, sse, whep
+from scopelink.web.rtc import PeerHost
 from scopelink.web.security import SecurityMiddleware, SecurityPolicy
 from scopelink.webrtc.ice import IceSettings
 from scopelink.webrtc.sessions import PeerManager, WebRtcSettings
@@ -61,6 +62,9 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         )
         peers = PeerManager.from_settings(app.state.webrtc_settings)
         app.state.peers = peers
+        app.state.peer_host = PeerHost(
+            peers, app.state.webrtc_settings, app.state.commands, app.state.telemetry
+        )
         # A telescope's live source changes with its view mode: its peers move with it.
         registry.on_added(
             lambda s: s.pipeline.add_source_listener(lambda: peers.source_changed(s.id, s.pipeline))

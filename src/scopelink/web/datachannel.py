@@ -25,7 +25,6 @@ from typing import Any
 
 from aiortc import RTCDataChannel
 from pydantic import BaseModel, ValidationError
-from starlette.requests import HTTPConnection
 
 from scopelink.auth import VIEWERS_DO_NOT_CONTROL, Caller
 from scopelink.ratelimit import TokenBucket
@@ -55,6 +54,7 @@ from scopelink.schema.channel import (
 )
 from scopelink.schema.commands import COMMAND_ADAPTER
 from scopelink.schema.operations import Operation
+from scopelink.schema.problems import PROBLEM_TYPE, message_detail, message_errors
 from scopelink.schema.state import Problem, ProblemKind
 from scopelink.services.command_service import CommandFailure, CommandService, take_control
 from scopelink.services.control import (
@@ -66,18 +66,9 @@ from scopelink.services.control import (
 )
 from scopelink.services.telemetry import TelemetryChannel, TelemetryMessage
 from scopelink.services.telescope import Telescope
-from scopelink.web.problems import (
-    PROBLEM_TYPE,
-    command_problem,
-    message_detail,
-    message_errors,
-    negotiation_problem,
-)
-from scopelink.web.rtc import SERVER_TURN_USER, ice_servers_for, peers
-from scopelink.webrtc.encoder import FULL, REDUCED, Tier
-from scopelink.webrtc.ice import to_aiortc
-from scopelink.webrtc.negotiation import NegotiationError, start_session
-from scopelink.webrtc.peer import DataChannelHandler, Peer
+from scopelink.web.problems import command_problem
+from scopelink.webrtc.negotiation import NegotiationError, negotiation_problem
+from scopelink.webrtc.peer import Peer
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +83,6 @@ SNAPSHOT_INTERVAL_S = 5.0
 BUFFERED_HIGH = 16 * 1024
 DRAIN_POLL_S = 0.1
 
-TIERS: dict[str, Tier] = {FULL.name: FULL, REDUCED.name: REDUCED}
 #: Starts a new peer connection for an `offer` received over this one: its session id and answer.
 Renegotiator = Callable[[Renegotiate, "ChannelEndpoint"], Awaitable[tuple[str, str]]]
 
@@ -517,40 +507,3 @@ def _invalid(detail: str, errors: list[dict[str, str]] | None = None) -> Command
     return CommandFailure(
         "Invalid command", detail, kind=ProblemKind.INVALID, outcome="not_run", errors=errors
     )
-
-
-def channel_handler(
-    connection: HTTPConnection, telescope: Telescope, caller: Caller
-) -> DataChannelHandler:
-    """The data channels of one new peer connection, for a request that came by `connection`
-    (WHEP's POST, the signaling socket): one endpoint, made when the first channel opens."""
-    state = connection.app.state
-    endpoint: ChannelEndpoint | None = None
-
-    async def renegotiate(offer: Renegotiate, _: ChannelEndpoint) -> tuple[str, str]:
-        session, answer = await start_session(
-            peers(connection),
-            telescope.id,
-            telescope.pipeline,
-            offer.sdp,
-            client=caller.client,
-            tier=TIERS[offer.tier or FULL.name],
-            ice_servers=to_aiortc(ice_servers_for(connection, SERVER_TURN_USER)),
-            on_datachannel=channel_handler(connection, telescope, caller),
-        )
-        return session.id, answer
-
-    def handle(peer: Peer, channel: RTCDataChannel) -> None:
-        nonlocal endpoint
-        if endpoint is None:
-            endpoint = ChannelEndpoint(
-                peer,
-                telescope=telescope,
-                commands=state.commands,
-                telemetry=state.telemetry.channel(telescope.id),
-                caller=caller,
-                renegotiate=renegotiate,
-            )
-        endpoint.attach(channel)
-
-    return handle

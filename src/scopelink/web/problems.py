@@ -7,15 +7,14 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
+from scopelink.schema.problems import PROBLEM_TYPE
 from scopelink.schema.state import Problem, ProblemKind
 from scopelink.services.command_service import CommandFailure
 from scopelink.services.registry import UnknownTelescopeError
-from scopelink.webrtc.negotiation import NegotiationError, NegotiationProblem
 
 PROBLEM_JSON = "application/problem+json"
-PROBLEM_TYPE = "https://scopelink.invalid/problems/"
+
 
 #: A failed command's HTTP status, by why it failed.
 HTTP_STATUS: dict[ProblemKind, int] = {
@@ -35,25 +34,6 @@ HTTP_STATUS: dict[ProblemKind, int] = {
     ProblemKind.CONNECTION_LOST: 502,
     ProblemKind.TELESCOPE_ERROR: 502,
 }
-
-
-#: A refused offer or candidate's HTTP status (WHEP's, and the `status` of a signaling error).
-NEGOTIATION_STATUS: dict[NegotiationProblem, int] = {
-    NegotiationProblem.TOO_MANY_PEERS: 503,
-    NegotiationProblem.OFFER_REJECTED: 400,
-    NegotiationProblem.BAD_CANDIDATE: 400,
-    NegotiationProblem.ICE_RESTART_UNSUPPORTED: 422,
-    NegotiationProblem.NO_SESSION: 409,
-}
-
-
-def negotiation_problem(error: NegotiationError) -> Problem:
-    return Problem(
-        type=PROBLEM_TYPE + error.kind.value,
-        title=error.title,
-        status=NEGOTIATION_STATUS[error.kind],
-        detail=error.detail,
-    )
 
 
 def command_problem(failure: CommandFailure) -> Problem:
@@ -76,23 +56,6 @@ def problem_response(problem: Problem, headers: dict[str, str] | None = None) ->
         media_type=PROBLEM_JSON,
         headers=headers,
     )
-
-
-def message_errors(
-    exc: ValidationError, whole: str = "message", limit: int = 10
-) -> list[dict[str, str]]:
-    """A message's validation errors as `{field, msg}`, the field without the tagged union's
-    tag (the `type` that chose the model); an error of the whole model is named `whole`."""
-    raw = exc.errors(include_url=False, include_context=False, include_input=False)
-    return [
-        {"field": ".".join(str(p) for p in e["loc"][1:]) or whole, "msg": e["msg"]}
-        for e in raw[:limit]
-    ]
-
-
-def message_detail(exc: ValidationError, whole: str = "message") -> str:
-    """The same errors in one line: `field: msg; field: msg`."""
-    return "; ".join(f"{e['field']}: {e['msg']}" for e in message_errors(exc, whole))
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -21,16 +21,14 @@ from fastapi.responses import JSONResponse
 
 from scopelink.auth import Caller
 from scopelink.schema.state import Problem
-from scopelink.web.datachannel import channel_handler
 from scopelink.web.deps import TelescopeDep
-from scopelink.web.problems import negotiation_problem, problem_response
-from scopelink.web.rtc import SERVER_TURN_USER, ice_servers_for, peers
-from scopelink.webrtc.ice import to_aiortc
+from scopelink.web.problems import problem_response
+from scopelink.web.rtc import peer_host
 from scopelink.webrtc.negotiation import (
     NegotiationError,
     NegotiationProblem,
     add_candidates,
-    start_session,
+    negotiation_problem,
 )
 from scopelink.webrtc.peer import Peer
 from scopelink.webrtc.sessions import UnknownPeer
@@ -92,7 +90,7 @@ async def _body(request: Request) -> str | None:
 
 def _session_for(request: Request, telescope_id: str, session_id: str) -> Peer | Response:
     try:
-        session = peers(request).get(session_id)
+        session = peer_host(request).peers.get(session_id)
     except UnknownPeer as exc:
         return _problem(404, "Unknown session", str(exc))
     if session.telescope_id != telescope_id:
@@ -110,7 +108,7 @@ def _resource(telescope_id: str, session_id: str) -> str:
 @router.options("/api/telescopes/{telescope_id}/whep", status_code=204)
 async def whep_options(request: Request, session: TelescopeDep) -> Response:
     """What a WHEP player needs before it offers: accepted type and the ICE servers."""
-    links = ice_link_headers(ice_servers_for(request, _caller(request).client))
+    links = ice_link_headers(peer_host(request).ice_servers(_caller(request).client))
     response = Response(status_code=204, headers={"Accept-Post": SDP, **_NO_STORE})
     return _with_links(response, links)
 
@@ -136,17 +134,9 @@ async def whep_offer(request: Request, session: TelescopeDep) -> Response:
     if offer is None:
         return _problem(413, "Offer too large", f"an SDP offer is at most {MAX_BODY_BYTES} bytes")
     caller = _caller(request)
-    server_ice = to_aiortc(ice_servers_for(request, SERVER_TURN_USER))
+    host = peer_host(request)
     try:
-        peer, answer = await start_session(
-            peers(request),
-            session.id,
-            session.pipeline,
-            offer,
-            client=caller.client,
-            ice_servers=server_ice,
-            on_datachannel=channel_handler(request, session, caller),
-        )
+        peer, answer = await host.start(session, caller, offer)
     except NegotiationError as exc:
         retry = {"Retry-After": "10"} if exc.kind is NegotiationProblem.TOO_MANY_PEERS else None
         return problem_response(negotiation_problem(exc), retry)
@@ -156,7 +146,7 @@ async def whep_offer(request: Request, session: TelescopeDep) -> Response:
         **_NO_STORE,
     }
     response = Response(answer, status_code=201, media_type=SDP, headers=headers)
-    return _with_links(response, ice_link_headers(ice_servers_for(request, caller.client)))
+    return _with_links(response, ice_link_headers(host.ice_servers(caller.client)))
 
 
 @router.patch(
@@ -209,7 +199,7 @@ async def webrtc_peers(request: Request, session: TelescopeDep) -> JSONResponse:
     """
     caller = _caller(request)
     out = []
-    for stats in peers(request).stats(session.id):
+    for stats in peer_host(request).peers.stats(session.id):
         item = asdict(stats)
         if not caller.may_change(stats.client):
             item["id"] = None
@@ -221,5 +211,5 @@ async def webrtc_peers(request: Request, session: TelescopeDep) -> JSONResponse:
 @router.get("/api/webrtc/ice-servers")
 async def browser_ice_servers(request: Request) -> JSONResponse:
     """The `iceServers` for the browser's RTCPeerConnection, with fresh TURN credentials."""
-    servers = ice_servers_for(request, _caller(request).client)
+    servers = peer_host(request).ice_servers(_caller(request).client)
     return JSONResponse({"iceServers": servers}, headers=_NO_STORE)

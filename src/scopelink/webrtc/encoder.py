@@ -128,6 +128,13 @@ FULL = Tier("full", width=1080, bitrate=4_000_000, min_bitrate=1_200_000, max_bi
 REDUCED = Tier("reduced", width=540, bitrate=1_000_000, min_bitrate=150_000, max_bitrate=1_500_000)
 #: Every tier, lowest first.
 TIERS: tuple[Tier, ...] = (REDUCED, FULL)
+
+
+def tier_named(name: str | None) -> Tier:
+    """The tier a client asked for by name (the schema allows only these names); none: full."""
+    return REDUCED if name == REDUCED.name else FULL
+
+
 #: The smallest relative bitrate change adaptation makes (`TierEncoder.worth_changing_to`): in
 #: place (x264 below the open rate) 5 %; where a change re-opens the encoder and so costs a
 #: keyframe (x264 above the open rate, VP8 always) 30 %.

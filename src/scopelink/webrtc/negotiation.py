@@ -1,6 +1,8 @@
 """The steps every signaling transport takes, with one error model: offer in, answer out;
-candidates in. WHEP (`web/whep.py`) and the app's WebSocket (`web/signaling.py`) are thin
-adapters over these; each maps a `NegotiationError` to its own terms by its `kind`.
+candidates in. WHEP (`web/whep.py`) and the signaling conversation (`webrtc/signaling.py`, on
+the app's WebSocket or the proxy's broker link) are thin
+adapters over these; each maps a `NegotiationError` to its own terms by its `kind`
+(`negotiation_problem` gives the shared one).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from enum import StrEnum
 from aiortc import RTCIceServer
 from aiortc.exceptions import InvalidStateError
 
+from scopelink.schema.problems import PROBLEM_TYPE
+from scopelink.schema.state import Problem
 from scopelink.webrtc.encoder import FULL, Tier
 from scopelink.webrtc.peer import DataChannelHandler, IceRestartUnsupported, Peer
 from scopelink.webrtc.sdp import OfferRejected
@@ -37,6 +41,26 @@ class NegotiationError(Exception):
         self.kind = kind
         self.title = title
         self.detail = detail
+
+
+#: A refused offer or candidate's status (WHEP's HTTP status, and a signaling error's `status`).
+NEGOTIATION_STATUS: dict[NegotiationProblem, int] = {
+    NegotiationProblem.TOO_MANY_PEERS: 503,
+    NegotiationProblem.OFFER_REJECTED: 400,
+    NegotiationProblem.BAD_CANDIDATE: 400,
+    NegotiationProblem.ICE_RESTART_UNSUPPORTED: 422,
+    NegotiationProblem.NO_SESSION: 409,
+}
+
+
+def negotiation_problem(error: NegotiationError) -> Problem:
+    """A refused offer or candidate as a problem, the same on every signaling path."""
+    return Problem(
+        type=PROBLEM_TYPE + error.kind.value,
+        title=error.title,
+        status=NEGOTIATION_STATUS[error.kind],
+        detail=error.detail,
+    )
 
 
 async def start_session(
