@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_live_browser import CHROMIUM, CHROMIUM_ARGS, pct
 from bench.report import cpu_model, mark, write_section
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from scopelink.web.server import serving
 
 #: The issue's target: the data channel's command round trip p50 on loopback, and not slower
@@ -151,7 +151,7 @@ async def main(rounds: int, per_round: int) -> None:
         via: {key: [] for key in keys} for via in ("datachannel", "rest")
     }
     medians: dict[str, list[float]] = {"datachannel": [], "rest": []}
-    async with serving(AppSettings(simulator_fps=2.0, command_rate=1000.0)) as app:
+    async with serving(ServeSettings(simulator_fps=2.0, command_rate=1000.0)) as app:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             for n in range(rounds):

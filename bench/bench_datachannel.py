@@ -143,7 +143,7 @@ async def feed_telemetry(app: Any, stop: asyncio.Event) -> int:
 
 
 async def session(clients: int) -> dict[str, Any]:
-    from scopelink.settings import AppSettings, TelescopeTarget
+    from scopelink.settings import ServeSettings, TelescopeTarget
     from scopelink.web.server import serving
 
     ports = {"control": free_port(), "imaging": free_port(), "rtsp": free_port()}
@@ -161,7 +161,7 @@ async def session(clients: int) -> dict[str, Any]:
         name=TELESCOPE,
     )
     # All clients come from 127.0.0.1, one caller for the per-caller command rate limit.
-    settings = AppSettings(telescopes=[target], simulator=False, command_rate=10_000.0)
+    settings = ServeSettings(telescopes=[target], simulator=False, command_rate=10_000.0)
     procs: list[asyncio.subprocess.Process] = []
     try:
         async with serving(settings) as app:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 from bench.report import cpu_model, mark, write_section
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from scopelink.web.server import RunningApp, serving
 
 CHROMIUM = "/usr/bin/chromium"
@@ -172,7 +172,7 @@ async def _session(
     kind: str, fps: float, width: int, jitter_target: float | None
 ) -> dict[str, Any]:
     shared: list[float] = []
-    async with serving(AppSettings(simulator_fps=fps)) as app:
+    async with serving(ServeSettings(simulator_fps=fps)) as app:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = await browser.new_page()

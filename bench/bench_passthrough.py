@@ -86,7 +86,7 @@ async def session(mode: str, passthrough: bool, viewers: int) -> dict[str, Any]:
     """One fresh simulator, app and browser: the measuring page plus `viewers - 1` receivers."""
     from playwright.async_api import async_playwright
 
-    from scopelink.settings import AppSettings, TelescopeTarget
+    from scopelink.settings import ServeSettings, TelescopeTarget
     from scopelink.web.server import serving
 
     ports = {"control": free_port(), "imaging": free_port(), "rtsp": free_port()}
@@ -106,7 +106,7 @@ async def session(mode: str, passthrough: bool, viewers: int) -> dict[str, Any]:
     )
     # Adaptation off: every viewer stays on the tier it asked for (the full tier, which is the
     # telescope's own stream where it passes), so the paths are compared at the same rate.
-    settings = AppSettings(
+    settings = ServeSettings(
         telescopes=[target],
         simulator=False,
         webrtc_passthrough=passthrough,

@@ -124,7 +124,7 @@ def role_app(args: argparse.Namespace) -> None:
     from fastapi import FastAPI
 
     from scopelink.services.registry import TelescopeRegistry
-    from scopelink.settings import AppSettings, TelescopeTarget
+    from scopelink.settings import ServeSettings, TelescopeTarget
     from scopelink.web.mjpeg import listening_socket, router
 
     logging.basicConfig(level=logging.WARNING)
@@ -136,7 +136,7 @@ def role_app(args: argparse.Namespace) -> None:
         name="bench",
         key_pem=key.read_bytes() if key.exists() and key.stat().st_size else None,
     )
-    settings = AppSettings(telescopes=[target], simulator=False)
+    settings = ServeSettings(telescopes=[target], simulator=False)
 
     async def run() -> None:
         registry = TelescopeRegistry(settings)

@@ -79,7 +79,7 @@ from scopelink.services.frame_pipeline import (  # noqa: E402
     FramePipeline,
     encode_jpeg,
 )
-from scopelink.settings import AppSettings  # noqa: E402
+from scopelink.settings import ServeSettings  # noqa: E402
 from scopelink.simulator.mount import Mount  # noqa: E402
 from scopelink.web.mjpeg import BOUNDARY, multipart_body  # noqa: E402
 from scopelink.web.server import RunningApp, serving  # noqa: E402
@@ -101,7 +101,7 @@ POINTING_ALT_AZ = (45.0, 90.0)
 MAX_SCENE_SHIFT_PX = 0.5
 #: MJPEG (width, quality); the app's default quality comes first, then others to compare: down
 #: to qualities the app refuses, so the 1080 curve reaches WebRTC's quality from above and below.
-MJPEG_DEFAULT_QUALITY = AppSettings().mjpeg_quality
+MJPEG_DEFAULT_QUALITY = ServeSettings().mjpeg_quality
 MJPEG_SETTINGS = (
     (1080, MJPEG_DEFAULT_QUALITY),
     (1080, 90),
@@ -667,7 +667,7 @@ class Run:
 
 
 async def run(window_s: float) -> Run:
-    async with serving(AppSettings(simulator_fps=FPS)) as app:
+    async with serving(ServeSettings(simulator_fps=FPS)) as app:
         # Bitrates are the sweep's to set; a policy moving peers between tiers would spoil it.
         app.app.state.peers.adaptive = False
         mount = app.simulator.telescope.mount

@@ -36,7 +36,7 @@ from tests.e2e.netns import BrowserNetns
 
 from bench.bench_live_browser import CHROMIUM_ARGS, COLLECT
 from bench.report import cpu_model, percentile, write_section
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from scopelink.web.server import serving
 
 #: Server → browser rate caps in kbit/s (None: the veth uncapped).
@@ -50,7 +50,7 @@ EXTRA_ARGS = ["--disable-features=WebRtcHideLocalIpsWithMdns"]
 
 
 async def measure(netns: BrowserNetns, wrapper: Path, kind: str, width: int) -> dict[str, Any]:
-    settings = AppSettings(simulator_fps=SOURCE_FPS, allowed_hosts=[netns.root_v4])
+    settings = ServeSettings(simulator_fps=SOURCE_FPS, allowed_hosts=[netns.root_v4])
     async with serving(settings, host=netns.root_v4) as app:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(
@@ -201,7 +201,7 @@ async def trace(cap_kbit: int, cap_on_s: int, cap_off_s: int) -> None:
     rows: list[str] = []
     with tempfile.TemporaryDirectory() as tmp, BrowserNetns.create() as netns:
         wrapper = netns.chromium_wrapper(Path(tmp))
-        settings = AppSettings(simulator_fps=SOURCE_FPS, allowed_hosts=[netns.root_v4])
+        settings = ServeSettings(simulator_fps=SOURCE_FPS, allowed_hosts=[netns.root_v4])
         async with (
             serving(settings, host=netns.root_v4) as app,
             async_playwright() as pw,

@@ -222,7 +222,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _serve(args: argparse.Namespace) -> None:
     import secrets
 
-    from scopelink.settings import AppSettings, TelescopeTarget
+    from scopelink.settings import ServeSettings, TelescopeTarget
     from scopelink.web.server import run
 
     if args.turn and not args.turn_secret:
@@ -245,7 +245,7 @@ def _serve(args: argparse.Namespace) -> None:
         token = secrets.token_urlsafe(18)
         tokens[token] = "operator"
         print(f"Operator token (open the app with ?token=...): {token}", flush=True)
-    settings = AppSettings(
+    settings = ServeSettings(
         host=args.host,
         port=args.port,
         telescopes=targets,

@@ -9,14 +9,14 @@ telescope-side proxy never carries a simulator.
 from __future__ import annotations
 
 from scopelink.services.registry import TelescopeRegistry
-from scopelink.settings import AppSettings, TelescopeTarget
+from scopelink.settings import ServeSettings, TelescopeTarget
 from scopelink.simulator.simulator import Simulator, SimulatorConfig
 
 #: The simulator's telescope id in the registry (and in URLs).
 SIMULATOR_ID = "simulator"
 
 
-async def start_simulator(registry: TelescopeRegistry, settings: AppSettings) -> Simulator:
+async def start_simulator(registry: TelescopeRegistry, settings: ServeSettings) -> Simulator:
     """Run the built-in simulator (`settings.simulator_fps`, `simulator_model`) in this process
     on free loopback ports and add it to `registry` as telescope `simulator`. The caller stops
     it (`Simulator.stop()`) after the registry."""

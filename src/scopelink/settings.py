@@ -64,19 +64,15 @@ class TelescopeTarget:
 
 
 @dataclass(slots=True)
-class AppSettings:
-    """Everything `scopelink serve` can be told; defaults are safe for a single local user."""
+class HostSettings:
+    """What every process that hosts the telescope's peer can be told: `scopelink serve` and the
+    telescope-side `scopelink proxy` alike. Defaults are safe for a single local user."""
 
     host: str = "127.0.0.1"
     port: int = 8000
     telescopes: list[TelescopeTarget] = field(default_factory=list)
     #: Probe the network for telescopes at start-up.
     discover: bool = False
-    #: Run the built-in simulator when no telescope is configured and discovery is off.
-    simulator: bool = True
-    simulator_fps: float = 5.0
-    #: The built-in simulator's model: "S50", "S30" or "S30 Pro" (the S30s add a wide camera).
-    simulator_model: str = "S50"
     #: Extra `Host` header values accepted besides localhost and the bind address.
     allowed_hosts: list[str] = field(default_factory=list)
     #: Extra origins accepted for state changes besides the app's own.
@@ -110,3 +106,14 @@ class AppSettings:
     webrtc_passthrough: bool = True
     #: The deployment default of the WebRTC feature flag (False: the UI starts with MJPEG).
     webrtc_default: bool = True
+
+
+@dataclass(slots=True)
+class ServeSettings(HostSettings):
+    """`scopelink serve`: the web app, with the built-in simulator when no telescope is given."""
+
+    #: Run the built-in simulator when no telescope is configured and discovery is off.
+    simulator: bool = True
+    simulator_fps: float = 5.0
+    #: The built-in simulator's model: "S50", "S30" or "S30 Pro" (the S30s add a wide camera).
+    simulator_model: str = "S50"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from tests.e2e import netns as netns_harness
 from tests.e2e.netns import BrowserNetns
 from tests.web.conftest import RunningApp, serve
@@ -164,7 +164,7 @@ def screenshots(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def app() -> AsyncIterator[RunningApp]:
-    async with serve(AppSettings(simulator_fps=5.0)) as running:
+    async with serve(ServeSettings(simulator_fps=5.0)) as running:
         running.simulator.telescope.mount.slew_rate_deg_s = 60.0  # slews of a few seconds
         yield running
 
@@ -172,7 +172,7 @@ async def app() -> AsyncIterator[RunningApp]:
 @pytest.fixture
 async def s30_app() -> AsyncIterator[RunningApp]:
     """The app with an S30 simulated: a main and a wide-angle camera."""
-    async with serve(AppSettings(simulator_model="S30", simulator_fps=5.0)) as running:
+    async with serve(ServeSettings(simulator_model="S30", simulator_fps=5.0)) as running:
         yield running
 
 
@@ -245,11 +245,11 @@ def netns() -> Iterator[BrowserNetns]:
 
 @contextlib.asynccontextmanager
 async def ui_in_netns(
-    netns: BrowserNetns, chromium: str, scripts: Path, settings: AppSettings | None = None
+    netns: BrowserNetns, chromium: str, scripts: Path, settings: ServeSettings | None = None
 ) -> AsyncIterator[UI]:
     """The app bound to the veth's root end (so allowed as `Host`), shown in a Chromium that
     runs inside `netns` and so reaches the app, ICE included, only across the veth."""
-    settings = dataclasses.replace(settings or AppSettings(simulator_fps=5.0), host=netns.root_v4)
+    settings = dataclasses.replace(settings or ServeSettings(simulator_fps=5.0), host=netns.root_v4)
     async with serve(settings, host=netns.root_v4) as app:
         args = [
             *CHROMIUM_ARGS,

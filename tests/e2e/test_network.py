@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from tests.e2e.conftest import UI, ui_in_netns
 from tests.e2e.netns import BrowserNetns, UdpDelayRelay
 from tests.e2e.test_turn import (  # noqa: F401
@@ -258,7 +258,7 @@ async def test_with_added_delay_the_latency_rises_by_it_and_does_not_grow(
     # Browser ⇄ relay (holds each datagram, both ways) ⇄ coturn ⇄ aiortc: with relay-only ICE in
     # the browser every media packet takes the relay.
     with UdpDelayRelay(netns.root_v4, ("127.0.0.1", turn.port)) as relay:
-        settings = AppSettings(
+        settings = ServeSettings(
             simulator_fps=FPS,
             turn_urls=[f"turn:{netns.root_v4}:{relay.port}?transport=udp"],
             turn_secret=turn.secret,

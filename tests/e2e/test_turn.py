@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, expect
 
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from scopelink.web.rtc import SERVER_TURN_USER
 from tests.e2e.conftest import DESKTOP, UI, open_ui
 from tests.e2e.test_webrtc import NEWER_FRAME, SHOWN_FRAME, playing, stamps_advance
@@ -154,7 +154,7 @@ def _text(path: Path) -> str:
 
 @contextlib.asynccontextmanager
 async def relayed_ui(browser: Browser, turn: Turn, secret: str) -> AsyncIterator[UI]:
-    settings = AppSettings(simulator_fps=5.0, turn_urls=[turn.url], turn_secret=secret)
+    settings = ServeSettings(simulator_fps=5.0, turn_urls=[turn.url], turn_secret=secret)
     async with serve(settings) as app:
         async with open_ui(browser, app, viewport=DESKTOP) as ui:
             await ui.page.add_init_script(KEEP_PEER_CONNECTIONS)

@@ -21,7 +21,7 @@ from scopelink.services.command_service import CommandFailure, CommandService
 from scopelink.services.control import Controller
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telescope import Telescope
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from scopelink.simulator.simulator import Simulator
 
 OPERATOR, VIEWER = Role.OPERATOR, Role.VIEWER
@@ -69,7 +69,7 @@ async def connected(session: Telescope) -> None:
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    settings = AppSettings(simulator_fps=2.0)
+    settings = ServeSettings(simulator_fps=2.0)
     registry = TelescopeRegistry(settings)
     await registry.start()
     simulator = await start_simulator(registry, settings)

@@ -19,7 +19,7 @@ from scopelink.schema.state import ProblemKind
 from scopelink.services.command_service import CommandFailure, CommandService
 from scopelink.services.control import DEADMAN_S, ControlLease, Controller
 from scopelink.services.registry import TelescopeRegistry
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from scopelink.simulator.telescope import SimulatedTelescope
 
 ALICE = Controller("alice-tab", name="Alice", transport="datachannel", keepalive=True)
@@ -29,7 +29,7 @@ SCRIPT = Controller("script")
 
 @pytest.fixture
 async def service() -> AsyncIterator[CommandService]:
-    settings = AppSettings(simulator_fps=2.0)
+    settings = ServeSettings(simulator_fps=2.0)
     registry = TelescopeRegistry(settings)
     await registry.start()
     simulator = await start_simulator(registry, settings)

@@ -11,13 +11,13 @@ from scopelink.schema.state import TelescopeState
 from scopelink.seestar.events import parse_event
 from scopelink.seestar.messages import RawEvent
 from scopelink.services.telemetry import TelemetryChannel, _changes_from_event
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from tests.web.conftest import RunningApp, serve
 
 
 @pytest.fixture
 async def running() -> AsyncIterator[RunningApp]:
-    async with serve(AppSettings(simulator_fps=5.0)) as app:
+    async with serve(ServeSettings(simulator_fps=5.0)) as app:
         yield app
 
 

@@ -15,12 +15,12 @@ import pytest
 from scopelink.embedded import start_simulator
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telemetry import TelemetryChannel, TelemetryHub, TelemetryMessage
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 
 
 @pytest.fixture
 async def hub() -> AsyncIterator[tuple[TelescopeRegistry, TelemetryHub]]:
-    settings = AppSettings(simulator_fps=2.0)
+    settings = ServeSettings(simulator_fps=2.0)
     registry = TelescopeRegistry(settings)
     telemetry = TelemetryHub(registry)
     await registry.start()

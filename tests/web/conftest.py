@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from scopelink.web.server import RunningApp, serving
 
 #: The tests' name for it; kept short because every web and browser test uses it.
@@ -27,7 +27,7 @@ async def wait_connected(http: httpx.AsyncClient, telescope_id: str = "simulator
 
 @pytest.fixture
 async def running() -> AsyncIterator[RunningApp]:
-    async with serve(AppSettings(simulator_fps=5.0)) as app:
+    async with serve(ServeSettings(simulator_fps=5.0)) as app:
         app.simulator.telescope.mount.slew_rate_deg_s = 120.0
         yield app
 

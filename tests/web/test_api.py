@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from scopelink import astro
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from scopelink.simulator.simulator import Simulator, SimulatorConfig
 from tests.web.conftest import RunningApp, serve, wait_connected
 
@@ -196,7 +196,7 @@ async def test_same_idempotency_key_runs_once(http: httpx.AsyncClient) -> None:
 
 
 async def test_commands_are_rate_limited() -> None:
-    async with serve(AppSettings(command_rate=2.0)) as app:
+    async with serve(ServeSettings(command_rate=2.0)) as app:
         async with httpx.AsyncClient(base_url=app.base_url) as http:
             await wait_connected(http)
             codes = [
@@ -378,7 +378,7 @@ async def test_recording_twice_says_it_already_records(http: httpx.AsyncClient) 
 
 
 async def test_recording_is_for_operators_only() -> None:
-    settings = AppSettings(tokens={"op": "operator", "look": "viewer"})
+    settings = ServeSettings(tokens={"op": "operator", "look": "viewer"})
     async with serve(settings) as app:
         async with httpx.AsyncClient(base_url=app.base_url) as http:
             r = await http.post(f"{T}/recording", headers={"Authorization": "Bearer look"})
@@ -419,7 +419,7 @@ async def test_the_summary_and_telemetry_name_the_model_and_its_cameras(
     model: str, product_model: str, cameras: list[str]
 ) -> None:
     async with (
-        serve(AppSettings(simulator_model=model)) as running,
+        serve(ServeSettings(simulator_model=model)) as running,
         httpx.AsyncClient(base_url=running.base_url, timeout=10) as http,
     ):
         await wait_connected(http)

@@ -15,7 +15,7 @@ from aiortc import RTCSessionDescription
 
 from scopelink.schema.commands import COMMAND_ADAPTER
 from scopelink.services.control import DEADMAN_S
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from tests.web.conftest import RunningApp, serve, wait_connected
 from tests.web.dc_client import DcClient
 
@@ -30,7 +30,7 @@ COMMAND_TYPES = [
 
 @pytest.fixture
 async def running() -> AsyncIterator[RunningApp]:
-    async with serve(AppSettings(simulator_fps=2.0)) as app:
+    async with serve(ServeSettings(simulator_fps=2.0)) as app:
         app.simulator.telescope.mount.slew_rate_deg_s = 120.0
         async with httpx.AsyncClient(base_url=app.base_url, timeout=20) as http:
             await wait_connected(http)

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from scopelink.web.datachannel import BUFFERED_HIGH
 from tests.e2e import netns as netns_harness
 from tests.e2e.netns import BrowserNetns
@@ -74,7 +74,7 @@ async def test_a_backed_up_telemetry_channel_drops_deltas_and_heals_with_a_snaps
     if why:
         pytest.skip(why)
     with BrowserNetns.create() as netns:
-        settings = dataclasses.replace(AppSettings(simulator_fps=2.0), host=netns.root_v4)
+        settings = dataclasses.replace(ServeSettings(simulator_fps=2.0), host=netns.root_v4)
         async with serve(settings, host=netns.root_v4) as app:
             async with httpx.AsyncClient(base_url=app.base_url, timeout=20) as http:
                 await wait_connected(http)

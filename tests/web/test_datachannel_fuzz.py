@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from tests.web.conftest import RunningApp, serve
 from tests.web.dc_client import DcClient
 
@@ -85,7 +85,7 @@ def made(strategy: Any, count: int) -> list[Any]:
 
 @pytest.fixture
 async def running() -> AsyncIterator[RunningApp]:
-    async with serve(AppSettings(simulator_fps=1.0, command_rate=1000.0)) as app:
+    async with serve(ServeSettings(simulator_fps=1.0, command_rate=1000.0)) as app:
         yield app
 
 

@@ -23,7 +23,7 @@ from scopelink.seestar.events import ScopeGoto, Stack
 from scopelink.services.frame_pipeline import FramePipeline, LiveMode
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telescope import Telescope
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from scopelink.simulator.simulator import Simulator
 from scopelink.web.mjpeg import NOTSENT_LOWAT, listening_socket, multipart_body, router
 from tests.conftest import sky_at
@@ -126,7 +126,7 @@ class App:
 
 @pytest.fixture
 async def app() -> AsyncIterator[App]:
-    settings = AppSettings(simulator_fps=FPS)
+    settings = ServeSettings(simulator_fps=FPS)
     registry = TelescopeRegistry(settings)
     await registry.start()
     simulator = await start_simulator(registry, settings)
@@ -449,7 +449,7 @@ async def test_streams_end_cleanly_when_the_app_shuts_down(
 
 @pytest.fixture
 async def s30() -> AsyncIterator[RunningApp]:
-    async with serve(AppSettings(simulator_fps=FPS, simulator_model="S30")) as running:
+    async with serve(ServeSettings(simulator_fps=FPS, simulator_model="S30")) as running:
         yield running
 
 
@@ -495,7 +495,7 @@ async def test_the_wide_camera_streams_its_own_stamped_frames_in_star_and_moon_v
 
 async def test_the_wide_camera_of_an_s50_is_a_404_problem() -> None:
     async with (
-        serve(AppSettings(simulator_fps=FPS)) as running,
+        serve(ServeSettings(simulator_fps=FPS)) as running,
         httpx.AsyncClient(base_url=running.base_url, timeout=10) as http,
     ):
         await wait_connected(http)

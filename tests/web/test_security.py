@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from tests.web.conftest import RunningApp, serve, wait_connected
 
 PARK = "/api/telescopes/simulator/park"
@@ -46,7 +46,9 @@ async def test_unknown_host_header_is_refused_even_for_reads(http: httpx.AsyncCl
 
 
 async def test_configured_origin_and_host_are_accepted() -> None:
-    settings = AppSettings(allowed_hosts=["scope.example"], allowed_origins=["https://ui.example"])
+    settings = ServeSettings(
+        allowed_hosts=["scope.example"], allowed_origins=["https://ui.example"]
+    )
     async with serve(settings) as app, httpx.AsyncClient(base_url=app.base_url) as http:
         await wait_connected(http)
         r = await http.get("/api/telescopes", headers={"Host": "scope.example"})
@@ -60,7 +62,7 @@ async def test_configured_origin_and_host_are_accepted() -> None:
 
 
 async def test_tokens_and_roles() -> None:
-    settings = AppSettings(tokens={"op-secret": "operator", "view-secret": "viewer"})
+    settings = ServeSettings(tokens={"op-secret": "operator", "view-secret": "viewer"})
     async with serve(settings) as app, httpx.AsyncClient(base_url=app.base_url) as http:
         assert (await http.get("/api/telescopes")).status_code == 401
         assert (await http.get("/api/session")).json() == {

@@ -14,7 +14,7 @@ from aiortc import RTCSessionDescription
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from tests.web.conftest import RunningApp, serve, wait_connected
 from tests.web.dc_client import DcClient
 from tests.web.test_whep import Player, configure
@@ -24,7 +24,7 @@ PATH = "/api/telescopes/simulator/signaling"
 
 @pytest.fixture
 async def running() -> AsyncIterator[RunningApp]:
-    async with serve(AppSettings(simulator_fps=10)) as app:
+    async with serve(ServeSettings(simulator_fps=10)) as app:
         app.registry.get("simulator").pipeline.linger_s = 0.3
         async with httpx.AsyncClient(base_url=app.base_url, timeout=20) as http:
             await wait_connected(http)
@@ -180,7 +180,7 @@ async def test_peer_limit_is_a_503_error(running: RunningApp) -> None:
 
 
 async def test_origin_tokens_ice_servers_and_the_webrtc_default() -> None:
-    settings = AppSettings(
+    settings = ServeSettings(
         simulator_fps=10,
         tokens={"op": "operator", "eye": "viewer"},
         stun_urls=["stun:stun.scope.lan:3478"],

@@ -103,10 +103,10 @@ async def test_stalled_client_does_not_build_a_backlog(
 
 
 async def test_idle_stream_sends_heartbeats() -> None:
-    from scopelink.settings import AppSettings
+    from scopelink.settings import ServeSettings
     from tests.web.conftest import serve
 
-    async with serve(AppSettings(sse_heartbeat_s=0.2)) as app:
+    async with serve(ServeSettings(sse_heartbeat_s=0.2)) as app:
         async with (
             httpx.AsyncClient(base_url=app.base_url, timeout=10) as http,
             http.stream("GET", EVENTS) as response,

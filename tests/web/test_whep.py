@@ -12,7 +12,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessi
 from aiortc.mediastreams import MediaStreamTrack
 
 from scopelink import framestamp
-from scopelink.settings import AppSettings
+from scopelink.settings import ServeSettings
 from scopelink.web.rtc import PeerHost
 from scopelink.webrtc.adapt import Feedback
 from scopelink.webrtc.encoder import Codec
@@ -36,7 +36,7 @@ def configure(app: RunningApp, **kwargs: object) -> PeerManager:
 
 @pytest.fixture
 async def running() -> AsyncIterator[RunningApp]:
-    async with serve(AppSettings(simulator_fps=10)) as app:
+    async with serve(ServeSettings(simulator_fps=10)) as app:
         app.registry.get("simulator").pipeline.linger_s = 0.3
         yield app
 
@@ -181,7 +181,7 @@ async def test_options_and_ice_servers_hand_out_turn_credentials(
 
 
 async def test_tokens_are_required_and_a_viewer_may_watch() -> None:
-    settings = AppSettings(simulator_fps=10, tokens={"op": "operator", "eye": "viewer"})
+    settings = ServeSettings(simulator_fps=10, tokens={"op": "operator", "eye": "viewer"})
     async with serve(settings) as app:
         configure(app)
         async with httpx.AsyncClient(base_url=app.base_url, timeout=20) as anonymous:

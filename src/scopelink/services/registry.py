@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from scopelink.seestar.discovery import scan
 from scopelink.services.telescope import Telescope, telescope_id_for
-from scopelink.settings import AppSettings, TelescopeTarget
+from scopelink.settings import HostSettings, TelescopeTarget
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class UnknownTelescopeError(LookupError):
 class TelescopeRegistry:
     """Owns every Telescope."""
 
-    def __init__(self, settings: AppSettings) -> None:
+    def __init__(self, settings: HostSettings) -> None:
         self.settings = settings
         self._sessions: dict[str, Telescope] = {}
         self._added: list[Listener] = []

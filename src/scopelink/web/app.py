@@ -16,7 +16,7 @@ from scopelink.embedded import start_simulator
 from scopelink.services.command_service import CommandService
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telemetry import TelemetryHub
-from scopelink.settings import AppSettings
+from scopelink.settings import HostSettings, ServeSettings
 from scopelink.web import api, mjpeg, problems, signaling, sse, whep
 from scopelink.web.rtc import PeerHost
 from scopelink.web.security import SecurityMiddleware, SecurityPolicy
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 
 
-def webrtc_settings(settings: AppSettings) -> WebRtcSettings:
+def webrtc_settings(settings: HostSettings) -> WebRtcSettings:
     """The WebRTC settings the app's settings describe."""
     if settings.turn_urls and not settings.turn_secret:
         raise ValueError("TURN servers need a TURN secret (--turn-secret)")
@@ -48,8 +48,10 @@ def webrtc_settings(settings: AppSettings) -> WebRtcSettings:
     )
 
 
-def create_app(settings: AppSettings | None = None) -> FastAPI:
-    settings = settings or AppSettings()
+def create_app(settings: HostSettings | None = None) -> FastAPI:
+    """The app for `scopelink serve` (`ServeSettings`: the built-in simulator when no telescope
+    is given) or for the telescope-side proxy (which never carries the simulator)."""
+    settings = settings or ServeSettings()
     policy = SecurityPolicy(settings)
 
     @asynccontextmanager
@@ -72,7 +74,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         await registry.start()
         # No telescope given: the built-in simulator, in this process (scopelink.embedded).
         simulator = None
-        if not len(registry) and settings.simulator:
+        if isinstance(settings, ServeSettings) and settings.simulator and not len(registry):
             simulator = await start_simulator(registry, settings)
         app.state.simulator = simulator
         try:

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scopelink.auth import Caller, Role, TokenBook
-from scopelink.settings import AppSettings
+from scopelink.settings import HostSettings
 
 __all__ = ["Caller", "SecurityMiddleware", "SecurityPolicy", "token_from"]
 
@@ -38,7 +38,7 @@ def _host_name(host_header: str) -> str:
 class SecurityPolicy:
     """The checks, separate from ASGI so transports (HTTP, WebSocket) share them."""
 
-    def __init__(self, settings: AppSettings) -> None:
+    def __init__(self, settings: HostSettings) -> None:
         names = {"localhost", "127.0.0.1", "[::1]", *map(str.lower, settings.allowed_hosts)}
         if settings.host not in ("0.0.0.0", "::", ""):
             names.add(f"[{settings.host}]" if ":" in settings.host else settings.host)

@@ -13,7 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from scopelink.services.registry import TelescopeRegistry
-from scopelink.settings import AppSettings
+from scopelink.settings import HostSettings
 from scopelink.simulator.simulator import Simulator
 from scopelink.web.app import create_app
 from scopelink.web.mjpeg import listening_socket
@@ -74,7 +74,7 @@ class RunningApp:
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: AppSettings, host: str = "127.0.0.1") -> AsyncIterator[RunningApp]:
+async def serving(settings: HostSettings, host: str = "127.0.0.1") -> AsyncIterator[RunningApp]:
     """Serve the app on a free port of `host` in this event loop (tests, benchmarks)."""
     app = create_app(settings)
     server, sock = make_server(app, host, 0)
@@ -91,7 +91,7 @@ async def serving(settings: AppSettings, host: str = "127.0.0.1") -> AsyncIterat
         await asyncio.wait_for(task, 15)
 
 
-def run(settings: AppSettings) -> None:
+def run(settings: HostSettings) -> None:
     """Serve until interrupted."""
     server, sock = make_server(create_app(settings), settings.host, settings.port, "info")
     asyncio.run(server.serve(sockets=[sock]))
