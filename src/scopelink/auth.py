@@ -19,9 +19,10 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from scopelink.grants import Grant
 from scopelink.schema.commands import Role
 
-__all__ = ["Caller", "Role", "TokenBook", "may_command"]
+__all__ = ["Caller", "Role", "TokenBook", "grant_caller", "may_command"]
 
 #: Why a viewer's command is refused (the same words on every transport).
 VIEWERS_WATCH = "viewers may watch but not command the telescope; sign in with an operator token"
@@ -73,3 +74,9 @@ class TokenBook:
             if hmac.compare_digest(known.encode(), token.encode()):
                 return Caller(role, f"token-{hashlib.sha256(known.encode()).hexdigest()[:12]}")
         return None
+
+
+def grant_caller(grant: Grant) -> Caller:
+    """The caller a broker's grant makes: its account (all of that account's tabs share one
+    client id, as one token's do) with the session role of its telescope role."""
+    return Caller(grant.role.session_role, f"account-{grant.account_id}")

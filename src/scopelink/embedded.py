@@ -23,6 +23,16 @@ async def start_simulator(registry: TelescopeRegistry, settings: ServeSettings) 
     config = SimulatorConfig.ephemeral(fps=settings.simulator_fps, model=settings.simulator_model)
     simulator = Simulator(config)
     await simulator.start()
+    try:
+        await registry.add(simulator_target(simulator), telescope_id=SIMULATOR_ID, simulated=True)
+    except BaseException:
+        await simulator.stop()
+        raise
+    return simulator
+
+
+def simulator_target(simulator: Simulator) -> TelescopeTarget:
+    """How to reach a running simulator, as a telescope to connect to."""
     target = TelescopeTarget(
         host=simulator.host,
         control_port=simulator.control.port,
@@ -34,9 +44,4 @@ async def start_simulator(registry: TelescopeRegistry, settings: ServeSettings) 
     if simulator.wide_imaging is not None and simulator.wide_rtsp is not None:
         target.wide_imaging_port = simulator.wide_imaging.port
         target.wide_rtsp_port = simulator.wide_rtsp.port
-    try:
-        await registry.add(target, telescope_id=SIMULATOR_ID, simulated=True)
-    except BaseException:
-        await simulator.stop()
-        raise
-    return simulator
+    return target

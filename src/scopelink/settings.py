@@ -64,19 +64,26 @@ class TelescopeTarget:
 
 
 @dataclass(slots=True)
-class HostSettings:
-    """What every process that hosts the telescope's peer can be told: `scopelink serve` and the
-    telescope-side `scopelink proxy` alike. Defaults are safe for a single local user."""
+class SiteSettings:
+    """What every web server of ours is told: where it listens, and which `Host` names and
+    origins it answers (`web/security.py`)."""
 
     host: str = "127.0.0.1"
     port: int = 8000
-    telescopes: list[TelescopeTarget] = field(default_factory=list)
-    #: Probe the network for telescopes at start-up.
-    discover: bool = False
     #: Extra `Host` header values accepted besides localhost and the bind address.
     allowed_hosts: list[str] = field(default_factory=list)
     #: Extra origins accepted for state changes besides the app's own.
     allowed_origins: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class HostSettings(SiteSettings):
+    """What every process that hosts the telescope's peer can be told: `scopelink serve` and the
+    telescope-side `scopelink proxy` alike. Defaults are safe for a single local user."""
+
+    telescopes: list[TelescopeTarget] = field(default_factory=list)
+    #: Probe the network for telescopes at start-up.
+    discover: bool = False
     #: Tokens and their roles ("viewer" or "operator"); empty means no token is required.
     tokens: dict[str, str] = field(default_factory=dict)
     #: Commands per second allowed per client (burst of twice that).
@@ -117,3 +124,61 @@ class ServeSettings(HostSettings):
     simulator_fps: float = 5.0
     #: The built-in simulator's model: "S50", "S30" or "S30 Pro" (the S30s add a wide camera).
     simulator_model: str = "S50"
+
+
+@dataclass(slots=True)
+class ProxySettings(HostSettings):
+    """`scopelink proxy`: the app beside the telescope, linked out to a broker. It never runs
+    the simulator; its LAN page needs a grant or a token (it listens beyond localhost)."""
+
+    #: The broker's address (https://…); the link dials `wss://…/api/proxy/link`.
+    broker_url: str = ""
+    #: Where the proxy keeps its key pair and pairing (0700).
+    state_dir: str = "~/.local/state/scopelink/proxy"
+    #: A PEM certificate (or CA) to trust for the broker besides the system's: a broker with a
+    #: self-signed development certificate.
+    broker_ca: str | None = None
+
+
+#: Port of the broker's HTTPS and WSS.
+BROKER_PORT = 8443
+
+
+@dataclass(slots=True)
+class BrokerSettings(SiteSettings):
+    """`scopelink broker`: signaling only (accounts, pairing, grants, the relay of offers)."""
+
+    port: int = BROKER_PORT
+    #: `sqlite:///path` (the default, in `state_dir`) or `postgresql://…` (several instances).
+    store_url: str = ""
+    #: Signaling between instances (a browser on one, its telescope's proxy on another):
+    #: "local" (one instance) or "postgres" (LISTEN/NOTIFY on `store_url`'s server).
+    relay: str = "local"
+    #: Where the broker keeps its signing key, its database and its development certificate.
+    state_dir: str = "~/.local/state/scopelink/broker"
+    #: TLS certificate and key (PEM); none: a self-signed one made in `state_dir` (development).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: Plain HTTP/WS (tests on loopback, or behind a TLS-terminating reverse proxy).
+    insecure_http: bool = False
+    #: Anyone may create an account (off: only with an invitation code, once someone exists).
+    open_signup: bool = True
+    #: A grant's lifetime: it opens a session, the session outlives it.
+    grant_ttl_s: int = 60
+    #: The proxy sends a heartbeat this often; three missed and its link is closed.
+    heartbeat_s: float = 15.0
+    #: An API token's lifetime after sign-in.
+    token_ttl_s: int = 30 * 24 * 3600
+    #: Sign-in attempts per minute, per address and per account name.
+    login_rate_per_min: float = 10.0
+    #: Pairings started per minute per address; pairing codes typed per minute per account.
+    pairing_rate_per_min: float = 10.0
+    #: Connection set-ups per minute, per account and per address.
+    connect_rate_per_min: float = 60.0
+    #: TURN for browsers and proxies: credentials minted with coturn's shared secret.
+    stun_urls: list[str] = field(default_factory=list)
+    turn_urls: list[str] = field(default_factory=list)
+    turn_secret: str | None = field(default=None, repr=False)
+    turn_ttl_s: int = 3600
+    #: This instance's name among several (the relay addresses it); default: random.
+    instance: str = ""

@@ -13,7 +13,7 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -53,10 +53,15 @@ class DcClient:
     # -- connecting -------------------------------------------------------------------------------
 
     async def connect(
-        self, hello: bool = True, *, video: bool = True, **hello_fields: Any
+        self,
+        hello: bool = True,
+        *,
+        video: bool = True,
+        exchange: Callable[[str], Awaitable[str]] | None = None,
+        **hello_fields: Any,
     ) -> Message | None:
-        """Offer over WHEP (with video, or data channels only), wait for the channel, and (by
-        default) say hello: the welcome."""
+        """Offer over WHEP, or through `exchange` (offer SDP in, answer SDP out), with video or
+        data channels only; wait for the channel, and (by default) say hello: the welcome."""
         if video:
             self.pc.addTransceiver("video", direction="recvonly")
 
@@ -65,18 +70,22 @@ class DcClient:
             self._drain = asyncio.ensure_future(self._discard(track))
 
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=20) as http:
-            r = await http.post(
-                f"/api/telescopes/{self.telescope}/whep",
-                content=self.pc.localDescription.sdp,
-                headers={"content-type": "application/sdp", **self.headers},
-            )
-            r.raise_for_status()
-        await self.pc.setRemoteDescription(RTCSessionDescription(r.text, "answer"))
+        answer = await (exchange or self._whep)(self.pc.localDescription.sdp)
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         await self.opened()
         if not hello:
             return None
         return await self.hello(**hello_fields)
+
+    async def _whep(self, offer: str) -> str:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=20) as http:
+            r = await http.post(
+                f"/api/telescopes/{self.telescope}/whep",
+                content=offer,
+                headers={"content-type": "application/sdp", **self.headers},
+            )
+            r.raise_for_status()
+        return r.text
 
     async def opened(self, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout

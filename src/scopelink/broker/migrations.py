@@ -72,5 +72,27 @@ _V1 = (
     )""",
 )
 
+# Where each telescope's proxy link is held, and the browsers' conversations (presence.py).
+_V2 = (
+    """CREATE TABLE proxy_presence (
+        telescope_id TEXT PRIMARY KEY REFERENCES telescopes (id) ON DELETE CASCADE,
+        instance TEXT NOT NULL,
+        linked_at DOUBLE PRECISION NOT NULL,
+        seen DOUBLE PRECISION NOT NULL,
+        max_peers INTEGER NOT NULL
+    )""",
+    "CREATE INDEX proxy_presence_instance ON proxy_presence (instance)",
+    """CREATE TABLE connections (
+        id TEXT PRIMARY KEY,
+        telescope_id TEXT NOT NULL REFERENCES telescopes (id) ON DELETE CASCADE,
+        account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        instance TEXT NOT NULL,
+        opened DOUBLE PRECISION NOT NULL,
+        ended DOUBLE PRECISION,
+        outcome TEXT
+    )""",
+    "CREATE INDEX connections_telescope ON connections (telescope_id, opened)",
+)
+
 #: Migration n (1-based) is MIGRATIONS[n - 1]: the statements that take version n-1 to n.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -48,11 +49,17 @@ def webrtc_settings(settings: HostSettings) -> WebRtcSettings:
     )
 
 
-def create_app(settings: HostSettings | None = None) -> FastAPI:
+#: Something an entry point runs beside the app while it serves (the proxy's broker link),
+#: entered once the telescopes are known and left before they are stopped.
+Beside = Callable[[FastAPI], AbstractAsyncContextManager[object]]
+
+
+def create_app(settings: HostSettings | None = None, beside: Sequence[Beside] = ()) -> FastAPI:
     """The app for `scopelink serve` (`ServeSettings`: the built-in simulator when no telescope
-    is given) or for the telescope-side proxy (which never carries the simulator)."""
+    is given) or for the telescope-side proxy (which never carries the simulator, and runs its
+    broker link `beside` the app)."""
     settings = settings or ServeSettings()
-    policy = SecurityPolicy(settings)
+    policy = SecurityPolicy(settings, settings.tokens)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,7 +85,10 @@ def create_app(settings: HostSettings | None = None) -> FastAPI:
             simulator = await start_simulator(registry, settings)
         app.state.simulator = simulator
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                for start in beside:
+                    await stack.enter_async_context(start(app))
+                yield
         finally:
             await app.state.peers.close_all()
             await app.state.commands.close()

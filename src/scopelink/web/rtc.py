@@ -42,10 +42,17 @@ class PeerHost:
         return ice_servers(self.settings.ice, user, time.time())
 
     async def start(
-        self, telescope: Telescope, caller: Caller, offer: str, tier: str | None = None
+        self,
+        telescope: Telescope,
+        caller: Caller,
+        offer: str,
+        tier: str | None = None,
+        ice_servers: list[dict[str, Any]] | None = None,
     ) -> tuple[Peer, str]:
         """A new peer for `caller` watching `telescope`, and its answer; raises
-        `NegotiationError` when the offer is refused."""
+        `NegotiationError` when the offer is refused. `ice_servers`: this server's own ICE
+        servers for the peer, when someone else hands them out (the broker, to a proxy)."""
+        servers = self.ice_servers(SERVER_TURN_USER) if ice_servers is None else ice_servers
         return await start_session(
             self.peers,
             telescope.id,
@@ -53,17 +60,22 @@ class PeerHost:
             offer,
             client=caller.client,
             tier=tier_named(tier),
-            ice_servers=to_aiortc(self.ice_servers(SERVER_TURN_USER)),
-            on_datachannel=self.channels(telescope, caller),
+            ice_servers=to_aiortc(servers),
+            on_datachannel=self.channels(telescope, caller, ice_servers),
         )
 
-    def channels(self, telescope: Telescope, caller: Caller) -> DataChannelHandler:
+    def channels(
+        self,
+        telescope: Telescope,
+        caller: Caller,
+        ice_servers: list[dict[str, Any]] | None = None,
+    ) -> DataChannelHandler:
         """The data channels of one new peer connection: one endpoint, made when the first
         channel opens; an offer over it starts the caller's next peer here."""
         endpoint: ChannelEndpoint | None = None
 
         async def renegotiate(offer: Renegotiate, _: ChannelEndpoint) -> tuple[str, str]:
-            peer, answer = await self.start(telescope, caller, offer.sdp, offer.tier)
+            peer, answer = await self.start(telescope, caller, offer.sdp, offer.tier, ice_servers)
             return peer.id, answer
 
         def handle(peer: Peer, channel: RTCDataChannel) -> None:

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scopelink.auth import Caller, Role, TokenBook
-from scopelink.settings import HostSettings
+from scopelink.settings import SiteSettings
 
 __all__ = ["Caller", "SecurityMiddleware", "SecurityPolicy", "token_from"]
 
@@ -38,7 +38,7 @@ def _host_name(host_header: str) -> str:
 class SecurityPolicy:
     """The checks, separate from ASGI so transports (HTTP, WebSocket) share them."""
 
-    def __init__(self, settings: HostSettings) -> None:
+    def __init__(self, settings: SiteSettings, tokens: dict[str, str] | None = None) -> None:
         names = {"localhost", "127.0.0.1", "[::1]", *map(str.lower, settings.allowed_hosts)}
         if settings.host not in ("0.0.0.0", "::", ""):
             names.add(f"[{settings.host}]" if ":" in settings.host else settings.host)
@@ -47,7 +47,7 @@ class SecurityPolicy:
             names |= {hostname, f"{hostname}.local"}
         self.allowed_hosts = frozenset(names)
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in settings.allowed_origins)
-        self.tokens = TokenBook(settings.tokens)
+        self.tokens = TokenBook(tokens or {})
 
     @property
     def tokens_required(self) -> bool:

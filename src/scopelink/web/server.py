@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 
 import uvicorn
@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.settings import HostSettings
 from scopelink.simulator.simulator import Simulator
-from scopelink.web.app import create_app
+from scopelink.web.app import Beside, create_app
 from scopelink.web.mjpeg import listening_socket
 
 
@@ -74,9 +74,17 @@ class RunningApp:
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: HostSettings, host: str = "127.0.0.1") -> AsyncIterator[RunningApp]:
+async def serving(
+    settings: HostSettings, host: str = "127.0.0.1", beside: Sequence[Beside] = ()
+) -> AsyncIterator[RunningApp]:
     """Serve the app on a free port of `host` in this event loop (tests, benchmarks)."""
-    app = create_app(settings)
+    async with serving_app(create_app(settings, beside), host) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def serving_app(app: FastAPI, host: str = "127.0.0.1") -> AsyncIterator[RunningApp]:
+    """Serve any of our ASGI apps (the app, the broker) on a free port of `host`."""
     server, sock = make_server(app, host, 0)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -1,0 +1,58 @@
+"""A browser reaches a telescope through the broker: the broker relays the signaling only, the
+proxy checks the grant and the role, and commands and video then go peer to peer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tests.remote.conftest import Remote, exchange_over, recv, sign_up
+from tests.web.dc_client import DcClient
+
+
+async def test_an_owner_connects_through_the_broker_and_commands_the_telescope(
+    remote: Remote,
+) -> None:
+    ws = await remote.owner.signaling(remote.telescope_id, remote.broker.ws_url)
+    client = DcClient(remote.proxy.base_url)
+    try:
+        hello = await recv(ws, "hello")
+        assert hello["max_peers"] >= 1
+        welcome = await client.connect(exchange=exchange_over(ws))
+        assert welcome is not None and welcome["type"] == "welcome"
+        ack, result = await client.run("park")
+        assert ack["accepted"] and result["ok"], result
+        await ws.send(json.dumps({"type": "detach"}))
+        detached = await recv(ws, "detached")
+        assert detached["session_id"]
+        await asyncio.wait_for(ws.wait_closed(), 5)
+        assert ws.close_code == 1000
+        # The peer outlives its signaling: commands still go over the data channel.
+        ack, result = await client.run("set_gain", {"gain": 80})
+        assert ack["accepted"], ack
+    finally:
+        await client.close()
+        await ws.close()
+
+
+async def test_a_viewer_watches_but_cannot_move_the_mount(remote: Remote) -> None:
+    r = await remote.owner.http.post(
+        f"/api/telescopes/{remote.telescope_id}/invitations", json={"role": "viewer"}
+    )
+    code = r.json()["code"]
+    bob = await sign_up(remote.broker, "bob")
+    remote.people.append(bob)
+    r = await bob.http.post("/api/invitations/accept", json={"code": code})
+    assert r.json()["role"] == "viewer"
+    ws = await bob.signaling(remote.telescope_id, remote.broker.ws_url)
+    client = DcClient(remote.proxy.base_url)
+    try:
+        await recv(ws, "hello")
+        await client.connect(exchange=exchange_over(ws))
+        ack, _ = await client.run("goto", {"target": "M31"})
+        assert not ack["accepted"]
+        assert ack["problem"]["status"] == 403
+        assert "viewers may watch" in ack["problem"]["detail"]
+    finally:
+        await client.close()
+        await ws.close()
