@@ -1,7 +1,9 @@
 """The `scopelink` command.
 
 `serve` runs the web app (with the built-in simulator when no telescope is given), `simulate`
-runs a simulated telescope on the real ports, `discover` finds telescopes on the network.
+runs a simulated telescope on the real ports, `discover` finds telescopes on the network,
+`broker` runs the signaling broker for remote access, and `proxy` runs beside a telescope and
+links it to a broker.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import signal
 import sys
 from pathlib import Path
 
+from scopelink.broker import cli as broker_cli
+from scopelink.proxy import cli as proxy_cli
 from scopelink.seestar.models import DEFAULT_MODEL, MODELS
 from scopelink.settings import (
     CONTROL_PORT,
@@ -356,13 +360,15 @@ async def _simulate(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: `serve`, `simulate` and `discover`."""
+    """The command line: `serve`, `simulate`, `discover`, `broker` and `proxy`."""
     parser = argparse.ArgumentParser(prog="scopelink", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _simulate_parser(sub)
     _discover_parser(sub)
+    broker_cli.add_parser(sub, _HelpFormatter)
+    proxy_cli.add_parser(sub, _HelpFormatter)
     return parser
 
 
@@ -379,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_simulate(args))
         elif args.command == "discover":
             return asyncio.run(_discover(args))
+        elif args.command == "broker":
+            broker_cli.run(args)
+        elif args.command == "proxy":
+            proxy_cli.run(args)
     except KeyboardInterrupt:
         pass
     except (OSError, ValueError) as exc:

@@ -84,8 +84,8 @@ async def broker_settings(tmp: Path, **overrides: Any) -> BrokerSettings:
 
 
 @contextlib.asynccontextmanager
-async def running_broker(settings: BrokerSettings) -> AsyncIterator[BrokerUnderTest]:
-    async with serving_app(create_broker_app(settings)) as running:
+async def running_broker(settings: BrokerSettings, port: int = 0) -> AsyncIterator[BrokerUnderTest]:
+    async with serving_app(create_broker_app(settings), port=port) as running:
         yield BrokerUnderTest(running, settings)
 
 

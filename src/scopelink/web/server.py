@@ -8,6 +8,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -47,11 +48,12 @@ class AppServer(uvicorn.Server):
 
 
 def make_server(
-    app: FastAPI, host: str, port: int, log_level: str = "warning"
+    app: FastAPI, host: str, port: int, log_level: str = "warning", **config: Any
 ) -> tuple[AppServer, socket.socket]:
-    """A server and its listening socket (port 0 picks a free port)."""
+    """A server and its listening socket (port 0 picks a free port); `config`: more of
+    uvicorn's settings (`ssl_certfile`, `ssl_keyfile`)."""
     sock = listening_socket(host, port)
-    return AppServer(uvicorn.Config(app, log_level=log_level)), sock
+    return AppServer(uvicorn.Config(app, log_level=log_level, **config)), sock
 
 
 @dataclass
@@ -83,9 +85,11 @@ async def serving(
 
 
 @contextlib.asynccontextmanager
-async def serving_app(app: FastAPI, host: str = "127.0.0.1") -> AsyncIterator[RunningApp]:
-    """Serve any of our ASGI apps (the app, the broker) on a free port of `host`."""
-    server, sock = make_server(app, host, 0)
+async def serving_app(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[RunningApp]:
+    """Serve any of our ASGI apps (the app, the broker) on `port` of `host` (0: a free one)."""
+    server, sock = make_server(app, host, port)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
