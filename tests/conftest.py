@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -12,6 +12,7 @@ from scopelink.seestar.commands import SeestarCommands
 from scopelink.seestar.control import ControlClient
 from scopelink.settings import Backoff
 from scopelink.simulator.simulator import Simulator, SimulatorConfig
+from tests.broker.postgres_server import PostgresServer, postgres_or_fail
 
 FAST_BACKOFF = Backoff(initial_s=0.05, maximum_s=0.5)
 
@@ -53,3 +54,14 @@ def sky_at(sim: Simulator, alt_deg: float, az_deg: float) -> tuple[float, float]
     lst = astro.local_sidereal_hours(time.time(), mount.lon_deg)
     eq = astro.horizontal_to_equatorial(alt_deg, az_deg, mount.lat_deg, lst)
     return eq.ra_hours, eq.dec_deg
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (a test failure when it cannot be had; see
+    `postgres_or_fail`)."""
+    server = postgres_or_fail()
+    try:
+        yield server
+    finally:
+        server.stop()

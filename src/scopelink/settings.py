@@ -156,6 +156,9 @@ class BrokerSettings(SiteSettings):
     relay: str = "local"
     #: Where the broker keeps its signing key, its database and its development certificate.
     state_dir: str = "~/.local/state/scopelink/broker"
+    #: The key grants are signed with (made on first start); instances behind one address
+    #: share it (copy the file). Default: `broker-signing-key.pem` in `state_dir`.
+    signing_key: str | None = None
     #: TLS certificate and key (PEM); none: a self-signed one made in `state_dir` (development).
     tls_cert: str | None = None
     tls_key: str | None = None

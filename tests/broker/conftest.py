@@ -7,7 +7,7 @@ it and put two brokers on one database with `postgres_server.create_database()`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from scopelink.broker.sqlite_store import SqliteStore
 from scopelink.broker.store import Store
 from scopelink.broker.telescopes import Telescope, Telescopes
 from scopelink.grants import generate_private_key, public_key_pem
-from tests.broker.postgres_server import PostgresServer, postgres_or_fail
+from tests.broker.postgres_server import PostgresServer
 
 #: The store backends each store test runs on.
 BACKENDS = ("sqlite", "postgres")
@@ -43,17 +43,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """The session's PostgreSQL server (a test failure when it cannot be had; see
-    `postgres_or_fail`)."""
-    server = postgres_or_fail()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -38,6 +38,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], formatt
         help="signaling between instances: postgres (LISTEN/NOTIFY on --store) when several run",
     )
     p.add_argument("--instance", default="", help="this instance's name (default: random)")
+    p.add_argument(
+        "--signing-key",
+        metavar="PEM",
+        help="the grants' signing key, shared by every instance (default: in --state-dir, "
+        "made on first start)",
+    )
     p.add_argument("--cert", help="TLS certificate (PEM)")
     p.add_argument("--key", help="TLS private key (PEM)")
     p.add_argument(
@@ -72,6 +78,7 @@ def settings_from(args: argparse.Namespace) -> BrokerSettings:
         store_url=args.store,
         relay=args.relay,
         instance=args.instance,
+        signing_key=args.signing_key,
         tls_cert=args.cert,
         tls_key=args.key,
         insecure_http=args.insecure_http,

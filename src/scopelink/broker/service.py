@@ -87,8 +87,8 @@ class Broker:
         self.instance = relay.instance
         self.hub = SignalingHub(relay.instance, relay, self.presence)
         self.limits = Limits.from_settings(settings)
-        state = state_dir(settings)
-        self.signer = GrantSigner(load_or_create_private_key(state / SIGNING_KEY_FILE))
+        key = settings.signing_key or state_dir(settings) / SIGNING_KEY_FILE
+        self.signer = GrantSigner(load_or_create_private_key(Path(key).expanduser()))
         self.ice = IceSettings(
             stun_urls=list(settings.stun_urls),
             turn_urls=list(settings.turn_urls),

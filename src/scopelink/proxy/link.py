@@ -184,6 +184,8 @@ class BrokerLink:
                 raise
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as exc:
                 log.info("broker link: %s", _why(exc))
+            except Exception:  # a bug here must not leave the proxy unreachable for good
+                log.exception("broker link: unexpected failure; dialling again")
             finally:
                 self._ws = None
                 await self._end_all("the proxy's link to the broker dropped")
