@@ -41,6 +41,9 @@ class Caller:
 
     role: Role
     client: str
+    #: A name proven by the caller's credentials (a broker account's, from its grant); None for
+    #: a token or an address. It is what the audit log records as `who`.
+    name: str | None = None
 
     @property
     def may_command(self) -> bool:
@@ -79,4 +82,4 @@ class TokenBook:
 def grant_caller(grant: Grant) -> Caller:
     """The caller a broker's grant makes: its account (all of that account's tabs share one
     client id, as one token's do) with the session role of its telescope role."""
-    return Caller(grant.role.session_role, f"account-{grant.account_id}")
+    return Caller(grant.role.session_role, f"account-{grant.account_id}", grant.name)

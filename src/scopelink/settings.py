@@ -88,6 +88,9 @@ class HostSettings(SiteSettings):
     tokens: dict[str, str] = field(default_factory=dict)
     #: Commands per second allowed per client (burst of twice that).
     command_rate: float = 10.0
+    #: Append every command's audit record here (JSON lines; `services/audit.py`); none: the
+    #: `scopelink.audit` log only.
+    audit_log: str | None = None
     sse_heartbeat_s: float = 15.0
     mjpeg_width: int = 540
     mjpeg_quality: int = 80

@@ -56,3 +56,30 @@ async def test_a_viewer_watches_but_cannot_move_the_mount(remote: Remote) -> Non
     finally:
         await client.close()
         await ws.close()
+
+
+async def test_the_proxy_audit_log_names_who_commanded_what_and_how_it_ended(
+    remote: Remote,
+) -> None:
+    ws = await remote.owner.signaling(remote.telescope_id, remote.broker.ws_url)
+    client = DcClient(remote.proxy.base_url)
+    try:
+        await recv(ws, "hello")
+        await client.connect(exchange=exchange_over(ws))
+        ack, result = await client.run("set_gain", {"gain": 81})
+        assert ack["accepted"] and result["ok"]
+        ack, result = await client.run("goto", {"target": "no such object"})
+        assert not ack["accepted"] or not result["ok"]
+    finally:
+        await client.close()
+        await ws.close()
+    records = list(remote.proxy.app.state.commands.audit.recent)
+    gain = [r for r in records if r["command"] == "set_gain"]
+    assert gain[0] | {"t": 0} == {
+        "t": 0, "telescope": "simulator", "client": f"account-{remote.owner.account_id}",
+        "who": "ada", "role": "operator", "command": "set_gain", "params": {"gain": 81},
+        "outcome": "completed", "repeat": False,
+    }  # fmt: skip
+    (goto,) = [r for r in records if r["command"] == "goto"]
+    assert goto["outcome"] in ("refused", "failed") and goto["who"] == "ada"
+    assert "no such object" in goto["detail"]

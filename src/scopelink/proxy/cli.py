@@ -63,6 +63,7 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
         broker_url=args.broker.rstrip("/"),
         state_dir=args.state_dir,
         broker_ca=args.broker_ca,
+        audit_log=str(Path(args.state_dir).expanduser() / "audit.jsonl"),
     )
 
 

@@ -62,6 +62,7 @@ from scopelink.seestar.errors import (
 )
 from scopelink.seestar.events import AutoFocus, AutoGoto, Event, FocuserMove, ScopeGoto, ScopeHome
 from scopelink.seestar.events import Stack as StackEvent
+from scopelink.services.audit import AuditLog
 from scopelink.services.control import DEADMAN_S, ControlLease, Controller, LeaseHeld
 from scopelink.services.registry import TelescopeRegistry, UnknownTelescopeError
 from scopelink.services.telescope import Telescope
@@ -192,8 +193,10 @@ class CommandService:
         idempotency_ttl_s: float = 600.0,
         max_remembered: int = 4096,
         max_remembered_per_client: int = 256,
+        audit: AuditLog | None = None,
     ) -> None:
         self.registry = registry
+        self.audit = audit or AuditLog()
         self.catalogue = catalogue
         self.limiter = KeyedLimiter(rate, max(1.0, 2 * rate))
         self._ttl = idempotency_ttl_s
@@ -234,6 +237,7 @@ class CommandService:
         role: Role,
         idempotency_key: str | None = None,
         controller: Controller | None = None,
+        who: str | None = None,
     ) -> CommandAck:
         """Run one command; returns its acknowledgement or raises CommandFailure."""
         admission = self.submit(
@@ -243,6 +247,7 @@ class CommandService:
             role=role,
             idempotency_key=idempotency_key,
             controller=controller,
+            who=who,
         )
         return await asyncio.shield(admission.outcome)
 
@@ -255,8 +260,11 @@ class CommandService:
         role: Role,
         idempotency_key: str | None = None,
         controller: Controller | None = None,
+        who: str | None = None,
     ) -> Admission:
         """Take one command to run, or refuse it (raises CommandFailure: nothing ran).
+
+        Either way it is in the audit log (`who`: the caller's verified name, if known).
 
         `client` is who is rate-limited (a token, an address); `controller` is who holds the
         control lease (a tab, a script; by default `client` over REST). A command from anyone
@@ -267,6 +275,35 @@ class CommandService:
         retry is never refused for the rate, and never runs twice); the key is forgotten when
         its command did not run, so a retry may try again.
         """
+        entry = {
+            "telescope": telescope_id,
+            "client": client,
+            "who": who,
+            "role": role.value,
+            "command": command.type,
+            "params": command.model_dump(mode="json", exclude={"type"}),
+        }
+        try:
+            admission = self._admit(
+                telescope_id, command, client, role, idempotency_key, controller
+            )
+        except CommandFailure as failure:
+            self.audit.record(**entry, outcome="refused", detail=failure.detail)
+            raise
+        admission.outcome.add_done_callback(
+            lambda done: self.audit.record(**entry, **_ended(done), repeat=admission.repeat)
+        )
+        return admission
+
+    def _admit(
+        self,
+        telescope_id: str,
+        command: Command,
+        client: str,
+        role: Role,
+        idempotency_key: str | None,
+        controller: Controller | None,
+    ) -> Admission:
         if not may_command(role):
             raise CommandFailure(
                 "Forbidden", VIEWERS_WATCH, kind=ProblemKind.FORBIDDEN, outcome="not_run"
@@ -758,6 +795,17 @@ def _retrieve(task: asyncio.Task[CommandAck]) -> None:
     """Mark a command's failure as seen: whoever waits for it may be gone."""
     if not task.cancelled():
         task.exception()
+
+
+def _ended(done: asyncio.Future[CommandAck]) -> dict[str, Any]:
+    """How a command ended, for its audit record."""
+    if done.cancelled():
+        return {"outcome": "failed", "detail": "cancelled (the server stopped)"}
+    exc = done.exception()
+    if exc is not None:
+        detail = exc.detail if isinstance(exc, CommandFailure) else str(exc)
+        return {"outcome": "failed", "detail": detail}
+    return {"outcome": done.result().status}
 
 
 def _describe(command: Command) -> str:

@@ -201,6 +201,7 @@ async def _execute(
         role=caller.role,
         idempotency_key=key,
         controller=_controller(request, caller),
+        who=caller.name,
     )
 
 

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from scopelink import __version__
 from scopelink.catalog import Catalogue
 from scopelink.embedded import start_simulator
+from scopelink.services.audit import AuditLog
 from scopelink.services.command_service import CommandService
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telemetry import TelemetryHub
@@ -60,6 +61,7 @@ def create_app(settings: HostSettings | None = None, beside: Sequence[Beside] = 
     broker link `beside` the app)."""
     settings = settings or ServeSettings()
     policy = SecurityPolicy(settings, settings.tokens)
+    audit = AuditLog(Path(settings.audit_log).expanduser() if settings.audit_log else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,7 +69,7 @@ def create_app(settings: HostSettings | None = None, beside: Sequence[Beside] = 
         app.state.registry = registry
         app.state.telemetry = TelemetryHub(registry)
         app.state.commands = CommandService(
-            registry, app.state.catalogue, rate=settings.command_rate
+            registry, app.state.catalogue, rate=settings.command_rate, audit=audit
         )
         peers = PeerManager.from_settings(app.state.webrtc_settings)
         app.state.peers = peers

@@ -329,6 +329,7 @@ class ChannelEndpoint:
                 role=self.caller.role,
                 idempotency_key=request.id,
                 controller=self.controller,
+                who=self.caller.name,
             )
         except CommandFailure as exc:
             self._reject(request.id, exc)
