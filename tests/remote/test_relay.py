@@ -83,3 +83,35 @@ async def test_the_proxy_audit_log_names_who_commanded_what_and_how_it_ended(
     (goto,) = [r for r in records if r["command"] == "goto"]
     assert goto["outcome"] in ("refused", "failed") and goto["who"] == "ada"
     assert "no such object" in goto["detail"]
+
+
+async def test_the_proxy_sleeps_until_a_viewer_arrives_and_again_after_the_last_leaves(
+    remote: Remote,
+) -> None:
+    """No telescope stream and no encoder while nobody watches: on a small computer beside the
+    telescope, idle costs nothing but the link's heartbeats."""
+    pipeline = remote.link.telescope.pipeline
+    pipeline.linger_s = 0.3
+    stats = remote.simulator.imaging.stats
+    peers = remote.proxy.app.state.peers
+    sent = stats.frames_sent
+    await asyncio.sleep(1.0)
+    assert stats.frames_sent == sent and not pipeline.viewers and not peers.encoders("simulator")
+    ws = await remote.owner.signaling(remote.telescope_id, remote.broker.ws_url)
+    client = DcClient(remote.proxy.base_url)
+    try:
+        await recv(ws, "hello")
+        await client.connect(exchange=exchange_over(ws))
+        await asyncio.sleep(1.5)
+        assert stats.frames_sent > sent + 2 and peers.encoders("simulator")
+    finally:
+        await client.close()
+        await ws.close()
+    deadline = asyncio.get_running_loop().time() + 10
+    while pipeline.viewers or peers.encoders("simulator"):
+        assert asyncio.get_running_loop().time() < deadline, "still streaming with no viewer"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(pipeline.linger_s + 0.5)
+    sent = stats.frames_sent
+    await asyncio.sleep(1.0)
+    assert stats.frames_sent == sent, "the telescope kept streaming after the last viewer left"
