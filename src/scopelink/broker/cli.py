@@ -60,6 +60,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], formatt
         "accepted as Host and put in the development certificate",
     )
     p.add_argument("--no-signup", action="store_true", help="take no new accounts")
+    p.add_argument(
+        "--grant-ttl",
+        type=int,
+        default=BrokerSettings.grant_ttl_s,
+        metavar="S",
+        help="seconds a grant stays valid (it opens a session; the session outlives it)",
+    )
     p.add_argument("--stun", action="append", default=[], metavar="URL", help="STUN server")
     p.add_argument("--turn", action="append", default=[], metavar="URL", help="TURN server")
     p.add_argument("--turn-secret", help="the TURN server's shared secret (coturn)")
@@ -83,6 +90,7 @@ def settings_from(args: argparse.Namespace) -> BrokerSettings:
         tls_key=args.key,
         insecure_http=args.insecure_http,
         open_signup=not args.no_signup,
+        grant_ttl_s=args.grant_ttl,
         stun_urls=args.stun,
         turn_urls=args.turn,
         turn_secret=args.turn_secret,
