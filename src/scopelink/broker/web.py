@@ -43,6 +43,8 @@ from scopelink.schema.link import (
     TO_BROKER,
     LinkChallenge,
     LinkEnd,
+    LinkIce,
+    LinkIceRequest,
     LinkPing,
     LinkPong,
     LinkRefused,
@@ -493,6 +495,9 @@ async def proxy_link(websocket: WebSocket) -> None:
                     traffic.keepalive(len(text))
                 case LinkRelay() | LinkEnd():
                     await broker.hub.from_proxy(telescope_id, message)
+                case LinkIceRequest():
+                    servers = broker.ice_for(f"proxy-{telescope_id}")
+                    await end.send(LinkIce(id=message.id, ice_servers=servers))
                 case _:
                     pass
     except (WebSocketDisconnect, RuntimeError):

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import ssl
 import time
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from websockets.asyncio.client import ClientConnection, connect
@@ -33,6 +35,8 @@ from scopelink.schema.link import (
     TO_PROXY,
     LinkChallenge,
     LinkEnd,
+    LinkIce,
+    LinkIceRequest,
     LinkOpen,
     LinkPing,
     LinkPong,
@@ -61,6 +65,8 @@ HANDSHAKE_TIMEOUT_S = 10.0
 MISSED_HEARTBEATS = 3
 #: Messages waiting for one conversation, at most (a browser sends a handful).
 INBOX = 64
+#: How long a peer waits for fresh ICE servers before it uses the last known.
+ICE_TIMEOUT_S = 3.0
 #: Largest link message taken (a relayed signaling message is at most 64 KiB, JSON-escaped).
 MAX_LINK_MESSAGE = 256 * 1024
 
@@ -144,6 +150,8 @@ class BrokerLink:
         self._heard = 0.0
         #: Links made, for the figures and the tests (a reconnect counts).
         self.links = 0
+        self._ice_ids = itertools.count(1)
+        self._ice_waiting: dict[int, asyncio.Future[list[dict[str, Any]]]] = {}
 
     def _set(self, state: LinkState) -> None:
         if state is not self.state:
@@ -287,6 +295,12 @@ class BrokerLink:
                         conversation.inbox.put_nowait(None)
             case LinkRevoke():
                 await self.revoke(message.account)
+            case LinkIce():
+                waiting = self._ice_waiting.pop(message.id, None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(
+                        [s.model_dump(exclude_none=True) for s in message.ice_servers]
+                    )
             case _:
                 log.warning("broker link: unexpected %s", getattr(message, "type", "?"))
 
@@ -302,8 +316,21 @@ class BrokerLink:
             return
         caller = grant_caller(grant)
         conversation = _Conversation(self, message.conv, grant.account_id)
-        ice = [s.model_dump(exclude_none=True) for s in message.ice_servers]
+        opened = [s.model_dump(exclude_none=True) for s in message.ice_servers]
         telescope, host = self.telescope, self.host
+        first = True
+
+        async def ice() -> list[dict[str, Any]]:
+            # The open's credentials for the first peer; fresh ones for each later peer (a
+            # renegotiation over the data channel, maybe hours on, after they expired).
+            nonlocal first, opened
+            if first:
+                first = False
+                return opened
+            fresh = await self.fresh_ice()
+            if fresh is not None:
+                opened = fresh
+            return opened
 
         async def start(offer: str, tier: str | None) -> tuple[Peer, str]:
             return await host.start(telescope, caller, offer, tier, ice)
@@ -318,6 +345,23 @@ class BrokerLink:
         await conversation.talk.hello(hello)
         conversation.task = asyncio.create_task(conversation.run(), name=f"conv-{message.conv}")
         log.info("broker link: %s connects as %s", grant.name, grant.role.value)
+
+    async def fresh_ice(self, timeout_s: float = ICE_TIMEOUT_S) -> list[dict[str, Any]] | None:
+        """Fresh ICE servers from the broker; None when it cannot say (link down, slow)."""
+        if self.state is not LinkState.ONLINE:
+            return None
+        ask = next(self._ice_ids)
+        answer: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self._ice_waiting[ask] = answer
+        try:
+            if not await self.send(LinkIceRequest(id=ask)):
+                return None
+            return await asyncio.wait_for(answer, timeout_s)
+        except TimeoutError:
+            log.warning("broker link: no fresh ICE servers in %.0f s; using the last", timeout_s)
+            return None
+        finally:
+            self._ice_waiting.pop(ask, None)
 
     async def revoke(self, account: str) -> None:
         """An account lost its role: end its conversations and close its peers."""

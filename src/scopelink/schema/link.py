@@ -109,6 +109,22 @@ class LinkEnd(_Message):
     reason: str = Field(default="", max_length=123)
 
 
+class LinkIceRequest(_Message):
+    """Proxy → broker: fresh ICE servers (TURN credentials expire) for a peer about to be made
+    (a browser renegotiating over its data channel, long after its conversation opened)."""
+
+    type: Literal["ice_request"] = "ice_request"
+    id: int = Field(ge=0)
+
+
+class LinkIce(_Message):
+    """Broker → proxy: the answer to `ice_request` `id`."""
+
+    type: Literal["ice"] = "ice"
+    id: int
+    ice_servers: list[IceServer] = Field(default_factory=list)
+
+
 class LinkRevoke(_Message):
     """Broker → proxy: an account lost its role here; close its peers now."""
 
@@ -148,11 +164,12 @@ class PairDone(_Message):
 
 ToProxy = Annotated[
     LinkChallenge | LinkRegistered | LinkRefused | LinkPing | LinkPong | LinkOpen | LinkRelay
-    | LinkEnd | LinkRevoke,
+    | LinkEnd | LinkRevoke | LinkIce,
     Field(discriminator="type"),
 ]  # fmt: skip
 ToBroker = Annotated[
-    LinkRegister | LinkPing | LinkPong | LinkRelay | LinkEnd, Field(discriminator="type")
+    LinkRegister | LinkPing | LinkPong | LinkRelay | LinkEnd | LinkIceRequest,
+    Field(discriminator="type"),
 ]
 TO_PROXY: TypeAdapter[ToProxy] = TypeAdapter(ToProxy)
 TO_BROKER: TypeAdapter[ToBroker] = TypeAdapter(ToBroker)

@@ -6,6 +6,7 @@ command service and telemetry hub."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ from scopelink.webrtc.sessions import PeerManager, WebRtcSettings
 
 #: The name the server itself uses for TURN credentials.
 SERVER_TURN_USER = "scopelink-server"
+#: ICE servers handed out by someone else, fetched when a peer is made.
+IceSource = Callable[[], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +50,14 @@ class PeerHost:
         caller: Caller,
         offer: str,
         tier: str | None = None,
-        ice_servers: list[dict[str, Any]] | None = None,
+        ice: IceSource | None = None,
     ) -> tuple[Peer, str]:
         """A new peer for `caller` watching `telescope`, and its answer; raises
-        `NegotiationError` when the offer is refused. `ice_servers`: this server's own ICE
-        servers for the peer, when someone else hands them out (the broker, to a proxy)."""
-        servers = self.ice_servers(SERVER_TURN_USER) if ice_servers is None else ice_servers
+        `NegotiationError` when the offer is refused. `ice`: where this server's own ICE
+        servers come from when someone else hands them out (the broker, to a proxy); asked
+        again for each later peer negotiated over this one's data channel, since TURN
+        credentials expire."""
+        servers = self.ice_servers(SERVER_TURN_USER) if ice is None else await ice()
         return await start_session(
             self.peers,
             telescope.id,
@@ -61,21 +66,18 @@ class PeerHost:
             client=caller.client,
             tier=tier_named(tier),
             ice_servers=to_aiortc(servers),
-            on_datachannel=self.channels(telescope, caller, ice_servers),
+            on_datachannel=self.channels(telescope, caller, ice),
         )
 
     def channels(
-        self,
-        telescope: Telescope,
-        caller: Caller,
-        ice_servers: list[dict[str, Any]] | None = None,
+        self, telescope: Telescope, caller: Caller, ice: IceSource | None = None
     ) -> DataChannelHandler:
         """The data channels of one new peer connection: one endpoint, made when the first
         channel opens; an offer over it starts the caller's next peer here."""
         endpoint: ChannelEndpoint | None = None
 
         async def renegotiate(offer: Renegotiate, _: ChannelEndpoint) -> tuple[str, str]:
-            peer, answer = await self.start(telescope, caller, offer.sdp, offer.tier, ice_servers)
+            peer, answer = await self.start(telescope, caller, offer.sdp, offer.tier, ice)
             return peer.id, answer
 
         def handle(peer: Peer, channel: RTCDataChannel) -> None:
