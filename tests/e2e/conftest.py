@@ -238,7 +238,10 @@ def netns() -> Iterator[BrowserNetns]:
     """A network namespace for Chromium on a veth link to this one; deleted afterwards."""
     why = netns_harness.available()
     if why:
-        pytest.skip(why)
+        # Never a silent skip: only a developer's explicit SCOPELINK_SKIP_NETNS=1 skips.
+        if os.environ.get("SCOPELINK_SKIP_NETNS") == "1":
+            pytest.skip(f"{why} (SCOPELINK_SKIP_NETNS=1)")
+        pytest.fail(f"{why}; the network tests need root; set SCOPELINK_SKIP_NETNS=1 to skip them")
     with BrowserNetns.create() as created:
         yield created
 

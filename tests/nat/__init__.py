@@ -1,0 +1,1 @@
+"""NAT topologies in network namespaces for the remote-access tests (see topology.py)."""
