@@ -142,3 +142,20 @@ def test_every_flag_says_what_it_does_and_its_default(capsys: pytest.CaptureFixt
     shown = " ".join(capsys.readouterr().out.split())
     assert "--port PORT HTTP port of the web app and its API (default: 8000)" in shown
     assert "(default: 5.0)" in shown  # --simulator-fps
+
+
+def test_the_broker_and_proxy_commands_default_to_their_settings_defaults() -> None:
+    """What a user gets without flags is what the settings say (a default taken from the class
+    of a slots dataclass would be a descriptor, not the value)."""
+    from scopelink.broker import cli as broker_cli
+    from scopelink.proxy import cli as proxy_cli
+    from scopelink.settings import BrokerSettings, ProxySettings
+
+    broker = broker_cli.settings_from(build_parser().parse_args(["broker"]))
+    assert broker == BrokerSettings()
+    proxy = proxy_cli.settings_from(
+        build_parser().parse_args(["proxy", "--broker", "https://b.example", "--host", "127.0.0.1"])
+    )
+    defaults = ProxySettings()
+    assert proxy.state_dir == defaults.state_dir and proxy.port == defaults.port
+    assert proxy.broker_url == "https://b.example" and proxy.discover

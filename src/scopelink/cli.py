@@ -39,6 +39,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             default is None
             or default is False
             or default == []
+            or default == ""
             or "%(default)" in (action.help or "")
         ):
             return action.help

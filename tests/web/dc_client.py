@@ -17,7 +17,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 
 Message = dict[str, Any]
 Drop = Callable[[Message], bool]
@@ -32,13 +38,18 @@ class DcClient:
         client_id: str | None = None,
         name: str | None = None,
         headers: dict[str, str] | None = None,
+        ice_servers: list[RTCIceServer] | None = None,
+        relay_only: bool = False,
     ) -> None:
         self.base_url = base_url
         self.telescope = telescope
         self.client_id = client_id or secrets.token_hex(8)
         self.name = name
         self.headers = headers or {}
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=ice_servers or [], iceTransportPolicy=policy)
+        )
         self.control = self.pc.createDataChannel("control")
         self.telemetry = self.pc.createDataChannel("telemetry", ordered=False, maxRetransmits=0)
         self.received: list[Message] = []

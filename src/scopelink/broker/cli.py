@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], formatt
     p.add_argument("--port", type=int, default=BROKER_PORT, help="HTTPS and WSS port")
     p.add_argument(
         "--state-dir",
-        default=BrokerSettings.state_dir,
+        default=BrokerSettings().state_dir,
         help="where the signing key, the SQLite database and a development certificate live",
     )
     p.add_argument(
@@ -63,7 +63,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], formatt
     p.add_argument(
         "--grant-ttl",
         type=int,
-        default=BrokerSettings.grant_ttl_s,
+        default=BrokerSettings().grant_ttl_s,
         metavar="S",
         help="seconds a grant stays valid (it opens a session; the session outlives it)",
     )

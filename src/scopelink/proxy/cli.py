@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], formatt
     p.add_argument("--key", type=Path, help="PEM private key for the firmware login (7.18+)")
     p.add_argument(
         "--state-dir",
-        default=ProxySettings.state_dir,
+        default=ProxySettings().state_dir,
         help="where the proxy's key pair and pairing are kept",
     )
     p.add_argument("--pair", action="store_true", help="pair again (with a new code)")
