@@ -1,10 +1,11 @@
-"""Who a caller is and what they may do, for every entry point (`serve` today; the telescope-side
-`proxy` and the `broker` next): identities, roles and the checks on them, with no web framework.
+"""Who a caller is and what they may do, for every entry point (`serve`, the telescope-side
+`proxy` and the `broker`): identities, roles and the checks on them, with no web framework.
 
 - `Caller`: a role and a stable, non-secret client id (rate limits, idempotency keys and the
   control lease are per client; the id never reveals a token).
 - `TokenBook`: the access tokens configured for a server, each with its role; a presented token
   is compared in constant time and named by a digest prefix, never by itself.
+- `GrantBook`: on a telescope-side proxy, a broker's grant exchanged once for a LAN session.
 - The rules on roles: viewers watch, operators also command and control; a peer session may be
   changed by its creator or an operator.
 
@@ -16,13 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from scopelink.grants import Grant
+from scopelink.grants import Grant, GrantVerifier
 from scopelink.schema.commands import Role
 
-__all__ = ["Caller", "Role", "TokenBook", "grant_caller", "may_command"]
+__all__ = ["Caller", "GrantBook", "Role", "TokenBook", "grant_caller", "may_command"]
 
 #: Why a viewer's command is refused (the same words on every transport).
 VIEWERS_WATCH = "viewers may watch but not command the telescope; sign in with an operator token"
@@ -83,3 +86,55 @@ def grant_caller(grant: Grant) -> Caller:
     """The caller a broker's grant makes: its account (all of that account's tabs share one
     client id, as one token's do) with the session role of its telescope role."""
     return Caller(grant.role.session_role, f"account-{grant.account_id}", grant.name)
+
+
+#: How long a LAN session made from a grant lasts (the grant itself lasts a minute).
+LAN_SESSION_S = 12 * 3600
+#: LAN sessions held at most; the oldest is forgotten first.
+MAX_LAN_SESSIONS = 1000
+
+
+class GrantBook:
+    """The proxy's LAN sessions: a broker's grant, presented once to the proxy's own page (a
+    direct connection on the telescope's network), becomes a session token for that page.
+
+    The grant is checked by the same `GrantVerifier` as the broker link's, so it is accepted
+    once across both paths. Session tokens are random, kept in memory only, and each names
+    its caller (role and account) until it expires.
+    """
+
+    def __init__(self, verifier: GrantVerifier, *, ttl_s: float = LAN_SESSION_S) -> None:
+        self.verifier = verifier
+        self.ttl_s = ttl_s
+        self._sessions: dict[str, tuple[Caller, float]] = {}
+
+    def exchange(self, grant: str, now: float | None = None) -> tuple[str, Caller, float]:
+        """A session token for a valid grant (raises `GrantRefused` with the reason)."""
+        now = time.time() if now is None else now
+        caller = grant_caller(self.verifier.verify(grant, now))
+        token = "lan_" + secrets.token_urlsafe(32)
+        expires = now + self.ttl_s
+        self._sessions[token] = (caller, expires)
+        while len(self._sessions) > MAX_LAN_SESSIONS:
+            del self._sessions[next(iter(self._sessions))]
+        return token, caller, expires
+
+    def caller(self, token: str | None, now: float | None = None) -> Caller | None:
+        if token is None or not token.startswith("lan_"):
+            return None
+        held = self._sessions.get(token)
+        if held is None:
+            return None
+        caller, expires = held
+        if (time.time() if now is None else now) >= expires:
+            del self._sessions[token]
+            return None
+        return caller
+
+    def end_account(self, account_id: str) -> int:
+        """Forget the sessions of an account whose role was revoked; how many."""
+        client = f"account-{account_id}"
+        ended = [t for t, (c, _) in self._sessions.items() if c.client == client]
+        for token in ended:
+            del self._sessions[token]
+        return len(ended)

@@ -47,8 +47,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         r.raise_for_status()
         telescope = r.json()["id"]
         async with asyncio.timeout(20):
-            while not (await http.get("/api/me")).json()["telescopes"][0]["online"]:
+            while not (mine := (await http.get("/api/me")).json()["telescopes"][0])["online"]:
                 await asyncio.sleep(0.1)
+        report["telescope"] = telescope
+        report["lan_url"] = mine["lan_url"]
         token = (await http.post("/api/tokens", json={"label": "nat"})).json()["token"]
     url = args.broker.replace("https://", "wss://", 1)
     started = time.perf_counter()

@@ -15,8 +15,10 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from scopelink.auth import GrantBook
 from scopelink.broker.app import create_broker_app
 from scopelink.embedded import simulator_target
+from scopelink.grants import GrantVerifier
 from scopelink.proxy.identity import Pairing, ProxyIdentity
 from scopelink.proxy.link import BrokerLink, LinkState
 from scopelink.proxy.pairing import pair
@@ -24,9 +26,11 @@ from scopelink.proxy.run import broker_link
 from scopelink.schema.link import PairCode
 from scopelink.settings import Backoff, BrokerSettings, ProxySettings
 from scopelink.simulator.simulator import Simulator, SimulatorConfig
-from scopelink.web.server import RunningApp, serving, serving_app
+from scopelink.web.app import create_app
+from scopelink.web.server import RunningApp, serving_app
 
 PASSWORD = "correct horse battery"
+LAN_TOKEN = "lan-page-operator-token"
 
 
 @dataclass
@@ -117,11 +121,15 @@ FAST = Backoff(initial_s=0.1, maximum_s=0.5)
 async def running_proxy(
     simulator: Simulator, identity: ProxyIdentity, pairing: Pairing, **settings: Any
 ) -> AsyncIterator[tuple[RunningApp, BrokerLink]]:
+    # As on a LAN: the proxy's own page needs a token, or a session made from a grant.
+    settings.setdefault("tokens", {LAN_TOKEN: "operator"})
     proxy_settings = ProxySettings(
         telescopes=[simulator_target(simulator)], broker_url=pairing.broker_url, **settings
     )
     beside = broker_link(identity, pairing, backoff=FAST)
-    async with serving(proxy_settings, beside=[beside]) as proxy:
+    grants = GrantBook(GrantVerifier(pairing.broker_key, pairing.telescope_id))
+    app = create_app(proxy_settings, beside=[beside], grants=grants)
+    async with serving_app(app) as proxy:
         link: BrokerLink = proxy.app.state.broker_link
         await link.wait_for(LinkState.ONLINE, 10)
         yield proxy, link

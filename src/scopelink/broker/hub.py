@@ -174,12 +174,14 @@ class SignalingHub:
 
     # -- the proxy's side --------------------------------------------------------------------
 
-    async def link_up(self, telescope_id: str, end: ProxyEnd, max_peers: int) -> ProxyEnd | None:
+    async def link_up(
+        self, telescope_id: str, end: ProxyEnd, max_peers: int, lan_url: str | None = None
+    ) -> ProxyEnd | None:
         """A proxy's link is up here; the link it replaces on this instance, if any."""
         previous = self.links.get(telescope_id)
         self.links[telescope_id] = end
         self.link_convs.setdefault(telescope_id, set())
-        await self.presence.linked(telescope_id, self.instance, max_peers)
+        await self.presence.linked(telescope_id, self.instance, max_peers, lan_url)
         return previous
 
     async def link_down(self, telescope_id: str, end: ProxyEnd) -> None:

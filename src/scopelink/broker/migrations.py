@@ -94,5 +94,8 @@ _V2 = (
     "CREATE INDEX connections_telescope ON connections (telescope_id, opened)",
 )
 
+# The proxy's own page on the telescope's network, for members on that network.
+_V3 = ("ALTER TABLE proxy_presence ADD COLUMN lan_url TEXT",)
+
 #: Migration n (1-based) is MIGRATIONS[n - 1]: the statements that take version n-1 to n.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)

@@ -21,6 +21,7 @@ class Presence:
     linked_at: float
     seen: float
     max_peers: int
+    lan_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +48,18 @@ class PresenceBook:
         self.stale_after_s = stale_after_s
         self._clock = clock
 
-    async def linked(self, telescope_id: str, instance: str, max_peers: int) -> None:
+    async def linked(
+        self, telescope_id: str, instance: str, max_peers: int, lan_url: str | None = None
+    ) -> None:
         """This instance now holds the telescope's link (a newer link replaces any other)."""
         now = self._clock()
         async with self._store.transaction() as tx:
             await tx.execute("DELETE FROM proxy_presence WHERE telescope_id = ?", (telescope_id,))
             await tx.execute(
-                "INSERT INTO proxy_presence (telescope_id, instance, linked_at, seen, max_peers) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (telescope_id, instance, now, now, max_peers),
+                "INSERT INTO proxy_presence "
+                "(telescope_id, instance, linked_at, seen, max_peers, lan_url) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (telescope_id, instance, now, now, max_peers, lan_url),
             )
 
     async def seen(self, telescope_id: str, instance: str) -> bool:
@@ -75,22 +79,23 @@ class PresenceBook:
     async def of(self, telescope_id: str) -> Presence | None:
         """Where the telescope's link is, if it is fresh."""
         row = await self._store.fetch_one(
-            "SELECT telescope_id, instance, linked_at, seen, max_peers FROM proxy_presence "
-            "WHERE telescope_id = ? AND seen > ?",
+            "SELECT telescope_id, instance, linked_at, seen, max_peers, lan_url "
+            "FROM proxy_presence WHERE telescope_id = ? AND seen > ?",
             (telescope_id, self._clock() - self.stale_after_s),
         )
         return None if row is None else Presence(*row)
 
-    async def online(self, telescope_ids: list[str]) -> set[str]:
-        """Which of these telescopes have a fresh link."""
+    async def online(self, telescope_ids: list[str]) -> dict[str, str | None]:
+        """Which of these telescopes have a fresh link, each with its proxy's LAN page."""
         if not telescope_ids:
-            return set()
+            return {}
         marks = ", ".join("?" for _ in telescope_ids)
         rows = await self._store.fetch_all(
-            f"SELECT telescope_id FROM proxy_presence WHERE seen > ? AND telescope_id IN ({marks})",
+            "SELECT telescope_id, lan_url FROM proxy_presence "
+            f"WHERE seen > ? AND telescope_id IN ({marks})",
             (self._clock() - self.stale_after_s, *telescope_ids),
         )
-        return {row[0] for row in rows}
+        return {row[0]: row[1] for row in rows}
 
     async def forget_instance(self, instance: str) -> None:
         """An instance starting: no link of its earlier life is held any more."""

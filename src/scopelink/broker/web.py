@@ -238,7 +238,13 @@ async def me(broker: BrokerDep, account: AccountDep) -> dict[str, Any]:
     return {
         "account": _account_json(account),
         "telescopes": [
-            {"id": t.id, "name": t.name, "role": role.value, "online": t.id in online}
+            {
+                "id": t.id,
+                "name": t.name,
+                "role": role.value,
+                "online": t.id in online,
+                "lan_url": online.get(t.id),
+            }
             for t, role in mine
         ],
     }
@@ -270,6 +276,7 @@ async def telescope(telescope_id: str, broker: BrokerDep, account: AccountDep) -
         "name": found.name,
         "role": role.value,
         "online": presence is not None,
+        "lan_url": presence.lan_url if presence is not None else None,
     }
     if role is TelescopeRole.OWNER:
         members = await broker.telescopes.members(account.id, telescope_id)
@@ -465,7 +472,7 @@ async def proxy_link(websocket: WebSocket) -> None:
         return
     telescope_id = register.telescope_id
     end = _ProxySocket(websocket, broker)
-    previous = await broker.hub.link_up(telescope_id, end, register.max_peers)
+    previous = await broker.hub.link_up(telescope_id, end, register.max_peers, register.lan_url)
     if isinstance(previous, _ProxySocket):
         await _close(previous.websocket, CLOSE_REPLACED, "a newer link for this telescope")
     heartbeat = broker.settings.heartbeat_s

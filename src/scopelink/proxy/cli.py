@@ -77,10 +77,13 @@ def _show(code: PairCode) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from scopelink.auth import GrantBook
     from scopelink.broker.tls import client_context
+    from scopelink.grants import GrantVerifier
     from scopelink.proxy.identity import ProxyIdentity
+    from scopelink.proxy.lan import lan_hostname
     from scopelink.proxy.pairing import pair
-    from scopelink.proxy.run import broker_link
+    from scopelink.proxy.run import broker_link, lan_presence
     from scopelink.web.app import create_app
     from scopelink.web.server import make_server
 
@@ -92,9 +95,14 @@ def run(args: argparse.Namespace) -> None:
     if pairing is None or args.pair or pairing.broker_url != settings.broker_url:
         pairing = asyncio.run(pair(settings.broker_url, identity, _show, ssl_context=context))
         print(f"Paired: this is telescope {pairing.telescope_id} on the broker.", flush=True)
-    beside = broker_link(identity, pairing, ssl_context=context)
-    server, sock = make_server(
-        create_app(settings, beside=[beside]), settings.host, settings.port, "info"
-    )
+    # The page answers to its mDNS name, and takes the broker's grants (a direct connection).
+    settings.allowed_hosts.append(lan_hostname(pairing.telescope_id))
+    grants = GrantBook(GrantVerifier(pairing.broker_key, pairing.telescope_id))
+    beside = [
+        lan_presence(pairing.telescope_id, settings.port, settings.host),
+        broker_link(identity, pairing, ssl_context=context),
+    ]
+    app = create_app(settings, beside=beside, grants=grants)
+    server, sock = make_server(app, settings.host, settings.port, "info")
     print(f"scopelink proxy: LAN page on port {settings.port}; linking to {pairing.broker_url}")
     asyncio.run(server.serve(sockets=[sock]))

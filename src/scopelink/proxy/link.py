@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from scopelink.auth import grant_caller
+from scopelink.auth import GrantBook, grant_caller
 from scopelink.grants import GrantRefused, GrantVerifier, sign_challenge
 from scopelink.proxy.identity import Pairing, ProxyIdentity
 from scopelink.schema.link import (
@@ -133,6 +133,8 @@ class BrokerLink:
         url: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         backoff: Backoff = BACKOFF,
+        grants: GrantBook | None = None,
+        lan_url: str | None = None,
     ) -> None:
         self.identity = identity
         self.pairing = pairing
@@ -141,7 +143,16 @@ class BrokerLink:
         self.url = url or link_url(pairing.broker_url)
         self.ssl_context = ssl_context
         self.backoff = backoff
-        self.verifier = GrantVerifier(pairing.broker_key, pairing.telescope_id)
+        #: The LAN page's sessions from grants: one verifier for both paths, so a grant is
+        #: accepted once whichever way it comes.
+        self.grants = grants
+        self.verifier = (
+            grants.verifier
+            if grants is not None
+            else GrantVerifier(pairing.broker_key, pairing.telescope_id)
+        )
+        #: Where browsers on the telescope's network reach the proxy's own page (mDNS name).
+        self.lan_url = lan_url
         self.state = LinkState.OFFLINE
         self.changed = asyncio.Event()
         self.conversations: dict[str, _Conversation] = {}
@@ -214,6 +225,7 @@ class BrokerLink:
                 public_key=self.identity.public_key,
                 signature=signature,
                 max_peers=self.host.peers.max_peers,
+                lan_url=self.lan_url,
             )
         )
         reply = await asyncio.wait_for(self._next(ws), HANDSHAKE_TIMEOUT_S)
@@ -367,6 +379,8 @@ class BrokerLink:
         """An account lost its role: end its conversations and close its peers."""
         for conversation in [c for c in self.conversations.values() if c.account == account]:
             await conversation.close(4403, "access revoked")
+        if self.grants is not None:
+            self.grants.end_account(account)
         client = f"account-{account}"
         for peer in self.host.peers.sessions(self.telescope.id):
             if peer.client == client:

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from scopelink.proxy.identity import Pairing, ProxyIdentity
+from scopelink.proxy.lan import LanAdvertiser, lan_addresses
 from scopelink.proxy.link import BrokerLink, LinkRefusedError
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ def broker_link(
             pairing,
             telescopes[0],
             app.state.peer_host,
+            grants=app.state.policy.grants,
+            lan_url=getattr(app.state, "lan_url", None),
             **link_options,  # type: ignore[arg-type]
         )
         app.state.broker_link = link
@@ -44,6 +47,30 @@ def broker_link(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    return beside
+
+
+def lan_presence(
+    telescope_id: str, port: int, bind: str
+) -> Callable[[FastAPI], AbstractAsyncContextManager[LanAdvertiser | None]]:
+    """The page announced by mDNS/DNS-SD while the app runs (nothing when it listens on
+    loopback only); its URL is on `app.state.lan_url` for the broker link to report."""
+
+    @contextlib.asynccontextmanager
+    async def beside(app: FastAPI) -> AsyncIterator[LanAdvertiser | None]:
+        addresses = lan_addresses(bind)
+        if not addresses:
+            app.state.lan_url = None
+            yield None
+            return
+        advertiser = LanAdvertiser(telescope_id, port, addresses)
+        await advertiser.start()
+        app.state.lan_url = advertiser.url
+        try:
+            yield advertiser
+        finally:
+            await advertiser.stop()
 
     return beside
 

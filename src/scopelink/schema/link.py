@@ -51,6 +51,8 @@ class LinkRegister(_Message):
     version: int = LINK_VERSION
     #: Concurrent video peers it takes (the browsers' `hello` says it).
     max_peers: int = Field(default=16, ge=0, le=1024)
+    #: Its own page on the telescope's network (an mDNS name), for a direct connection there.
+    lan_url: str | None = Field(default=None, max_length=200, pattern=r"^https?://[^\s]+$")
 
 
 class LinkRegistered(_Message):

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import inspect
 import re
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request
-from pydantic import BaseModel, ValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
 
 from scopelink.auth import VIEWERS_DO_NOT_CONTROL, Caller
 from scopelink.catalog import Catalogue
+from scopelink.grants import GrantRefused
 from scopelink.schema import commands as c
 from scopelink.schema.operations import Operation
 from scopelink.schema.rest import (
@@ -33,6 +36,7 @@ from scopelink.settings import (
     TelescopeTarget,
 )
 from scopelink.web.deps import Registry, TelescopeDep
+from scopelink.web.security import TOKEN_COOKIE
 
 router = APIRouter(prefix="/api")
 
@@ -88,6 +92,45 @@ async def session_info(request: Request, caller: CallerDep) -> AccessInfo:
         token_required=request.app.state.policy.tokens_required,
         webrtc_default=request.app.state.settings.webrtc_default,
     )
+
+
+class GrantExchange(BaseModel):
+    """A broker's grant, presented to a telescope-side proxy's own page."""
+
+    grant: str = Field(min_length=1, max_length=4096)
+
+
+@router.post(
+    "/session/grant",
+    response_model=AccessInfo,
+    responses={401: {"model": Problem}, 404: {"model": Problem}},
+    tags=["session"],
+)
+async def exchange_grant(body: GrantExchange, request: Request) -> JSONResponse:
+    """On a telescope-side proxy: exchange a broker's grant (once) for a session on this page,
+    kept in an HttpOnly cookie; answers who you now are. Not found on `serve`."""
+    grants = request.app.state.policy.grants
+    if grants is None:
+        raise HTTPException(404, "this server takes no broker grants (it is not a proxy)")
+    try:
+        token, caller, expires = grants.exchange(body.grant)
+    except GrantRefused as exc:
+        raise HTTPException(401, f"grant refused: {exc.reason}") from None
+    info = AccessInfo(
+        role=caller.role,
+        token_required=True,
+        webrtc_default=request.app.state.settings.webrtc_default,
+    )
+    response = JSONResponse(info.model_dump(mode="json"))
+    response.set_cookie(
+        TOKEN_COOKIE,
+        token,
+        max_age=int(expires - time.time()),
+        httponly=True,
+        samesite="strict",
+        path="/",
+    )
+    return response
 
 
 def _summary(session: Any) -> TelescopeSummary:

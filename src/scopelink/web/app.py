@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from scopelink import __version__
+from scopelink.auth import GrantBook
 from scopelink.catalog import Catalogue
 from scopelink.embedded import start_simulator
 from scopelink.services.audit import AuditLog
@@ -55,12 +56,16 @@ def webrtc_settings(settings: HostSettings) -> WebRtcSettings:
 Beside = Callable[[FastAPI], AbstractAsyncContextManager[object]]
 
 
-def create_app(settings: HostSettings | None = None, beside: Sequence[Beside] = ()) -> FastAPI:
+def create_app(
+    settings: HostSettings | None = None,
+    beside: Sequence[Beside] = (),
+    grants: GrantBook | None = None,
+) -> FastAPI:
     """The app for `scopelink serve` (`ServeSettings`: the built-in simulator when no telescope
     is given) or for the telescope-side proxy (which never carries the simulator, and runs its
-    broker link `beside` the app)."""
+    broker link `beside` the app, and takes its broker's `grants` on its LAN page)."""
     settings = settings or ServeSettings()
-    policy = SecurityPolicy(settings, settings.tokens)
+    policy = SecurityPolicy(settings, settings.tokens, grants)
     audit = AuditLog(Path(settings.audit_log).expanduser() if settings.audit_log else None)
 
     @asynccontextmanager

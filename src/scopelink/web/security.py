@@ -19,13 +19,15 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from scopelink.auth import Caller, Role, TokenBook
+from scopelink.auth import Caller, GrantBook, Role, TokenBook
 from scopelink.settings import SiteSettings
 
 __all__ = ["Caller", "SecurityMiddleware", "SecurityPolicy", "token_from"]
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TOKEN_COOKIE = "scopelink_token"
+#: API paths answered without a token: who you are, and a proxy's exchange of a broker grant.
+OPEN_PATHS = frozenset({"/api/session", "/api/session/grant"})
 
 
 def _host_name(host_header: str) -> str:
@@ -38,7 +40,12 @@ def _host_name(host_header: str) -> str:
 class SecurityPolicy:
     """The checks, separate from ASGI so transports (HTTP, WebSocket) share them."""
 
-    def __init__(self, settings: SiteSettings, tokens: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: SiteSettings,
+        tokens: dict[str, str] | None = None,
+        grants: GrantBook | None = None,
+    ) -> None:
         names = {"localhost", "127.0.0.1", "[::1]", *map(str.lower, settings.allowed_hosts)}
         if settings.host not in ("0.0.0.0", "::", ""):
             names.add(f"[{settings.host}]" if ":" in settings.host else settings.host)
@@ -48,6 +55,8 @@ class SecurityPolicy:
         self.allowed_hosts = frozenset(names)
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in settings.allowed_origins)
         self.tokens = TokenBook(tokens or {})
+        #: A proxy's LAN sessions made from broker grants (`POST /api/session/grant`).
+        self.grants = grants
 
     @property
     def tokens_required(self) -> bool:
@@ -70,7 +79,12 @@ class SecurityPolicy:
         return origin_host == host_header.strip().lower()
 
     def caller(self, token: str | None, peer: str) -> Caller | None:
-        """The caller for a token; None when a token is required and this one is unknown."""
+        """The caller for a token (or a LAN session's); None when a token is required and this
+        one is unknown."""
+        if self.grants is not None:
+            caller = self.grants.caller(token)
+            if caller is not None:
+                return caller
         return self.tokens.caller(token, peer)
 
 
@@ -134,7 +148,7 @@ class SecurityMiddleware:
         caller = self.policy.caller(
             token_from(headers, scope.get("query_string", b"").decode()), peer
         )
-        if caller is None and path.startswith("/api/") and path != "/api/session":
+        if caller is None and path.startswith("/api/") and path not in OPEN_PATHS:
             await self._refuse(
                 scope, receive, send, 401, "Token required", "this server needs an access token"
             )
