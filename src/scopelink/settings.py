@@ -91,6 +91,9 @@ class HostSettings(SiteSettings):
     #: Append every command's audit record here (JSON lines; `services/audit.py`); none: the
     #: `scopelink.audit` log only.
     audit_log: str | None = None
+    #: Keep idempotency keys in this file (JSON lines; `services/journal.py`), so a command
+    #: retried after a restart is answered once, never run twice; none: in memory only.
+    idempotency_journal: str | None = None
     sse_heartbeat_s: float = 15.0
     mjpeg_width: int = 540
     mjpeg_quality: int = 80

@@ -7,8 +7,10 @@ the telescope did (the simulator's focuser and mount), or at the failure: its ki
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,7 @@ from scopelink.schema.operations import Operation
 from scopelink.schema.state import CommandAck, ProblemKind
 from scopelink.services.command_service import CommandFailure, CommandService
 from scopelink.services.control import Controller
+from scopelink.services.journal import IdempotencyJournal
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telescope import Telescope
 from scopelink.settings import ServeSettings
@@ -265,3 +268,71 @@ async def test_two_focus_steps_at_once_run_one_and_refuse_the_other(rig: Rig) ->
     op = await rig.finished(accepted[0].operation)
     assert op.state == "complete"
     assert rig.simulator.telescope.focuser - start in (10, 100)
+
+
+# -- idempotency keys across a restart (services/journal.py) ------------------------------------
+
+
+def restarted(rig: Rig, path: Path) -> Rig:
+    """The same telescope, a new command service reading the journal: a restarted server."""
+    service = CommandService(rig.registry, Catalogue(), journal=IdempotencyJournal(path))
+    return Rig(rig.registry, service, rig.session, rig.simulator)
+
+
+async def test_a_retry_after_a_restart_gets_the_first_answer_and_nothing_runs_again(
+    rig: Rig, tmp_path: Path
+) -> None:
+    path = tmp_path / "commands.jsonl"
+    rig.service.journal = IdempotencyJournal(path)
+    telescope = rig.simulator.telescope
+    before = telescope.focuser
+    first = await rig.run(Focus(delta=10), key="focus-1")
+    assert first.operation is not None
+    await rig.finished(first.operation)
+    again = await restarted(rig, path).run(Focus(delta=10), key="focus-1")
+    assert again.operation is not None
+    assert (again.command_id, again.status, again.operation.id) == (
+        first.command_id, first.status, first.operation.id,
+    )  # fmt: skip
+    assert telescope.focuser == before + 10, "it ran once"
+    conflict = await restarted(rig, path).failure(Focus(delta=99), key="focus-1")
+    assert conflict.kind.value == "idempotency-conflict"
+
+
+async def test_a_command_cut_off_by_a_restart_is_reported_unknown_not_run_again(
+    rig: Rig, tmp_path: Path
+) -> None:
+    path = tmp_path / "commands.jsonl"
+    # The server wrote the command down and stopped before it ended (killed mid-command).
+    journal = IdempotencyJournal(path)
+    journal.taken(("simulator", "tester", "focus-2"), Focus(delta=7).model_dump_json())
+    before = rig.simulator.telescope.focuser
+    failure = await restarted(rig, path).failure(Focus(delta=7), key="focus-2")
+    assert failure.outcome == "unknown" and "restarted" in failure.detail
+    assert rig.simulator.telescope.focuser == before
+
+
+async def test_a_command_that_did_not_run_may_run_when_retried_after_a_restart(
+    rig: Rig, tmp_path: Path
+) -> None:
+    path = tmp_path / "commands.jsonl"
+    rig.service.journal = IdempotencyJournal(path)
+    refused = await rig.failure(Focus(delta=10), key="f", role=VIEWER)
+    assert refused.outcome == "not_run"
+    ack = await restarted(rig, path).run(Focus(delta=10), key="f")
+    assert ack.status == "accepted"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[-1]["slot"] == ["simulator", "tester", "f"]
+
+
+def test_a_line_cut_short_by_a_crash_loses_nothing_else(tmp_path: Path) -> None:
+    path = tmp_path / "commands.jsonl"
+    journal = IdempotencyJournal(path)
+    journal.taken(("t", "c", "a"), "{}")
+    journal.ended(("t", "c", "a"), ack={"command_id": "x", "status": "completed"})
+    with path.open("a") as file:
+        file.write('{"slot": ["t", "c", "b"], "comm')  # the crash
+    again = IdempotencyJournal(path)
+    entry = again.recall(("t", "c", "a"))
+    assert entry is not None and entry.ack == {"command_id": "x", "status": "completed"}
+    assert again.recall(("t", "c", "b")) is None

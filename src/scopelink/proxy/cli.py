@@ -64,6 +64,7 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
         state_dir=args.state_dir,
         broker_ca=args.broker_ca,
         audit_log=str(Path(args.state_dir).expanduser() / "audit.jsonl"),
+        idempotency_journal=str(Path(args.state_dir).expanduser() / "commands.jsonl"),
     )
 
 

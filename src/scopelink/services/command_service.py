@@ -64,6 +64,7 @@ from scopelink.seestar.events import AutoFocus, AutoGoto, Event, FocuserMove, Sc
 from scopelink.seestar.events import Stack as StackEvent
 from scopelink.services.audit import AuditLog
 from scopelink.services.control import DEADMAN_S, ControlLease, Controller, LeaseHeld
+from scopelink.services.journal import IdempotencyJournal
 from scopelink.services.registry import TelescopeRegistry, UnknownTelescopeError
 from scopelink.services.telescope import Telescope
 
@@ -194,9 +195,13 @@ class CommandService:
         max_remembered: int = 4096,
         max_remembered_per_client: int = 256,
         audit: AuditLog | None = None,
+        journal: IdempotencyJournal | None = None,
     ) -> None:
         self.registry = registry
         self.audit = audit or AuditLog()
+        #: Keys that outlive the process (the proxy's), so a retry after a restart never runs
+        #: the command twice.
+        self.journal = journal
         self.catalogue = catalogue
         self.limiter = KeyedLimiter(rate, max(1.0, 2 * rate))
         self._ttl = idempotency_ttl_s
@@ -279,7 +284,7 @@ class CommandService:
             "telescope": telescope_id,
             "client": client,
             "who": who,
-            "role": role.value,
+            "role": Role(role).value,
             "command": command.type,
             "params": command.model_dump(mode="json", exclude={"type"}),
         }
@@ -319,7 +324,7 @@ class CommandService:
         slot = None if idempotency_key is None else (session.id, controller.client, idempotency_key)
         text = command.model_dump_json()
         if slot is not None:
-            remembered = self._recall(slot)
+            remembered = self._recall(slot) or self._from_journal(slot)
             if remembered is not None:
                 if remembered.command != text:
                     raise CommandFailure(
@@ -351,6 +356,9 @@ class CommandService:
         if slot is not None:
             self._remember(slot, _Remembered(text, task, time.monotonic() + self._ttl))
             task.add_done_callback(lambda t: self._forget_if_not_run(slot, t))
+            if self.journal is not None:
+                self.journal.taken(slot, text)
+                task.add_done_callback(lambda t: self._journal_end(slot, t))
         if isinstance(command, Move) and controller.keepalive:
             self._watch_move(session, lease, controller.client, task, command.duration_s)
         return Admission(task, repeat=False)
@@ -435,6 +443,46 @@ class CommandService:
             self._per_client[slot[1]] = left
         else:
             del self._per_client[slot[1]]
+
+    def _from_journal(self, slot: _Slot) -> _Remembered | None:
+        """A key taken before this process started: its first outcome, or unknown if the
+        process stopped while its command ran."""
+        entry = self.journal.recall(slot) if self.journal is not None else None
+        if entry is None:
+            return None
+        outcome: asyncio.Future[CommandAck] = asyncio.get_running_loop().create_future()
+        outcome.add_done_callback(_retrieve)
+        if entry.ack is not None:
+            outcome.set_result(CommandAck.model_validate(entry.ack))
+        elif entry.failure is not None:
+            failure = dict(entry.failure)
+            kind = ProblemKind(failure.pop("kind"))
+            outcome.set_exception(CommandFailure(kind=kind, **failure))
+        else:
+            outcome.set_exception(
+                CommandFailure(
+                    "Outcome unknown",
+                    "the server restarted while this command ran, so whether it did is not "
+                    "known; look at the telescope before sending it again",
+                    kind=ProblemKind.CONNECTION_LOST,
+                    outcome="unknown",
+                )
+            )
+        remembered = _Remembered(entry.command, outcome, time.monotonic() + self._ttl)
+        self._remember(slot, remembered)
+        return remembered
+
+    def _journal_end(self, slot: _Slot, task: asyncio.Task[CommandAck]) -> None:
+        assert self.journal is not None
+        if task.cancelled():
+            return  # stopping while it ran: after a restart its outcome is unknown
+        exc = task.exception()
+        if exc is None:
+            self.journal.ended(slot, ack=task.result().model_dump(mode="json"))
+        elif isinstance(exc, CommandFailure) and exc.outcome == "not_run":
+            self.journal.forget(slot)
+        elif isinstance(exc, CommandFailure):
+            self.journal.ended(slot, failure=_failure_record(exc))
 
     def _forget_if_not_run(self, slot: _Slot, task: asyncio.Task[CommandAck]) -> None:
         if task.cancelled():
@@ -795,6 +843,17 @@ def _retrieve(task: asyncio.Task[CommandAck]) -> None:
     """Mark a command's failure as seen: whoever waits for it may be gone."""
     if not task.cancelled():
         task.exception()
+
+
+def _failure_record(failure: CommandFailure) -> dict[str, Any]:
+    return {
+        "title": failure.title,
+        "detail": failure.detail,
+        "kind": failure.kind.value,
+        "outcome": failure.outcome,
+        "telescope_code": failure.telescope_code,
+        "errors": failure.errors,
+    }
 
 
 def _ended(done: asyncio.Future[CommandAck]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from scopelink.catalog import Catalogue
 from scopelink.embedded import start_simulator
 from scopelink.services.audit import AuditLog
 from scopelink.services.command_service import CommandService
+from scopelink.services.journal import IdempotencyJournal
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telemetry import TelemetryHub
 from scopelink.settings import HostSettings, ServeSettings
@@ -67,6 +68,11 @@ def create_app(
     settings = settings or ServeSettings()
     policy = SecurityPolicy(settings, settings.tokens, grants)
     audit = AuditLog(Path(settings.audit_log).expanduser() if settings.audit_log else None)
+    journal = (
+        IdempotencyJournal(Path(settings.idempotency_journal).expanduser())
+        if settings.idempotency_journal
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,7 +80,11 @@ def create_app(
         app.state.registry = registry
         app.state.telemetry = TelemetryHub(registry)
         app.state.commands = CommandService(
-            registry, app.state.catalogue, rate=settings.command_rate, audit=audit
+            registry,
+            app.state.catalogue,
+            rate=settings.command_rate,
+            audit=audit,
+            journal=journal,
         )
         peers = PeerManager.from_settings(app.state.webrtc_settings)
         app.state.peers = peers
