@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from scopelink.broker.accounts import Account
@@ -34,6 +34,24 @@ from scopelink.broker.service import Broker, Limits
 from scopelink.broker.store import sha256
 from scopelink.grants import TelescopeRole, normalise_public_key_pem, verify_challenge
 from scopelink.ratelimit import TokenBucket
+from scopelink.schema.broker import (
+    AcceptRequest,
+    BrokerAbout,
+    BrokerAccountInfo,
+    ClaimRequest,
+    ConnectionRecord,
+    Credentials,
+    GrantAnswer,
+    Invitation,
+    InvitationRequest,
+    Me,
+    Member,
+    Membership,
+    RemoteTelescope,
+    SignedIn,
+    TelescopeDetails,
+    TokenRequest,
+)
 from scopelink.schema.link import (
     CLOSE_NOT_PAIRED,
     CLOSE_REPLACED,
@@ -128,38 +146,12 @@ BrokerDep = Annotated[Broker, Depends(broker_of)]
 AccountDep = Annotated[Account, Depends(signed_in)]
 
 
-# -- bodies ------------------------------------------------------------------------------------
-
-
-class Credentials(BaseModel):
-    name: str = Field(max_length=64)
-    password: str = Field(max_length=1024)
-
-
-class TokenRequest(BaseModel):
-    label: str = Field(min_length=1, max_length=100)
-    ttl_s: float | None = Field(default=None, gt=0)
-
-
-class ClaimRequest(BaseModel):
-    code: str = Field(max_length=32)
-    name: str = Field(max_length=64)
-
-
-class InviteRequest(BaseModel):
-    role: Literal["operator", "viewer"]
-
-
-class AcceptRequest(BaseModel):
-    code: str = Field(max_length=128)
-
-
-def _account_json(account: Account) -> dict[str, Any]:
-    return {"id": account.id, "name": account.name}
+def _account_info(account: Account) -> BrokerAccountInfo:
+    return BrokerAccountInfo(id=account.id, name=account.name)
 
 
 def _signed_in_response(broker: Broker, account: Account, token: str) -> JSONResponse:
-    response = JSONResponse({"account": _account_json(account)})
+    response = JSONResponse(SignedIn(account=_account_info(account)).model_dump(mode="json"))
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -176,17 +168,16 @@ def _signed_in_response(broker: Broker, account: Account, token: str) -> JSONRes
 
 
 @router.get("/api/broker")
-async def about(broker: BrokerDep) -> dict[str, Any]:
+async def about(broker: BrokerDep) -> BrokerAbout:
     """What this broker is: the key its grants are signed with, and whether anyone may sign up."""
-    return {
-        "broker": True,
-        "instance": broker.instance,
-        "open_signup": broker.settings.open_signup,
-        "public_key": broker.signer.public_key_pem(),
-    }
+    return BrokerAbout(
+        instance=broker.instance,
+        open_signup=broker.settings.open_signup,
+        public_key=broker.signer.public_key_pem(),
+    )
 
 
-@router.post("/api/accounts", status_code=201)
+@router.post("/api/accounts", status_code=201, response_model=SignedIn)
 async def sign_up(body: Credentials, request: Request, broker: BrokerDep) -> JSONResponse:
     """Create an account and sign in."""
     Limits.check(broker.limits.logins, (f"addr:{_address(request)}",), "sign-ups")
@@ -199,7 +190,7 @@ async def sign_up(body: Credentials, request: Request, broker: BrokerDep) -> JSO
     return response
 
 
-@router.post("/api/login")
+@router.post("/api/login", response_model=SignedIn)
 async def sign_in(body: Credentials, request: Request, broker: BrokerDep) -> JSONResponse:
     """Sign in: sets the session cookie for the broker's own page."""
     account = await broker.sign_in(body.name, body.password, _address(request))
@@ -231,23 +222,23 @@ async def new_token(body: TokenRequest, broker: BrokerDep, account: AccountDep) 
 
 
 @router.get("/api/me")
-async def me(broker: BrokerDep, account: AccountDep) -> dict[str, Any]:
+async def me(broker: BrokerDep, account: AccountDep) -> Me:
     """You, and the telescopes you may use: your role on each and whether it is online."""
     mine = await broker.telescopes.telescopes_of(account.id)
     online = await broker.presence.online([t.id for t, _ in mine])
-    return {
-        "account": _account_json(account),
-        "telescopes": [
-            {
-                "id": t.id,
-                "name": t.name,
-                "role": role.value,
-                "online": t.id in online,
-                "lan_url": online.get(t.id),
-            }
+    return Me(
+        account=_account_info(account),
+        telescopes=[
+            RemoteTelescope(
+                id=t.id,
+                name=t.name,
+                role=role.value,
+                online=t.id in online,
+                lan_url=online.get(t.id),
+            )
             for t, role in mine
         ],
-    }
+    )
 
 
 # -- telescopes --------------------------------------------------------------------------------
@@ -256,59 +247,56 @@ async def me(broker: BrokerDep, account: AccountDep) -> dict[str, Any]:
 @router.post("/api/pairings/claim", status_code=201)
 async def claim(
     body: ClaimRequest, request: Request, broker: BrokerDep, account: AccountDep
-) -> dict[str, Any]:
+) -> Membership:
     """Pair the proxy that shows `code`: its telescope becomes yours, named `name`."""
     Limits.check(broker.limits.claims, (f"acct:{account.id}", f"addr:{_address(request)}"), "codes")
     telescope = await broker.pairings.claim(body.code, account.id, body.name)
-    return {"id": telescope.id, "name": telescope.name, "role": TelescopeRole.OWNER.value}
+    return Membership(id=telescope.id, name=telescope.name, role=TelescopeRole.OWNER.value)
 
 
 @router.get("/api/telescopes/{telescope_id}")
-async def telescope(telescope_id: str, broker: BrokerDep, account: AccountDep) -> dict[str, Any]:
+async def telescope(telescope_id: str, broker: BrokerDep, account: AccountDep) -> TelescopeDetails:
     """One telescope; its members and latest connections for an owner."""
     role = await broker.telescopes.role_of(account.id, telescope_id)
     if role is None:
         raise BrokerRefusal(RefusalKind.NOT_FOUND, "no such telescope of yours")
     found = await broker.telescopes.get(telescope_id)
     presence = await broker.presence.of(telescope_id)
-    answer: dict[str, Any] = {
-        "id": found.id,
-        "name": found.name,
-        "role": role.value,
-        "online": presence is not None,
-        "lan_url": presence.lan_url if presence is not None else None,
-    }
+    details = TelescopeDetails(
+        id=found.id,
+        name=found.name,
+        role=role.value,
+        online=presence is not None,
+        lan_url=presence.lan_url if presence is not None else None,
+    )
     if role is TelescopeRole.OWNER:
         members = await broker.telescopes.members(account.id, telescope_id)
-        answer["members"] = [
-            {"account_id": m.account_id, "name": m.name, "role": m.role.value, "since": m.since}
+        details.members = [
+            Member(account_id=m.account_id, name=m.name, role=m.role.value, since=m.since)
             for m in members
         ]
-        answer["connections"] = [
-            {
-                "account": c.account_name,
-                "opened": c.opened,
-                "ended": c.ended,
-                "outcome": c.outcome,
-            }
+        details.connections = [
+            ConnectionRecord(
+                account=c.account_name, opened=c.opened, ended=c.ended, outcome=c.outcome
+            )
             for c in await broker.presence.connections(telescope_id)
         ]
-    return answer
+    return details
 
 
 @router.post("/api/telescopes/{telescope_id}/invitations", status_code=201)
 async def invite(
-    telescope_id: str, body: InviteRequest, broker: BrokerDep, account: AccountDep
-) -> dict[str, Any]:
+    telescope_id: str, body: InvitationRequest, broker: BrokerDep, account: AccountDep
+) -> Invitation:
     """An invitation code (shown once, single use) for someone to join as `role`."""
     issued = await broker.invitations.invite(account.id, telescope_id, body.role)
-    return {"code": issued.code, "role": issued.role.value, "expires": issued.expires}
+    return Invitation(code=issued.code, role=issued.role.value, expires=issued.expires)
 
 
 @router.post("/api/invitations/accept")
-async def accept(body: AcceptRequest, broker: BrokerDep, account: AccountDep) -> dict[str, Any]:
+async def accept(body: AcceptRequest, broker: BrokerDep, account: AccountDep) -> Membership:
     found, role = await broker.invitations.accept(body.code, account.id)
-    return {"id": found.id, "name": found.name, "role": role.value}
+    return Membership(id=found.id, name=found.name, role=role.value)
 
 
 @router.delete("/api/telescopes/{telescope_id}/members/{account_id}", status_code=204)
@@ -324,7 +312,7 @@ async def revoke(
 @router.post("/api/telescopes/{telescope_id}/grant")
 async def grant(
     telescope_id: str, request: Request, broker: BrokerDep, account: AccountDep
-) -> dict[str, Any]:
+) -> GrantAnswer:
     """A grant to present to the telescope's proxy directly (on its LAN), for your role."""
     Limits.check(
         broker.limits.connects, (f"acct:{account.id}", f"addr:{_address(request)}"), "connections"
@@ -332,11 +320,11 @@ async def grant(
     token = await broker.telescopes.issue_grant(
         account.id, telescope_id, broker.signer, broker.settings.grant_ttl_s
     )
-    return {
-        "grant": token,
-        "expires": time.time() + broker.settings.grant_ttl_s,
-        "iceServers": [s.model_dump(exclude_none=True) for s in broker.ice_for(account)],
-    }
+    return GrantAnswer(
+        grant=token,
+        expires=time.time() + broker.settings.grant_ttl_s,
+        iceServers=[s.model_dump(exclude_none=True) for s in broker.ice_for(account)],
+    )
 
 
 @router.get("/api/webrtc/ice-servers")
@@ -590,7 +578,10 @@ async def browser_signaling(websocket: WebSocket, telescope_id: str) -> None:
         if not await hub.answered(conv, ANSWER_TIMEOUT_S) and end.closed is None:
             outcome = "no answer"
             problem = Problem(
-                title="No answer", status=504, detail="the telescope's proxy did not answer"
+                type=PROBLEM_TYPE + "no-answer",
+                title="No answer",
+                status=504,
+                detail="the telescope's proxy did not answer",
             )
             end.closed = (CLOSE_NO_ANSWER, problem.detail or "")
             await _refuse_browser(websocket, problem, CLOSE_NO_ANSWER)

@@ -47,6 +47,7 @@ from scopelink.schema.link import (
     LinkRevoke,
     challenge_text,
 )
+from scopelink.schema.problems import PROBLEM_TYPE
 from scopelink.schema.signaling import SignalingError, SignalingHello
 from scopelink.schema.state import Problem
 from scopelink.services.telescope import Telescope
@@ -321,7 +322,12 @@ class BrokerLink:
             grant = self.verifier.verify(message.grant)
         except GrantRefused as exc:
             log.info("broker link: conversation %s refused: %s", message.conv, exc.reason)
-            refusal = Problem(title="Grant refused", status=401, detail=exc.reason)
+            refusal = Problem(
+                type=PROBLEM_TYPE + "grant-refused",
+                title="Grant refused",
+                status=401,
+                detail=exc.reason,
+            )
             text = SignalingError(problem=refusal).model_dump_json()
             await self.send(LinkRelay(conv=message.conv, data=text))
             await self.send(LinkEnd(conv=message.conv, code=4401, reason=exc.reason[:123]))
@@ -377,7 +383,14 @@ class BrokerLink:
 
     async def revoke(self, account: str) -> None:
         """An account lost its role: end its conversations and close its peers."""
+        revoked = Problem(
+            type=PROBLEM_TYPE + "revoked",
+            title="Access revoked",
+            status=403,
+            detail="an owner of this telescope revoked your access",
+        )
         for conversation in [c for c in self.conversations.values() if c.account == account]:
+            await conversation.send(SignalingError(problem=revoked).model_dump_json())
             await conversation.close(4403, "access revoked")
         if self.grants is not None:
             self.grants.end_account(account)

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 
-from scopelink.schema import channel, commands, operations, rest, signaling, state
+from scopelink.schema import broker, channel, commands, operations, rest, signaling, state
 
 OUTPUT = Path(__file__).resolve().parent.parent / "ui" / "types" / "protocol.d.ts"
 #: The same types as JSON Schema (2020-12), for readers in other languages.
@@ -54,6 +54,23 @@ EXPORTS: tuple[tuple[str, Any, JsonSchemaMode], ...] = (
     ("ChannelServerMessage", channel.ServerMessage, "serialization"),
     ("SignalingClientMessage", signaling.ClientMessage, "validation"),
     ("SignalingServerMessage", signaling.ServerMessage, "serialization"),
+    # The broker's REST bodies (broker/web.py).
+    ("BrokerAbout", broker.BrokerAbout, "serialization"),
+    ("Credentials", broker.Credentials, "validation"),
+    ("SignedIn", broker.SignedIn, "serialization"),
+    ("Me", broker.Me, "serialization"),
+    ("RemoteTelescope", broker.RemoteTelescope, "serialization"),
+    ("TelescopeRole", broker.TelescopeRoleName, "serialization"),
+    ("ClaimRequest", broker.ClaimRequest, "validation"),
+    ("Membership", broker.Membership, "serialization"),
+    ("InvitedRole", broker.InvitedRole, "serialization"),
+    ("InvitationRequest", broker.InvitationRequest, "validation"),
+    ("Invitation", broker.Invitation, "serialization"),
+    ("AcceptRequest", broker.AcceptRequest, "validation"),
+    ("Member", broker.Member, "serialization"),
+    ("ConnectionRecord", broker.ConnectionRecord, "serialization"),
+    ("TelescopeDetails", broker.TelescopeDetails, "serialization"),
+    ("GrantAnswer", broker.GrantAnswer, "serialization"),
 )
 
 HEADER = """\
@@ -108,7 +125,7 @@ def field_comments() -> dict[str, dict[str, str]]:
     JSON Schema has no place for them, yet they carry the units and meanings a caller needs.
     """
     found: dict[str, dict[str, str]] = {}
-    for module in (channel, commands, operations, rest, signaling, state):
+    for module in (broker, channel, commands, operations, rest, signaling, state):
         for model in vars(module).values():
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
                 continue

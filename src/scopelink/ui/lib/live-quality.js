@@ -109,7 +109,27 @@ export function shouldFallBack({ state, since, now, afterMs = 4_000 }) {
  * @property {number} [jitterBufferDelay] seconds, cumulative
  * @property {number} [jitterBufferEmittedCount]
  * @property {number} [currentRoundTripTime] seconds
+ * @property {MediaPath} [path] how the selected candidate pair carries the media
  */
+
+/**
+ * How the media flows: `direct` (host, server-reflexive or peer-reflexive candidates on both
+ * ends: peer to peer, through NATs at most) or `relay` (a TURN server on either end).
+ *
+ * @typedef {"direct" | "relay"} MediaPath
+ */
+
+/**
+ * The path of a candidate pair from its two candidates' types (`candidateType` of the local and
+ * the remote candidate in `getStats()`); null while either is unknown.
+ *
+ * @param {readonly (string | undefined)[]} types
+ * @returns {MediaPath | null}
+ */
+export function mediaPath(types) {
+  if (types.includes("relay")) return "relay";
+  return types.length > 0 && types.every((t) => typeof t === "string") ? "direct" : null;
+}
 
 /**
  * @typedef {object} LinkFigures

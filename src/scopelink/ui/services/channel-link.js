@@ -3,7 +3,9 @@
  * peer connection of the WebRTC live view (`WebRtcTransport`'s `channels`), or, while the live
  * view is MJPEG, a connection of data channels only (`standalone()`). While a telescope's
  * channel is open, commands (`PreferredCommands`) and status (`PreferredStatus`) go through it;
- * otherwise through REST and server-sent events, which stay as the fallback.
+ * otherwise through REST and server-sent events, which stay as the fallback. Behind a broker
+ * there is no such fallback (`NoCommandRoute`, `NoStatusRoute`): commands wait for the channel
+ * in the command port's queue, by its rules, and status waits for it.
  *
  * The page has one client id for its life (kept in `sessionStorage`, so a reload is the same
  * client): the data channel's `hello` and REST's `Scopelink-Client` header both carry it, so
@@ -12,6 +14,7 @@
  * Events: `statechange` (detail: `{telescopeId, to}`: a telescope's channel opened or closed).
  */
 
+import { ApiError } from "./api.js";
 import { ChannelClient, ChannelCommands } from "./datachannel.js";
 import { PeerConnector } from "./peer-connector.js";
 
@@ -263,4 +266,49 @@ export class PreferredStatus {
       this.fallback.open(telescopeId, sink); // a fresh snapshot over SSE
     }
   }
+}
+
+/** The problem type of a command that found no open data channel and no other route. */
+export const NO_CHANNEL = "https://scopelink.invalid/problems/no-channel";
+
+/**
+ * The command route behind the data channel where there is none (a broker: no REST). A command
+ * sent while the channel is not open is refused as unreachable, so the command port keeps it
+ * in its queue by its rule (services/commands.js `offlineRule`) and sends it once the channel
+ * opens; a move is refused at once, with that reason.
+ *
+ * @implements {CommandTransport}
+ */
+export class NoCommandRoute {
+  /** @param {string} why what the user is told, e.g. "no data channel to the telescope yet" */
+  constructor(why) {
+    this.why = why;
+  }
+
+  /**
+   * @param {string} _telescopeId
+   * @param {import('../types/protocol').Command} _command
+   * @param {string} _id
+   * @returns {Promise<import('../types/protocol').CommandAck>}
+   */
+  send(_telescopeId, _command, _id) {
+    const problem = { type: NO_CHANNEL, title: "Not connected", status: 0, detail: this.why };
+    return Promise.reject(new ApiError(problem));
+  }
+}
+
+/**
+ * The status route behind the data channel where there is none (a broker: no server-sent
+ * events): nothing opens, so status is live only while the channel is open.
+ *
+ * @implements {StatusTransport}
+ */
+export class NoStatusRoute {
+  /**
+   * @param {string} _telescopeId
+   * @param {StatusSink} _sink
+   */
+  open(_telescopeId, _sink) {}
+  reopen() {}
+  close() {}
 }

@@ -20,7 +20,9 @@
  *
  * States: CONNECTOR_TRANSITIONS. `connected`: the current connection's ICE is connected.
  * Events: `statechange` ({from, to}); `peer` (detail: the RTCPeerConnection that became the
- * current one; a renewal's only once it is connected).
+ * current one; a renewal's only once it is connected); `signaling` (a `SignalingReport`: how
+ * the socket's conversation is going, so a page behind a broker can say where it stands: the
+ * broker reached, the telescope answering, or the refusal and the close code that ended it).
  */
 
 import { Backoff } from "../lib/backoff.js";
@@ -37,6 +39,17 @@ import { SignalingClient } from "./signaling.js";
 /** @typedef {import('../types/protocol').IceServer} IceServer */
 
 /** @typedef {"idle" | "connecting" | "connected" | "retrying" | "standby"} ConnectorState */
+
+/**
+ * One step of a session's signaling over the socket: `opening` (a socket is being opened),
+ * `open` (it is: the server, or the broker in front of the telescope, answered), `hello` (the
+ * telescope's side greeted us), `refused` (an `error` that ends this attempt, with its problem),
+ * `closed` (the socket closed before the channel took over, with its code and reason).
+ *
+ * @typedef {{phase: "opening" | "open" | "hello"}
+ *   | {phase: "refused", problem: import('../types/protocol').Problem}
+ *   | {phase: "closed", code: number | null, reason: string}} SignalingReport
+ */
 
 /** @type {Readonly<Record<ConnectorState, readonly ConnectorState[]>>} */
 export const CONNECTOR_TRANSITIONS = {
@@ -139,6 +152,7 @@ export class PeerConnector extends EventTarget {
     this.#signaling = signaling;
     signaling.addEventListener("hello", () => {
       this.#iceServers = (signaling.hello?.ice_servers ?? []).map((s) => ({ ...s }));
+      this.#report({ phase: "hello" });
       this.#socketSession();
     });
     signaling.addEventListener("answer", (event) => {
@@ -164,9 +178,13 @@ export class PeerConnector extends EventTarget {
       this.serverStats = detail.stats;
     });
     signaling.addEventListener("statechange", () => {
-      if (signaling.state !== "closed" || !this.#telescopeId) return;
+      if (!this.#telescopeId) return;
+      if (signaling.state === "open") this.#report({ phase: "open" });
+      if (signaling.state !== "closed") return;
       if (this.#via === "socket" && this.#machine.state !== "standby") {
-        this.#fail(signaling.closeReason ?? "signaling closed");
+        const reason = signaling.closeReason ?? "signaling closed";
+        this.#report({ phase: "closed", code: signaling.closeCode, reason });
+        this.#fail(reason);
       }
     });
   }
@@ -231,6 +249,7 @@ export class PeerConnector extends EventTarget {
   #openSocket() {
     if (!this.#telescopeId) return;
     this.#via = "socket";
+    this.#report({ phase: "opening" });
     this.#signaling.connect(this.#telescopeId);
   }
 
@@ -296,8 +315,10 @@ export class PeerConnector extends EventTarget {
       this.#detaching = false; // not detachable now: the socket stays
       return;
     }
-    const why =
-      problem.status === 503 ? "the server has no room for another viewer" : problem.title;
+    this.#report({ phase: "refused", problem });
+    // A 503 is the server's peer limit, unless a broker says the telescope is offline.
+    const full = problem.status === 503 && !(problem.type ?? "").endsWith("/offline");
+    const why = full ? "the server has no room for another viewer" : problem.title;
     this.#fail(`${why}${problem.detail ? `: ${problem.detail}` : ""}`);
   }
 
@@ -474,13 +495,25 @@ export class PeerConnector extends EventTarget {
     this.#clearTimers();
     this.#closePeers();
     this.#setState("retrying");
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = null;
-      if (!this.#telescopeId) return;
-      this.#setState("connecting");
-      if (this.#signaling.state === "open" && this.#signaling.hello) this.#socketSession();
-      else this.#openSocket();
-    }, this.#backoff.next());
+    this.#retryTimer = setTimeout(() => this.#retry(), this.#backoff.next());
+  }
+
+  /**
+   * While retrying, try again now rather than at the end of the backoff: the page learnt that
+   * what failed is back (the broker lists the telescope online again).
+   */
+  retryNow() {
+    if (this.state !== "retrying" || !this.#retryTimer) return;
+    clearTimeout(this.#retryTimer);
+    this.#retry();
+  }
+
+  #retry() {
+    this.#retryTimer = null;
+    if (!this.#telescopeId) return;
+    this.#setState("connecting");
+    if (this.#signaling.state === "open" && this.#signaling.hello) this.#socketSession();
+    else this.#openSocket();
   }
 
   #closePeers() {
@@ -496,6 +529,11 @@ export class PeerConnector extends EventTarget {
       if (timer) clearTimeout(timer);
     }
     this.#retryTimer = this.#graceTimer = null;
+  }
+
+  /** @param {SignalingReport} report */
+  #report(report) {
+    this.dispatchEvent(new CustomEvent("signaling", { detail: report }));
   }
 
   /** @param {ConnectorState} next */

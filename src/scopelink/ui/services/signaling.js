@@ -53,6 +53,8 @@ export class SignalingClient extends EventTarget {
   hello = null;
   /** Why the socket closed, for the UI. @type {string | null} */
   closeReason = null;
+  /** The close code (a broker's 4503 "telescope offline", 4504 "no answer"…), or null. */
+  closeCode = /** @type {number | null} */ (null);
 
   /** @param {ApiClient} api for the base path and the token */
   constructor(api) {
@@ -87,6 +89,7 @@ export class SignalingClient extends EventTarget {
     this.close();
     this.hello = null;
     this.closeReason = null;
+    this.closeCode = null;
     this.#setState("connecting");
     const socket = new WebSocket(this.url(telescopeId));
     this.#socket = socket;
@@ -100,6 +103,7 @@ export class SignalingClient extends EventTarget {
       if (socket !== this.#socket) return;
       this.#socket = null;
       this.closeReason = event.reason || `signaling closed (${event.code})`;
+      this.closeCode = event.code;
       this.#setState("closed");
     });
   }
@@ -124,6 +128,7 @@ export class SignalingClient extends EventTarget {
     this.#socket = null;
     socket.close(1000, "bye");
     this.closeReason = "closed";
+    this.closeCode = 1000;
     this.#setState("closed");
   }
 

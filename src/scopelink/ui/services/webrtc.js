@@ -18,7 +18,8 @@
  *   `lastError`). No frame for `restartAfterMs` asks the connector for a new session; so does
  *   `setTier()`. Nothing older than the newest frame is ever waited for.
  * - Quality: `getStats()` once a second (fps, bitrate, RTT, loss, jitter-buffer delay), graded
- *   with the latency from the stamps by lib/live-quality.js.
+ *   with the latency from the stamps by lib/live-quality.js; and the path the selected candidate
+ *   pair takes (`path`: direct, or through a TURN relay).
  */
 
 import { readFrameStampFrom } from "../lib/framestamp.js";
@@ -27,6 +28,7 @@ import {
   classifyQuality,
   codecPreferences,
   linkFigures,
+  mediaPath,
 } from "../lib/live-quality.js";
 import { LiveTransport } from "./live-transport.js";
 import { PeerConnector } from "./peer-connector.js";
@@ -92,6 +94,8 @@ export class WebRtcTransport extends LiveTransport {
   #lastStats = null;
   /** @type {LinkFigures} */
   #figures = NO_FIGURES;
+  /** How the media flows now, from the selected candidate pair; null until known. */
+  path = /** @type {import('../lib/live-quality.js').MediaPath | null} */ (null);
 
   /**
    * @param {ApiClient} api
@@ -139,6 +143,7 @@ export class WebRtcTransport extends LiveTransport {
       if (!this.#telescopeId) return;
       const to = this.#peer.state;
       if (to === "retrying") {
+        this.#run += 1; // a late frame of the closed connection is no picture of the next
         this.lastError = this.#peer.lastError;
         this.setState("retrying");
       } else if (to === "connecting" && this.state === "retrying") {
@@ -163,6 +168,11 @@ export class WebRtcTransport extends LiveTransport {
     return this.#hasFrame
       ? { width: this.#video.videoWidth, height: this.#video.videoHeight }
       : { width: 0, height: 0 };
+  }
+
+  /** The connector that keeps the peer connection (its `signaling` reports, for the UI). */
+  get connector() {
+    return this.#peer;
   }
 
   /** The signaling socket's state, for the UI and tests (closed once the session detached). */
@@ -234,7 +244,16 @@ export class WebRtcTransport extends LiveTransport {
     this.#peer.stop();
     this.#lastStats = null;
     this.#figures = NO_FIGURES;
+    this.path = null;
     this.setState("idle");
+  }
+
+  /** Stop, and drop the last picture too: this page may not show the telescope any more. */
+  clear() {
+    this.stop();
+    this.#shown = null;
+    this.#hasFrame = false;
+    this.#video.srcObject = null;
   }
 
   /**
@@ -373,6 +392,7 @@ export class WebRtcTransport extends LiveTransport {
       if (pc !== this.#peer.pc) return;
       this.#figures = linkFigures(this.#lastStats, snapshot);
       this.#lastStats = snapshot;
+      this.path = snapshot.path ?? null;
     } catch {
       // a closed connection mid-call: the next tick sees the new one
     }
@@ -447,6 +467,13 @@ function snapshotOf(report) {
     [...pairs.values()].find((p) => p.nominated && p.state === "succeeded");
   if (pair && typeof pair.currentRoundTripTime === "number") {
     snapshot.currentRoundTripTime = pair.currentRoundTripTime;
+  }
+  if (pair) {
+    const types = [pair.localCandidateId, pair.remoteCandidateId].map(
+      (id) => /** @type {any} */ (report.get(id))?.candidateType,
+    );
+    const path = mediaPath(types);
+    if (path) snapshot.path = path;
   }
   return snapshot;
 }

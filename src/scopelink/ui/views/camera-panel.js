@@ -32,9 +32,13 @@ function exposures(t) {
 /**
  * @param {HTMLElement} root the camera panel
  * @param {{api: ApiClient, commands: CommandPort, telemetry: TelemetryService,
- *   telescopeId: () => string | null}} services
+ *   telescopeId: () => string | null, stackImages?: boolean}} services `stackImages`: whether
+ *   the server has the latest stack as a picture (a broker does not: the count only)
  */
-export function mountCameraPanel(root, { api, commands, telemetry, telescopeId }) {
+export function mountCameraPanel(
+  root,
+  { api, commands, telemetry, telescopeId, stackImages = true },
+) {
   const $button = (/** @type {string} */ id) => byTestId(root, id, HTMLButtonElement);
   const $input = (/** @type {string} */ id) => byTestId(root, id, HTMLInputElement);
   const $slot = (/** @type {string} */ id) => byTestId(root, id, HTMLElement);
@@ -134,7 +138,7 @@ export function mountCameraPanel(root, { api, commands, telemetry, telescopeId }
   /** @param {number} stacked */
   function refreshStack(stacked) {
     const id = telescopeId();
-    if (!id || stacked <= 0 || stacked === stackShown) return;
+    if (!stackImages || !id || stacked <= 0 || stacked === stackShown) return;
     const wait = stackFetchedAt + STACK_REFRESH_MS - performance.now();
     if (wait > 0) {
       stackTimer ??= setTimeout(() => {

@@ -7,18 +7,22 @@
 
 /**
  * @param {Iterable<HTMLFieldSetElement>} fieldsets every group of command controls
- * @param {{telemetry: TelemetryService, canCommand: () => boolean}} services
- *   `canCommand`: whether this session's role may command at all
+ * @param {{telemetry: TelemetryService, watchOnly: () => string | null}} services
+ *   `watchOnly`: why this page may not command now (its role; behind a broker, no telescope
+ *   connected), or null when it may
  */
-export function mountCommandGate(fieldsets, { telemetry, canCommand }) {
+export function mountCommandGate(fieldsets, { telemetry, watchOnly }) {
   const groups = [...fieldsets];
 
   function render() {
     const link = telemetry.telescope?.connection.control;
-    let reason = null;
-    if (!canCommand()) reason = "This session may watch but not command the telescope.";
-    else if (!telemetry.telescope) reason = "No telescope yet.";
-    else if (link !== "connected") reason = "The telescope is not connected.";
+    const reason =
+      watchOnly() ??
+      (!telemetry.telescope
+        ? "No telescope yet."
+        : link !== "connected"
+          ? "The telescope is not connected."
+          : null);
     for (const group of groups) {
       group.disabled = reason !== null;
       group.title = reason ?? "";

@@ -22,12 +22,17 @@ export function commandLabel(command) {
 
 /**
  * @param {HTMLElement} root
- * @param {{commands: CommandPort}} services
+ * @param {{commands: CommandPort, unreachable?: string}} services `unreachable`: what could not
+ *   be reached, in the list's title ("scopelink" unless told: "the telescope" behind a broker)
  */
-export function mountCommandQueue(root, { commands }) {
+export function mountCommandQueue(root, { commands, unreachable }) {
   const list = /** @type {HTMLUListElement} */ (
     root.querySelector("[data-testid=command-queue-list]")
   );
+  const title = root.querySelector("[data-testid=command-queue-title]");
+  if (title && unreachable) {
+    title.textContent = `Commands given while ${unreachable} could not be reached:`;
+  }
 
   /** @param {QueuedCommand[]} queue */
   function render(queue) {

@@ -60,8 +60,9 @@ function altitudeText(entry) {
 
 /**
  * @param {HTMLElement} root the goto panel
- * @param {{commands: CommandPort, search: CatalogueSearch, telemetry: TelemetryService,
- *          telescopeId: () => string | null}} services
+ * @param {{commands: CommandPort, search: CatalogueSearch | null, telemetry: TelemetryService,
+ *          telescopeId: () => string | null}} services `search`: null where the server has no
+ *   catalogue to search (a broker): then only coordinates are offered
  */
 export function mountGotoPanel(root, { commands, search, telemetry, telescopeId }) {
   const input = byTestId(root, "goto-search", HTMLInputElement);
@@ -116,6 +117,7 @@ export function mountGotoPanel(root, { commands, search, telemetry, telescopeId 
   // -- search -------------------------------------------------------------------------------
 
   function renderResults() {
+    if (!search) return;
     list.replaceChildren();
     active = -1;
     const open = search.state === "done" || search.state === "error";
@@ -190,17 +192,18 @@ export function mountGotoPanel(root, { commands, search, telemetry, telescopeId 
       choice = null;
       setText(selected, "Type a name and pick a target.");
     }
-    search.search(input.value, telescopeId());
+    search?.search(input.value, telescopeId());
     updateGo();
   });
   input.addEventListener("focus", () => {
-    if (search.results.length && !choice) renderResults();
+    if (search?.results.length && !choice) renderResults();
   });
   input.addEventListener("blur", () => {
     list.hidden = true;
     input.setAttribute("aria-expanded", "false");
   });
   input.addEventListener("keydown", (event) => {
+    if (!search) return;
     if (event.key === "ArrowDown" || event.key === "ArrowUp") {
       event.preventDefault();
       if (list.hidden && search.results.length) renderResults();
@@ -216,7 +219,12 @@ export function mountGotoPanel(root, { commands, search, telemetry, telescopeId 
       input.setAttribute("aria-expanded", "false");
     }
   });
-  search.addEventListener("results", renderResults);
+  search?.addEventListener("results", renderResults);
+  if (!search) {
+    // No catalogue on this server (a broker): coordinates only.
+    tabName.hidden = true;
+    showTab("coords");
+  }
 
   // -- coordinates --------------------------------------------------------------------------
 
@@ -285,7 +293,7 @@ export function mountGotoPanel(root, { commands, search, telemetry, telescopeId 
   return {
     /** A different telescope: its site changes the altitudes, and old errors are not its own. */
     reset() {
-      search.clear();
+      search?.clear();
       choice = null;
       input.value = "";
       startedOp = null;

@@ -81,10 +81,14 @@ export function probeText(probe, now) {
 /**
  * @param {HTMLElement} root the live view section
  * @param {{transport: LiveTransport, telemetry: TelemetryService,
- *          switcher?: LiveSwitch | null, onChoose?: (kind: TransportKind) => void}} services
- *   `switcher`: when the transport can be switched (the toggle); `onChoose`: the user chose one
+ *          switcher?: LiveSwitch | null, onChoose?: (kind: TransportKind) => void,
+ *          noTelescopeText?: () => string}} services
+ *   `switcher`: when the transport can be switched (the toggle); `onChoose`: the user chose one;
+ *   `noTelescopeText`: what the picture says while no telescope is shown (and why, if known)
  */
-export function mountLiveView(root, { transport, telemetry, switcher = null, onChoose }) {
+export function mountLiveView(root, services) {
+  const { transport, telemetry, switcher = null, onChoose } = services;
+  const noTelescopeText = services.noTelescopeText ?? (() => "No telescope selected.");
   const frame = byTestId(root, "live-frame", HTMLElement);
   const placeholder = byTestId(root, "live-placeholder", HTMLElement);
   const state = byTestId(root, "live-state", HTMLElement);
@@ -105,6 +109,7 @@ export function mountLiveView(root, { transport, telemetry, switcher = null, onC
   const picture = transport.view;
   picture.setAttribute("aria-label", "Live camera picture");
   frame.prepend(picture);
+  setData(root, "telescope", "none");
 
   function renderState() {
     const s = transport.state;
@@ -120,7 +125,7 @@ export function mountLiveView(root, { transport, telemetry, switcher = null, onC
           ? `The camera stream was interrupted${why}. Reconnecting…`
           : telescopeId
             ? "Waiting for the camera…"
-            : "No telescope selected.",
+            : noTelescopeText(),
       );
     }
   }
@@ -247,10 +252,13 @@ export function mountLiveView(root, { transport, telemetry, switcher = null, onC
     /** @param {string | null} id the telescope to show, or null for none */
     show(id) {
       telescopeId = id;
+      setData(root, "telescope", id ? "shown" : "none");
       target.hidden = true;
       if (id && !document.hidden) transport.start(id);
       else transport.stop();
       renderState();
     },
+    /** Say again what the picture shows (what `noTelescopeText` says has changed). */
+    render: renderState,
   };
 }
