@@ -313,3 +313,28 @@ async def test_a_grant_the_proxy_refuses_stops_the_page_and_says_why(
         # Nothing a retry can mend: the page stopped, and Connect is offered again.
         await expect(telescope(ui).get_by_test_id("remote-connect")).to_be_enabled()
         assert await ui.page.evaluate("window.scopelink.transport.state") == "idle"
+
+
+async def test_a_link_with_a_grant_opens_the_proxys_own_page_signed_in_once(
+    browser: Browser, paired: RemoteSite
+) -> None:
+    """The direct path on the telescope's network: the broker's grant in the link's fragment
+    becomes a session on the proxy's own page (which otherwise needs a token), the fragment
+    leaves the address bar, and the same link does not work twice."""
+    assert paired.proxy is not None
+    owner = paired.people[0]
+    r = await owner.http.post(f"/api/telescopes/{paired.telescope_id}/grant")
+    grant = r.json()["grant"]
+    async with open_ui(browser, paired.proxy, viewport=DESKTOP) as stranger:
+        await stranger.page.goto(f"{paired.proxy.base_url}/")
+        await expect(stranger.by("connection-banner")).to_contain_text("needs an access token")
+    async with open_ui(browser, paired.proxy, viewport=DESKTOP) as ui:
+        await ui.page.goto(f"{paired.proxy.base_url}/#grant={grant}")
+        await playing(ui, "WebRTC")
+        assert "#grant" not in ui.page.url
+        await expect(ui.by("connection-pill")).to_have_text("Live")
+        await ui.by("park").click()
+        await expect(ui.page.get_by_role("dialog")).to_be_visible()
+    async with open_ui(browser, paired.proxy, viewport=DESKTOP) as again:
+        await again.page.goto(f"{paired.proxy.base_url}/#grant={grant}")
+        await expect(again.by("connection-banner")).to_contain_text("replayed")

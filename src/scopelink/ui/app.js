@@ -157,7 +157,9 @@ function rememberTransport(kind) {
 
 const page = document.body;
 const api = new ApiClient({ token: accessToken() });
-const deployment = await detect(api, byTestId(page, "connection-banner", HTMLElement));
+const banner = byTestId(page, "connection-banner", HTMLElement);
+const deployment = await detect(api, banner);
+
 const plan = transportPlan(deployment.kind);
 page.dataset.mode = deployment.kind;
 

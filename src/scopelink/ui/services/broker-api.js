@@ -16,6 +16,7 @@
 /** @typedef {import('../types/protocol').InvitedRole} InvitedRole */
 /** @typedef {import('../types/protocol').Invitation} Invitation */
 /** @typedef {import('../types/protocol').TelescopeDetails} TelescopeDetails */
+/** @typedef {import('../types/protocol').GrantAnswer} GrantAnswer */
 
 /** @param {string} telescopeId */
 const telescopePath = (telescopeId) => `/api/telescopes/${encodeURIComponent(telescopeId)}`;
@@ -102,6 +103,16 @@ export class BrokerApi {
    */
   accept(code) {
     return this.api.request("POST", "/api/invitations/accept", { body: { code } });
+  }
+
+  /**
+   * A grant (valid a minute, used once) for the telescope's own page on its network.
+   *
+   * @param {string} telescopeId
+   * @returns {Promise<GrantAnswer>}
+   */
+  grant(telescopeId) {
+    return this.api.request("POST", `${telescopePath(telescopeId)}/grant`);
   }
 
   /**

@@ -15,12 +15,35 @@ import { ApiError } from "./api.js";
  * @typedef {{kind: "serve", session: AccessInfo} | {kind: "broker", about: BrokerAbout}} Deployment
  */
 
+/** Why the grant in the link was refused, if it was (for the page to say). */
+export let grantRefusal = /** @type {string | null} */ (null);
+
+/** The grant in the page's address (`#grant=…`), or null. */
+function grantInLink() {
+  const match = /^#grant=([^&]+)$/.exec(location.hash);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
 /**
  * @param {ApiClient} api
  * @returns {Promise<Deployment>}
  * @throws {ApiError} when neither answers (the server is unreachable, or is neither)
  */
 export async function detectDeployment(api) {
+  const grant = grantInLink();
+  if (grant !== null) {
+    // A link from the broker to the telescope's own page on its network: exchange the grant
+    // (once) for a session here, and take it out of the address bar and history.
+    history.replaceState(null, "", location.pathname + location.search);
+    try {
+      /** @type {AccessInfo} */
+      const session = await api.request("POST", "/api/session/grant", { body: { grant } });
+      return { kind: "serve", session };
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      grantRefusal = error.message;
+    }
+  }
   try {
     return { kind: "serve", session: await api.session() };
   } catch (error) {

@@ -93,6 +93,25 @@ export function mountBrokerTelescopes(
       manage.addEventListener("click", () => onManage(t));
       li.append(manage);
     }
+    if (t.online && t.lan_url) {
+      // Its own page on its network (mDNS name): signaling without the broker. A link the user
+      // follows, with a fresh grant in the fragment (never sent to a server).
+      const lanUrl = t.lan_url;
+      const direct = create("button", "small-button", "On its network");
+      direct.type = "button";
+      direct.dataset.testid = "remote-lan";
+      direct.title = `Open ${t.name}'s own page at ${lanUrl} (from the same network only)`;
+      direct.addEventListener("click", async () => {
+        clearError(error);
+        try {
+          const { grant } = await account.broker.grant(t.id);
+          window.location.assign(`${lanUrl}#grant=${encodeURIComponent(grant)}`);
+        } catch (e) {
+          tell(`Could not open ${t.name} on its network: ${e instanceof Error ? e.message : e}`);
+        }
+      });
+      li.append(direct);
+    }
     const connect = connected
       ? create("button", "", "Disconnect")
       : create("button", "primary", "Connect");

@@ -4,6 +4,8 @@
  * failing), or the telescope not answering scopelink. Both clear by themselves on recovery.
  */
 
+import { ApiError } from "../services/api.js";
+import { grantRefusal } from "../services/deployment.js";
 import { setData, setText } from "./dom.js";
 
 /** @typedef {import('../services/api.js').ApiClient} ApiClient */
@@ -33,6 +35,16 @@ export function bannerMessage({ telemetry, api, telescopes }) {
     return { kind: "backend", text: "Lost the connection to scopelink. Reconnecting…" };
   }
   if (telescopes.state === "error" && telemetry.state === "idle") {
+    if (telescopes.error instanceof ApiError && telescopes.error.status === 401) {
+      // A server that needs a token (on a LAN, or a telescope-side proxy's own page).
+      return {
+        kind: "backend",
+        text:
+          grantRefusal !== null
+            ? `The link from the broker was refused (${grantRefusal}); open it again there.`
+            : "This scopelink needs an access token: open it with ?token=…, or from the broker.",
+      };
+    }
     return { kind: "backend", text: "Could not load the telescopes. Retrying…" };
   }
   const telescope = telemetry.telescope;
