@@ -251,3 +251,31 @@ async def test_when_the_network_drops_commands_wait_and_each_runs_once_by_its_ru
     await asyncio.sleep(1.0)
     assert telescope.focuser == before + 100, "the step ran once"
     assert moves == [], "the move was never made"
+
+
+async def test_a_connection_is_renewed_before_its_turn_credentials_expire(
+    browser: Browser,
+) -> None:
+    """TURN credentials expire, and a relayed connection loses its relay when they do: the page
+    negotiates a new connection with fresh credentials over the data channel a margin before,
+    and the picture goes on."""
+    from scopelink.settings import ServeSettings
+    from scopelink.web.server import serving
+
+    # Credentials valid 305 s: the renewal is due 5 min before, so at the 10 s floor.
+    settings = ServeSettings(
+        simulator_fps=5.0,
+        turn_urls=["turn:127.0.0.1:9?transport=tcp"],  # nothing listens: gathering fails fast
+        turn_secret="test-secret",
+        turn_ttl_s=305,
+    )
+    async with serving(settings) as app, open_ui(browser, app, viewport=DESKTOP) as ui:
+        await ui.open("", "?transport=webrtc")
+        await ui.page.wait_for_function(CHANNEL_OPEN, timeout=15_000)
+        first = app.app.state.peers.sessions()[0].id
+        await ui.page.wait_for_function(f"{ACTIVE}.renewals === 1", timeout=30_000)
+        await until(lambda: [s.id for s in app.app.state.peers.sessions()] != [first], timeout=10)
+        frame = await ui.page.evaluate("() => window.scopelink.readFrameStamp()?.frame ?? -1")
+        await ui.page.wait_for_function(
+            "(n) => (window.scopelink.readFrameStamp()?.frame ?? -1) > n", arg=frame
+        )

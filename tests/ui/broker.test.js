@@ -5,6 +5,11 @@ import { describe, test } from "node:test";
 import { TRANSPORT_PLANS } from "../../src/scopelink/ui/lib/deployment.js";
 import { relativeTime } from "../../src/scopelink/ui/lib/relative-time.js";
 import {
+  credentialsExpireAt,
+  RENEW_MARGIN_MS,
+  renewalDelayMs,
+} from "../../src/scopelink/ui/lib/turn-expiry.js";
+import {
   CLOSE_NO_ANSWER,
   CLOSE_OFFLINE,
   classifyRefusal,
@@ -56,5 +61,24 @@ describe("a relative time", () => {
   test("says how far a moment is, in the unit a person would", () => {
     assert.equal(relativeTime(7 * 24 * 3600 * 1000), "in 7 days");
     assert.equal(relativeTime(-2 * 60 * 1000), "2 min ago");
+  });
+});
+
+describe("TURN credentials", () => {
+  test("the earliest expiry among the servers' usernames is when a relay would be lost", () => {
+    const servers = [
+      { urls: "stun:turn.example:3478" },
+      { urls: "turn:turn.example:3478", username: "1800000600:account-a", credential: "x" },
+      { urls: "turns:turn.example:5349", username: "1800000300:account-a", credential: "y" },
+    ];
+    assert.equal(credentialsExpireAt(servers), 1_800_000_300_000);
+    assert.equal(credentialsExpireAt([{ urls: "turn:t", username: "alice" }]), null);
+  });
+
+  test("a connection is renewed a margin before they expire, never at once", () => {
+    const now = 1_800_000_000_000;
+    assert.equal(renewalDelayMs(now + 3600_000, now), 3600_000 - RENEW_MARGIN_MS);
+    assert.equal(renewalDelayMs(now + 60_000, now), 10_000);
+    assert.equal(renewalDelayMs(null, now), null);
   });
 });

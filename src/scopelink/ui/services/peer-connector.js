@@ -27,6 +27,7 @@
 
 import { Backoff } from "../lib/backoff.js";
 import { StateMachine } from "../lib/state-machine.js";
+import { credentialsExpireAt, renewalDelayMs } from "../lib/turn-expiry.js";
 import { SignalingClient } from "./signaling.js";
 
 /** @typedef {import('./api.js').ApiClient} ApiClient */
@@ -120,6 +121,8 @@ export class PeerConnector extends EventTarget {
   serverStats = /** @type {Record<string, unknown> | null} */ (null);
   /** Sessions made over the data channel (for the UI and tests). */
   renewals = 0;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #credentialsTimer = undefined;
 
   /**
    * @param {ApiClient} api
@@ -357,6 +360,7 @@ export class PeerConnector extends EventTarget {
       if (pc !== this.#next) return;
       this.#next = null;
       this.renewals += 1;
+      this.#watchCredentials(this.state); // the new connection's credentials
       this.sessionId = answer.session_id;
       this.#via = "channel";
       this.#adopt(pc);
@@ -540,8 +544,24 @@ export class PeerConnector extends EventTarget {
   #setState(next) {
     const previous = this.#machine.to(next);
     if (previous !== null) {
+      this.#watchCredentials(next);
       this.dispatchEvent(new CustomEvent("statechange", { detail: { from: previous, to: next } }));
     }
+  }
+
+  /**
+   * While connected, renew the connection (over its data channel, with fresh ICE servers) a
+   * margin before its TURN credentials expire: a relayed connection would lose its relay.
+   *
+   * @param {ConnectorState} state
+   */
+  #watchCredentials(state) {
+    clearTimeout(this.#credentialsTimer);
+    this.#credentialsTimer = undefined;
+    if (state !== "connected") return;
+    const delay = renewalDelayMs(credentialsExpireAt(this.#iceServers), Date.now());
+    if (delay === null) return;
+    this.#credentialsTimer = setTimeout(() => this.renew("TURN credentials expire"), delay);
   }
 }
 
