@@ -32,3 +32,20 @@ def test_the_peer_and_its_signaling_do_not_load_a_web_framework() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_broker_carries_no_media_stack() -> None:
+    """The broker is signaling only: it loads no WebRTC, codec, image or telescope-service
+    module (its memory per link and its garbage collector's passes stay small)."""
+    code = (
+        "import sys\n"
+        "import scopelink.broker.app, scopelink.broker.cli\n"
+        "heavy = ('aiortc', 'av', 'numpy', 'cv2', 'ephem')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in heavy}\n"
+        "    | {m for m in sys.modules if m.startswith(('scopelink.services', "
+        "'scopelink.simulator'))}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout

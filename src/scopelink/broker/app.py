@@ -3,6 +3,7 @@ routes, with the same Host and Origin checks as `serve`, and the web UI in broke
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,8 +16,8 @@ from scopelink.broker import web
 from scopelink.broker.refusal import BrokerRefusal
 from scopelink.broker.service import Broker
 from scopelink.settings import BrokerSettings
-from scopelink.web import problems
-from scopelink.web.app import UI_DIR
+from scopelink.web import UI_DIR
+from scopelink.web.http_problems import install_http, problem_response
 from scopelink.web.security import SecurityMiddleware, SecurityPolicy
 
 
@@ -28,6 +29,10 @@ def create_broker_app(settings: BrokerSettings, broker: Broker | None = None) ->
         service = broker or await Broker.open(settings)
         app.state.broker = service
         await service.start()
+        # What start-up made lives as long as the broker: out of the collector's full passes,
+        # which otherwise walk it each time and hold every link and browser up while they do.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -39,13 +44,13 @@ def create_broker_app(settings: BrokerSettings, broker: Broker | None = None) ->
         description="Signaling only: accounts, telescopes, grants and the relay of offers.",
         lifespan=lifespan,
     )
-    problems.install(app)
+    install_http(app)
 
     @app.exception_handler(BrokerRefusal)
     async def _refused(request: Request, exc: BrokerRefusal) -> JSONResponse:
         problem = web.refusal_problem(exc)
         headers = {"Retry-After": "60"} if problem.status == 429 else None
-        return problems.problem_response(problem, headers)
+        return problem_response(problem, headers)
 
     app.include_router(web.router)
     if UI_DIR.is_dir():

@@ -123,7 +123,11 @@ def run(args: argparse.Namespace) -> None:
             "ssl_keyfile": str(Path(key or "").expanduser()),
         }
     app = create_broker_app(settings)
-    server, sock = make_server(app, settings.host, settings.port, "info", **tls)
+    # No per-message compression: link and signaling messages are small, and its state costs
+    # ~40 KiB per connection (half a proxy link's memory; bench:broker).
+    server, sock = make_server(
+        app, settings.host, settings.port, "info", ws_per_message_deflate=False, **tls
+    )
     scheme = "http" if cert is None else "https"
     shown = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host
     print(f"scopelink broker on {scheme}://{shown}:{settings.port}/", flush=True)

@@ -75,9 +75,8 @@ from scopelink.schema.link import (
     challenge_text,
 )
 from scopelink.schema.problems import PROBLEM_TYPE
-from scopelink.schema.signaling import SignalingError
+from scopelink.schema.signaling import BURST, MAX_MESSAGE_BYTES, RATE_PER_S, SignalingError
 from scopelink.schema.state import Problem
-from scopelink.webrtc.signaling import BURST, MAX_MESSAGE_BYTES, RATE_PER_S
 
 log = logging.getLogger(__name__)
 

@@ -193,6 +193,7 @@ class BrokerLink:
                     open_timeout=HANDSHAKE_TIMEOUT_S,
                     max_size=MAX_LINK_MESSAGE,
                     ping_interval=None,  # our own heartbeats, which the broker also counts
+                    compression=None,  # small messages; the state would cost the broker memory
                 ) as ws:
                     self._ws = ws
                     if await self._hold(ws):

@@ -13,6 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from scopelink.schema.state import Problem
 
+#: An offer is a few kB; a message far larger is not one of ours.
+MAX_MESSAGE_BYTES = 64 * 1024
+#: Sustained messages per second from one client, and the burst allowed above it (a browser
+#: trickles its candidates in a quick burst).
+RATE_PER_S = 20.0
+BURST = 40
+
 #: The tiers a viewer may ask for (`webrtc.encoder`): the full picture or a reduced one.
 TierName = Literal["full", "reduced"]
 #: A peer's life (`webrtc.peer.PeerState`).

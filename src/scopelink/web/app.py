@@ -21,15 +21,13 @@ from scopelink.services.journal import IdempotencyJournal
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telemetry import TelemetryHub
 from scopelink.settings import HostSettings, ServeSettings
-from scopelink.web import api, mjpeg, problems, signaling, sse, whep
+from scopelink.web import UI_DIR, api, mjpeg, problems, signaling, sse, whep
 from scopelink.web.rtc import PeerHost
 from scopelink.web.security import SecurityMiddleware, SecurityPolicy
 from scopelink.webrtc.ice import IceSettings
 from scopelink.webrtc.sessions import PeerManager, WebRtcSettings
 
 log = logging.getLogger(__name__)
-
-UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 
 
 def webrtc_settings(settings: HostSettings) -> WebRtcSettings:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from scopelink.schema.problems import PROBLEM_TYPE
 from scopelink.schema.state import Problem, ProblemKind
 from scopelink.services.command_service import CommandFailure
 from scopelink.services.registry import UnknownTelescopeError
-
-PROBLEM_JSON = "application/problem+json"
-
+from scopelink.web.http_problems import install_http, problem_response
 
 #: A failed command's HTTP status, by why it failed.
 HTTP_STATUS: dict[ProblemKind, int] = {
@@ -49,34 +44,9 @@ def command_problem(failure: CommandFailure) -> Problem:
     )
 
 
-def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        problem.model_dump(exclude_none=True),
-        status_code=problem.status,
-        media_type=PROBLEM_JSON,
-        headers=headers,
-    )
-
-
-def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    errors = []
-    for err in exc.errors():
-        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path")]
-        errors.append({"field": ".".join(loc) or "body", "msg": err.get("msg", "invalid")})
-    return errors
-
-
 def install(app: FastAPI) -> None:
     """Register the handlers that turn exceptions into problems."""
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _field_errors(exc)
-        fields = ", ".join(sorted({e["field"] for e in errors}))
-        detail = f"invalid {fields}: " + "; ".join(f"{e['field']}: {e['msg']}" for e in errors)
-        return problem_response(
-            Problem(title="Invalid request", status=422, detail=detail, errors=errors)
-        )
+    install_http(app)
 
     @app.exception_handler(CommandFailure)
     async def _command(request: Request, exc: CommandFailure) -> JSONResponse:
@@ -86,14 +56,3 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(UnknownTelescopeError)
     async def _unknown(request: Request, exc: UnknownTelescopeError) -> JSONResponse:
         return problem_response(Problem(title="Unknown telescope", status=404, detail=str(exc)))
-
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed", 503: "Unavailable"}.get(
-            exc.status_code, "Error"
-        )
-        detail = exc.detail if isinstance(exc.detail, str) else None
-        return problem_response(
-            Problem(title=title, status=exc.status_code, detail=detail),
-            dict(exc.headers) if exc.headers else None,
-        )

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from scopelink.auth import Caller
 from scopelink.schema.state import Problem
 from scopelink.web.deps import TelescopeDep
-from scopelink.web.problems import problem_response
+from scopelink.web.http_problems import problem_response
 from scopelink.web.rtc import peer_host
 from scopelink.webrtc.negotiation import (
     NegotiationError,

@@ -13,9 +13,11 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiortc import RTCIceServer
+if TYPE_CHECKING:
+    from aiortc import RTCIceServer
+
 
 #: How long a TURN credential handed out is valid, by default (coturn's usual choice is a day).
 DEFAULT_TURN_TTL_S = 3600
@@ -72,6 +74,8 @@ def to_aiortc(servers: list[dict[str, Any]]) -> list[RTCIceServer]:
     An empty list must stay empty: aiortc falls back to Google's public STUN server only when
     `iceServers` is None. aiortc uses the first STUN and the first TURN URL it finds.
     """
+    from aiortc import RTCIceServer  # here: the broker mints credentials and never loads aiortc
+
     return [
         RTCIceServer(
             urls=server["urls"],

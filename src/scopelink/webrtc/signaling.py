@@ -29,8 +29,11 @@ from pydantic import BaseModel, ValidationError
 from scopelink.ratelimit import TokenBucket
 from scopelink.schema.problems import message_detail
 from scopelink.schema.signaling import (
+    BURST,
     CLIENT_MESSAGE,
     CLIENT_TYPES,
+    MAX_MESSAGE_BYTES,
+    RATE_PER_S,
     ClientMessage,
     SignalingAnswer,
     SignalingBye,
@@ -55,12 +58,6 @@ from scopelink.webrtc.peer import Peer, PeerState
 
 log = logging.getLogger(__name__)
 
-#: An offer is a few kB; a message far larger is not one of ours.
-MAX_MESSAGE_BYTES = 64 * 1024
-#: Sustained messages per second from one client, and the burst allowed above it (a browser
-#: trickles its candidates in a quick burst).
-RATE_PER_S = 20.0
-BURST = 40
 #: Candidates waiting to be added, at most (a browser sends a handful per peer).
 MAX_QUEUED_CANDIDATES = 32
 #: How often `stats` messages are sent while the peer is connected.
