@@ -80,7 +80,8 @@ async def run_host(kind: str, config: dict[str, Any]) -> None:
             await app.app.state.broker_link.wait_for(LinkState.ONLINE, 20)
         (telescope,) = list(app.registry)
         print(f"READY {app.base_url} {telescope.id}", flush=True)
-        await asyncio.Event().wait()
+        # Until the benchmark closes our stdin, or dies (its end of the pipe closes with it).
+        await asyncio.to_thread(sys.stdin.read)
 
 
 # -- the viewer -----------------------------------------------------------------------------------
@@ -105,6 +106,7 @@ class Host:
 def _spawn(kind: str, config: dict[str, Any]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, __file__, "--role", "host", kind, json.dumps(config)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -294,6 +296,8 @@ async def main(args: argparse.Namespace) -> None:
             report(results, args, broker.app.state.broker.hub.traffic)
     finally:
         for host in hosts:
+            if host.proc.stdin is not None:
+                host.proc.stdin.close()
             host.proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 host.proc.wait(10)
