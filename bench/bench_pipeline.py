@@ -125,7 +125,8 @@ def role_app(args: argparse.Namespace) -> None:
 
     from scopelink.services.registry import TelescopeRegistry
     from scopelink.settings import ServeSettings, TelescopeTarget
-    from scopelink.web.mjpeg import listening_socket, router
+    from scopelink.web.listen import listening_socket
+    from scopelink.web.mjpeg import router
 
     logging.basicConfig(level=logging.WARNING)
     key = Path(args.key)

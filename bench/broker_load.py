@@ -182,7 +182,7 @@ def serve_broker(
 
     from scopelink.broker.app import create_broker_app
     from scopelink.settings import BrokerSettings
-    from scopelink.web.server import make_server
+    from scopelink.web.listen import make_server
 
     if core is not None:
         os.sched_setaffinity(0, {core})

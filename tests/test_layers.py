@@ -39,7 +39,7 @@ def test_the_broker_carries_no_media_stack() -> None:
     module (its memory per link and its garbage collector's passes stay small)."""
     code = (
         "import sys\n"
-        "import scopelink.broker.app, scopelink.broker.cli\n"
+        "import scopelink.broker.app, scopelink.broker.cli, scopelink.web.listen\n"
         "heavy = ('aiortc', 'av', 'numpy', 'cv2', 'ephem')\n"
         "print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in heavy}\n"
         "    | {m for m in sys.modules if m.startswith(('scopelink.services', "

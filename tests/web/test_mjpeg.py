@@ -25,7 +25,8 @@ from scopelink.services.registry import TelescopeRegistry
 from scopelink.services.telescope import Telescope
 from scopelink.settings import ServeSettings
 from scopelink.simulator.simulator import Simulator
-from scopelink.web.mjpeg import NOTSENT_LOWAT, listening_socket, multipart_body, router
+from scopelink.web.listen import NOTSENT_LOWAT, listening_socket
+from scopelink.web.mjpeg import multipart_body, router
 from tests.conftest import sky_at
 from tests.web.conftest import RunningApp, serve, wait_connected
 

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> None:
     from scopelink.broker.app import create_broker_app
     from scopelink.broker.service import state_dir
     from scopelink.broker.tls import self_signed
-    from scopelink.web.server import make_server
+    from scopelink.web.listen import make_server
 
     settings = settings_from(args)
     cert, key = settings.tls_cert, settings.tls_key

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> None:
     from scopelink.proxy.pairing import pair
     from scopelink.proxy.run import broker_link, lan_presence
     from scopelink.web.app import create_app
-    from scopelink.web.server import make_server
+    from scopelink.web.listen import make_server
 
     settings = settings_from(args)
     identity = ProxyIdentity(Path(settings.state_dir).expanduser())

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -49,9 +48,6 @@ FRESH_S = 2.0
 #: How long a snapshot waits for the telescope to deliver a frame.
 SNAPSHOT_WAIT_S = 5.0
 _NO_STORE = {"Cache-Control": "no-store"}
-#: Unsent bytes a connection may hold in the kernel; see `listening_socket`.
-NOTSENT_LOWAT = 32 * 1024
-
 Width = Annotated[
     int | None,
     Query(
@@ -70,27 +66,6 @@ CameraQuery = Annotated[
     CameraName,
     Query(description="Which camera: `main`, or `wide` on models that have one (S30, S30 Pro)."),
 ]
-
-
-def listening_socket(host: str, port: int, *, backlog: int = 128) -> socket.socket:
-    """A listening socket for uvicorn (`Server.serve(sockets=[...])`) that keeps MJPEG fresh.
-
-    Linux grows a connection's send buffer to megabytes; a viewer on a slow link would get
-    seconds of old frames queued in the kernel, out of reach of "latest frame wins". With
-    TCP_NOTSENT_LOWAT (inherited by accepted connections) a slow viewer's writes block after
-    `NOTSENT_LOWAT` unsent bytes, and its stream skips to the newest frame instead.
-
-    TCP_NODELAY too (also inherited): asyncio sets it only on sockets whose `proto` is
-    IPPROTO_TCP, and `create_server`'s have 0. Without it a response written in two parts
-    (uvicorn writes the headers, then the body) waits for the client's delayed ACK: 40 ms on
-    every request of a kept-alive connection after its first few.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family, backlog=backlog)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if hasattr(socket, "TCP_NOTSENT_LOWAT"):  # Linux and macOS; elsewhere buffers stay default
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
-    return sock
 
 
 def _variant(request: Request, width: int | None, quality: int | None) -> tuple[int, int]:

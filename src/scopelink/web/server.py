@@ -4,56 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import socket
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 
 from scopelink.services.registry import TelescopeRegistry
 from scopelink.settings import HostSettings
 from scopelink.simulator.simulator import Simulator
 from scopelink.web.app import Beside, create_app
-from scopelink.web.mjpeg import listening_socket
-
-
-class AppServer(uvicorn.Server):
-    """uvicorn waits for open responses before the app's lifespan shutdown runs; MJPEG and SSE
-    responses never finish on their own, so end them first."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # uvicorn re-raises the signal after serving, which tears the loop down mid-cleanup;
-        # handling it in the loop lets the simulator and the links close in order.
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        app = self.config.app
-        if isinstance(app, FastAPI) and hasattr(app.state, "registry"):
-            await app.state.telemetry.stop()
-            for session in app.state.registry:
-                for camera in session.cameras.values():
-                    await camera.pipeline.stop()
-        await super().shutdown(sockets)
-
-
-def make_server(
-    app: FastAPI, host: str, port: int, log_level: str = "warning", **config: Any
-) -> tuple[AppServer, socket.socket]:
-    """A server and its listening socket (port 0 picks a free port); `config`: more of
-    uvicorn's settings (`ssl_certfile`, `ssl_keyfile`)."""
-    sock = listening_socket(host, port)
-    return AppServer(uvicorn.Config(app, log_level=log_level, **config)), sock
+from scopelink.web.listen import make_server
 
 
 @dataclass
