@@ -4,7 +4,7 @@ set-ups a second, on one instance; its CPU and memory (the issue's figure).
 One broker instance runs in a process of its own (`bench/broker_load.py broker`): the embedded
 default store (SQLite in a temporary state directory), plain HTTP on loopback, `heartbeat_s`
 15 s (the default), uvicorn's defaults as `scopelink broker` has them (a WebSocket ping every
-20 s per connection, permessage-deflate), and the rate limits raised so that the load is not
+20 s per connection, no per-message compression), and the rate limits raised so that the load is not
 refused (every set-up is one account from one address). Its CPU time (utime + stime of all its
 threads) and memory (VmRSS, VmHWM) are read from /proc/<pid>.
 
@@ -34,8 +34,8 @@ rest of the machine's CPU use is measured beside them, from /proc/stat).
 Run: .venv/bin/python bench/bench_broker.py [--runs 2] [--proxies 1000] [--idle 60]
          [--rate 100] [--seconds 20] [--dial-concurrency 100] [--no-pin] [--no-write]
 Not written to docs/benchmarks.md: --profile (cProfile in the broker during the set-ups, its
-time by package and its top functions printed), and the experiments --no-deflate (proxies
-without permessage-deflate) and --gc-freeze (`gc.freeze()` in the broker once it serves).
+time by package and its top functions printed), and the experiments --deflate (proxies
+offering permessage-deflate) and --gc-freeze (`gc.freeze()` in the broker once it serves).
 """
 
 from __future__ import annotations
@@ -506,7 +506,8 @@ def section(args: argparse.Namespace, runs: list[dict[str, Any]], command: str) 
         "One broker instance in its own process: the embedded default store (SQLite in a "
         "temporary state directory), plain HTTP on loopback, `heartbeat_s` 15 s, uvicorn's "
         "defaults as `scopelink broker` has them (a WebSocket ping every 20 s per connection, "
-        "permessage-deflate), the rate limits raised so the load is not refused. Its CPU is "
+        "no per-message compression), the rate limits raised so the load is not refused. "
+        "Its CPU is "
         "utime + stime of all its threads from /proc, in share of one core; RSS is VmRSS. The "
         "store is seeded directly (not through the rate-limited pairing API): one owner with "
         f"an API token and {proxies} telescopes, each bound to its own Ed25519 proxy key "
@@ -584,7 +585,7 @@ async def main(args: argparse.Namespace, command: str) -> None:
         await asyncio.sleep(2.0)
     lines = section(args, runs, command)
     print("\n".join(lines))
-    if args.profile or args.gc_freeze or not args.deflate:
+    if args.profile or args.gc_freeze or args.deflate:
         print("(profiled or an experiment: nothing written to docs/benchmarks.md)")
     elif args.write:
         write_section("broker", lines)
@@ -604,10 +605,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--no-write", dest="write", action="store_false")
     parser.add_argument(
-        "--no-deflate",
-        dest="deflate",
-        action="store_false",
-        help="experiment: the proxies offer no permessage-deflate (nothing written)",
+        "--deflate",
+        action="store_true",
+        help="experiment: the proxies offer permessage-deflate (nothing written)",
     )
     parser.add_argument(
         "--gc-freeze",

@@ -197,7 +197,10 @@ def serve_broker(
         connect_rate_per_min=1e9,
         login_rate_per_min=1e9,
     )
-    server, sock = make_server(create_broker_app(settings), settings.host, settings.port)
+    # As `scopelink broker` serves it: no per-message compression.
+    server, sock = make_server(
+        create_broker_app(settings), settings.host, settings.port, ws_per_message_deflate=False
+    )
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -394,10 +397,10 @@ class ProxyFleet:
         telescopes: list[tuple[str, Ed25519PrivateKey]],
         broker_key: str,
         concurrency: int,
-        deflate: bool = True,
+        deflate: bool = False,
     ) -> None:
         self.url = url
-        #: permessage-deflate offered, as the real proxy does (`websockets`' default).
+        #: permessage-deflate offered (the real proxy offers none; an experiment).
         self.compression: str | None = "deflate" if deflate else None
         self.stats = FleetStats()
         self.stopping = False
