@@ -88,3 +88,41 @@ async def test_hostile_messages_get_errors_and_a_flood_ends_the_conversation() -
         await talk.receive('{"type": "bye"}')
     assert outlet.closed == (CLOSE_POLICY, "too many messages") and not talk.open
     assert outlet.of("error")[-1]["problem"]["status"] == 429
+
+
+async def test_an_mdns_candidate_does_not_hold_up_the_candidates_behind_it(
+    source: Source,
+) -> None:
+    """Chromium hides its host address behind an mDNS name that the server usually cannot
+    resolve from another network (a lookup of up to a second): the candidates trickled after
+    it (server-reflexive, relay) are added at once, not after that lookup."""
+    manager = PeerManager(max_peers=2)
+    telescope = Telescope(source)
+
+    async def start(sdp: str, tier: str | None) -> tuple[Peer, str]:
+        return await manager.create("t", telescope, sdp, client="c", tier=tier_named(tier))
+
+    outlet = MemoryOutlet()
+    talk = SignalingConversation(outlet, start)
+    client, offer = await viewer_offer()
+    # A browser's offer: its candidates trickle after it, so it ends no candidate list.
+    offer = "".join(f"{line}\r\n" for line in offer.splitlines() if "end-of-candidates" not in line)
+    try:
+        await talk.receive(json.dumps({"type": "offer", "sdp": offer}))
+        assert talk.peer is not None
+        ice = talk.peer._transceiver.receiver.transport.transport  # type: ignore[union-attr]
+        hidden = "candidate:1 1 udp 2122260223 0c6c1b5e-unknown-host.local 50000 typ host"
+        reflexive = (
+            "candidate:2 1 udp 1686052607 203.0.113.9 50001 typ srflx raddr 10.2.0.2 rport 50000"
+        )
+        for candidate in (hidden, reflexive):
+            await talk.receive(json.dumps({"type": "candidate", "candidate": candidate}))
+        await wait_until(
+            lambda: any(c.host == "203.0.113.9" for c in ice._connection.remote_candidates),
+            timeout=0.4,
+        )
+        assert not outlet.of("error"), outlet.of("error")
+    finally:
+        await talk.ended()
+        await client.close()
+        await manager.close_all()

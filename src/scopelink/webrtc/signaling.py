@@ -208,15 +208,33 @@ class SignalingConversation:
                 await self.detach()
 
     async def _trickle(self) -> None:
-        """Add the queued candidates in order; a refusal is reported only while the peer it was
-        for is still this conversation's (a late error must not look like the new peer's)."""
-        while True:
-            peer, fragment = await self._candidates.get()
-            try:
-                await add_candidates(peer, fragment)
-            except NegotiationError as exc:
-                if peer is self.peer:
-                    await self.error(negotiation_problem(exc))
+        """Add the queued candidates in order, but an mDNS one (`<uuid>.local`, what Chromium
+        sends for its host address) beside the rest: looking it up can take a second, and
+        usually fails from another network; the server-reflexive and relay candidates behind
+        it must not wait for that (bench:remote measured a second of every connection's
+        set-up there). aioice keeps the end of candidates pending until its lookups end."""
+        lookups: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                peer, fragment = await self._candidates.get()
+                if _mdns_candidate(fragment):
+                    lookup = asyncio.create_task(self._add(peer, fragment), name="mdns-candidate")
+                    lookups.add(lookup)
+                    lookup.add_done_callback(lookups.discard)
+                    continue
+                await self._add(peer, fragment)
+        finally:
+            for lookup in lookups:
+                lookup.cancel()
+
+    async def _add(self, peer: Peer | None, fragment: str) -> None:
+        """Add one fragment; a refusal is reported only while the peer it was for is still
+        this conversation's (a late error must not look like the new peer's)."""
+        try:
+            await add_candidates(peer, fragment)
+        except NegotiationError as exc:
+            if peer is self.peer:
+                await self.error(negotiation_problem(exc))
 
     async def on_offer(self, offer: SignalingOffer) -> None:
         # A renegotiation: the previous peer ends first (it frees its place in the limit).
@@ -316,6 +334,15 @@ class SignalingConversation:
         if self._trickler is not None:
             self._trickler.cancel()
         await self.end_peer("socket closed")
+
+
+def _mdns_candidate(fragment: str) -> bool:
+    """Whether a trickled fragment's candidate has an mDNS host name for its address."""
+    for line in fragment.splitlines():
+        fields = line.split()
+        if line.startswith("a=candidate:") and len(fields) > 4 and fields[4].endswith(".local"):
+            return True
+    return False
 
 
 def public_stats(peer: Peer) -> dict[str, Any]:
