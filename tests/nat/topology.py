@@ -54,6 +54,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from tests.e2e.netns import NetnsError, run
+
 #: Namespace names are PREFIX-<pid>-<tag>-<role>; the pid tells a stale one from a live one.
 PREFIX = "slnat"
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,18 +100,6 @@ DENIED_PEER_RANGES: tuple[str, ...] = (
     "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",  # link-local
     "ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",  # multicast
 )
-
-
-class NetnsError(RuntimeError):
-    """A command that sets up or changes the network failed (with its stderr)."""
-
-
-def run(*command: str, stdin: str | None = None) -> str:
-    """Run a command; raise `NetnsError` with its stderr when it fails."""
-    done = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise NetnsError(f"{' '.join(command)}: {done.stderr.strip() or done.returncode}")
-    return done.stdout
 
 
 def available() -> str | None:

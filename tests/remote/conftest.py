@@ -148,14 +148,21 @@ async def simulator() -> AsyncIterator[Simulator]:
 
 @pytest.fixture
 async def remote(tmp_path: Path, simulator: Simulator) -> AsyncIterator[Remote]:
-    async with running_broker(await broker_settings(tmp_path)) as broker:
-        owner = await sign_up(broker, "ada")
-        identity = ProxyIdentity(tmp_path / "proxy")
-        pairing = await pair_proxy(broker, identity, owner)
+    async with remote_stack(tmp_path, simulator) as stack:
+        yield stack
+
+
+@contextlib.asynccontextmanager
+async def remote_stack(tmp: Path, simulator: Simulator, **broker: Any) -> AsyncIterator[Remote]:
+    """A broker (with `broker` settings), ada's account, and a proxy paired to it and linked."""
+    async with running_broker(await broker_settings(tmp, **broker)) as running:
+        owner = await sign_up(running, "ada")
+        identity = ProxyIdentity(tmp / "proxy")
+        pairing = await pair_proxy(running, identity, owner)
         try:
             async with running_proxy(simulator, identity, pairing) as (proxy, link):
                 remote = Remote(
-                    broker, proxy, link, pairing.telescope_id, owner, simulator, identity
+                    running, proxy, link, pairing.telescope_id, owner, simulator, identity
                 )
                 try:
                     yield remote

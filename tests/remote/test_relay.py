@@ -8,18 +8,8 @@ import json
 import time
 from pathlib import Path
 
-from scopelink.proxy.identity import ProxyIdentity
 from scopelink.simulator.simulator import Simulator
-from tests.remote.conftest import (
-    Remote,
-    broker_settings,
-    exchange_over,
-    pair_proxy,
-    recv,
-    running_broker,
-    running_proxy,
-    sign_up,
-)
+from tests.remote.conftest import Remote, exchange_over, recv, remote_stack, sign_up
 from tests.web.dc_client import DcClient
 
 
@@ -135,21 +125,15 @@ async def test_a_renegotiated_peer_gets_fresh_turn_credentials_from_the_broker(
 ) -> None:
     """TURN credentials expire: a peer negotiated over the data channel long after its
     conversation opened asks the broker for new ones through the link."""
-    settings = await broker_settings(
-        tmp_path, turn_urls=["turn:127.0.0.1:9?transport=udp"], turn_secret="s3cret", turn_ttl_s=60
-    )
-    async with running_broker(settings) as broker:
-        owner = await sign_up(broker, "ada")
-        identity = ProxyIdentity(tmp_path / "proxy")
-        pairing = await pair_proxy(broker, identity, owner)
-        async with running_proxy(simulator, identity, pairing) as (_, link):
-            first = await link.fresh_ice()
-            assert first is not None
-            (turn,) = [s for s in first if s.get("username")]
-            expires, user = turn["username"].split(":", 1)
-            assert user == f"proxy-{pairing.telescope_id}"
-            assert 0 < int(expires) - time.time() <= 61
-            await asyncio.sleep(1.1)
-            (again,) = [s for s in await link.fresh_ice() or [] if s.get("username")]
-            assert int(again["username"].split(":")[0]) > int(expires)
-        await owner.http.aclose()
+    turn = {"turn_urls": ["turn:127.0.0.1:9?transport=udp"], "turn_secret": "s3cret"}
+    async with remote_stack(tmp_path, simulator, turn_ttl_s=60, **turn) as remote:
+        link = remote.link
+        first = await link.fresh_ice()
+        assert first is not None
+        (turn_server,) = [s for s in first if s.get("username")]
+        expires, user = turn_server["username"].split(":", 1)
+        assert user == f"proxy-{remote.telescope_id}"
+        assert 0 < int(expires) - time.time() <= 61
+        await asyncio.sleep(1.1)
+        (again,) = [s for s in await link.fresh_ice() or [] if s.get("username")]
+        assert int(again["username"].split(":")[0]) > int(expires)

@@ -18,6 +18,7 @@ from tests.remote.conftest import (
     exchange_over,
     pair_proxy,
     recv,
+    remote_stack,
     running_broker,
     running_proxy,
     sign_up,
@@ -55,40 +56,35 @@ async def packets_received(client: DcClient) -> int:
 async def test_after_set_up_the_broker_carries_only_keepalives_while_video_and_commands_flow(
     tmp_path: Path, simulator: Simulator
 ) -> None:
-    settings = await broker_settings(tmp_path, heartbeat_s=0.5)
-    async with running_broker(settings) as broker:
-        owner = await sign_up(broker, "ada")
-        identity = ProxyIdentity(tmp_path / "proxy")
-        pairing = await pair_proxy(broker, identity, owner)
-        async with running_proxy(simulator, identity, pairing) as (proxy, _):
-            ws = await owner.signaling(pairing.telescope_id, broker.ws_url)
-            client = DcClient(proxy.base_url)
-            try:
-                await recv(ws, "hello")
-                await client.connect(exchange=exchange_over(ws))
-                await ws.send(json.dumps({"type": "detach"}))
-                await recv(ws, "detached")
-                await asyncio.sleep(0.3)
-                port = broker.running.port
-                traffic = broker.broker.hub.traffic
-                before_tcp, before = tcp_bytes(port), (traffic.signaling_bytes)
-                before_packets = await packets_received(client)
-                for gain in range(60, 90, 3):
-                    ack, result = await client.run("set_gain", {"gain": gain})
-                    assert ack["accepted"] and result["ok"]
-                await asyncio.sleep(3.0)
-                media = await packets_received(client) - before_packets
-                after_tcp = tcp_bytes(port)
-                # Connections that lasted the whole time (the proxy's link among them).
-                carried = sum(after_tcp[p] - before_tcp[p] for p in after_tcp if p in before_tcp)
-                assert media > 30, "video should have flowed peer to peer meanwhile"
-                assert traffic.signaling_bytes == before, "no signaling after set-up"
-                # Heartbeats every 0.5 s for ~3.5 s: a ping and a pong of < 100 bytes each.
-                assert 0 < carried < 2_000, carried
-            finally:
-                await client.close()
-                await ws.close()
-        await owner.http.aclose()
+    async with remote_stack(tmp_path, simulator, heartbeat_s=0.5) as remote:
+        broker = remote.broker
+        ws = await remote.owner.signaling(remote.telescope_id, broker.ws_url)
+        client = DcClient(remote.proxy.base_url)
+        try:
+            await recv(ws, "hello")
+            await client.connect(exchange=exchange_over(ws))
+            await ws.send(json.dumps({"type": "detach"}))
+            await recv(ws, "detached")
+            await asyncio.sleep(0.3)
+            port = broker.running.port
+            traffic = broker.broker.hub.traffic
+            before_tcp, before = tcp_bytes(port), (traffic.signaling_bytes)
+            before_packets = await packets_received(client)
+            for gain in range(60, 90, 3):
+                ack, result = await client.run("set_gain", {"gain": gain})
+                assert ack["accepted"] and result["ok"]
+            await asyncio.sleep(3.0)
+            media = await packets_received(client) - before_packets
+            after_tcp = tcp_bytes(port)
+            # Connections that lasted the whole time (the proxy's link among them).
+            carried = sum(after_tcp[p] - before_tcp[p] for p in after_tcp if p in before_tcp)
+            assert media > 30, "video should have flowed peer to peer meanwhile"
+            assert traffic.signaling_bytes == before, "no signaling after set-up"
+            # Heartbeats every 0.5 s for ~3.5 s: a ping and a pong of < 100 bytes each.
+            assert 0 < carried < 2_000, carried
+        finally:
+            await client.close()
+            await ws.close()
 
 
 async def test_a_connected_session_outlives_a_broker_restart_and_the_link_comes_back(

@@ -17,15 +17,14 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from scopelink.proxy.identity import Pairing, ProxyIdentity
 from scopelink.proxy.link import BrokerLink, LinkRefusedError, LinkState
 from scopelink.schema.signaling import IceServer
+from scopelink.simulator.simulator import Simulator
 from tests.remote.conftest import (
     FAST,
     Remote,
-    broker_settings,
     exchange_over,
     pair_proxy,
     recv,
-    running_broker,
-    running_proxy,
+    remote_stack,
     sign_up,
 )
 from tests.web.dc_client import DcClient
@@ -137,39 +136,31 @@ async def test_a_cross_origin_page_can_neither_connect_nor_sign_in(remote: Remot
 
 
 async def test_a_flood_of_connection_attempts_is_refused_and_others_still_connect(
-    tmp_path: Path, simulator: object
+    tmp_path: Path, simulator: Simulator
 ) -> None:
-    settings = await broker_settings(tmp_path, connect_rate_per_min=5.0)
-    async with running_broker(settings) as broker:
-        owner = await sign_up(broker, "ada")
-        identity = ProxyIdentity(tmp_path / "proxy")
-        pairing = await pair_proxy(broker, identity, owner)
-        async with running_proxy(simulator, identity, pairing):  # type: ignore[arg-type]
-            codes = []
-            for _ in range(8):
-                ws = await owner.signaling(pairing.telescope_id, broker.ws_url)
-                first = json.loads(await ws.recv())
-                codes.append(
-                    first["type"] if first["type"] != "error" else first["problem"]["status"]
-                )
-                await ws.close()
-            assert codes[:5] == ["hello"] * 5 and codes[5:] == [429] * 3
-            # Another account is not held back by the first one's flood.
-            r = await owner.http.post(
-                f"/api/telescopes/{pairing.telescope_id}/invitations", json={"role": "viewer"}
-            )
-            bob = await sign_up(broker, "bob")
-            await bob.http.post("/api/invitations/accept", json={"code": r.json()["code"]})
-            # From another address: the limits are per account and per address.
-            ws = await connect(
-                f"{broker.ws_url}/api/telescopes/{pairing.telescope_id}/signaling"
-                f"?token={bob.token}",
-                local_addr=("127.0.0.2", 0),
-            )
-            assert (await recv(ws, "hello"))["type"] == "hello"
+    async with remote_stack(tmp_path, simulator, connect_rate_per_min=5.0) as remote:
+        broker, owner, telescope_id = remote.broker, remote.owner, remote.telescope_id
+        codes = []
+        for _ in range(8):
+            ws = await owner.signaling(telescope_id, broker.ws_url)
+            first = json.loads(await ws.recv())
+            codes.append(first["type"] if first["type"] != "error" else first["problem"]["status"])
             await ws.close()
-            await bob.http.aclose()
-        await owner.http.aclose()
+        assert codes[:5] == ["hello"] * 5 and codes[5:] == [429] * 3
+        # Another account is not held back by the first one's flood.
+        r = await owner.http.post(
+            f"/api/telescopes/{telescope_id}/invitations", json={"role": "viewer"}
+        )
+        bob = await sign_up(broker, "bob")
+        remote.people.append(bob)
+        await bob.http.post("/api/invitations/accept", json={"code": r.json()["code"]})
+        # From another address: the limits are per account and per address.
+        ws = await connect(
+            f"{broker.ws_url}/api/telescopes/{telescope_id}/signaling?token={bob.token}",
+            local_addr=("127.0.0.2", 0),
+        )
+        assert (await recv(ws, "hello"))["type"] == "hello"
+        await ws.close()
 
 
 async def test_a_revoked_member_loses_the_live_session_at_once(remote: Remote) -> None:

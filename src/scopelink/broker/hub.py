@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -92,7 +91,6 @@ class SignalingHub:
         self.link_convs: dict[str, set[str]] = {}
         self.browsers: dict[str, _Browser] = {}
         self.traffic = Traffic()
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.presence.forget_instance(self.instance)
@@ -279,12 +277,6 @@ class SignalingHub:
             with contextlib.suppress(Exception):
                 await self.presence.ended(conv, frame.get("reason") or "closed")
             await browser.end.finish(int(frame["code"]), str(frame.get("reason", "")))
-
-    def spawn(self, coro: Awaitable[None], name: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
 
 __all__ = ["CLOSE_NO_ANSWER", "CLOSE_OFFLINE", "SignalingHub", "TelescopeOffline", "Traffic"]
