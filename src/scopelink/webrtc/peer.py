@@ -52,6 +52,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from scopelink.media.encoded import VIDEO_CLOCK_HZ
 from scopelink.ratelimit import TokenBucket
+from scopelink.webrtc import aioice_patches
 from scopelink.webrtc.adapt import Adaptation, Feedback, TierChooser
 from scopelink.webrtc.encoder import Codec, Tier
 from scopelink.webrtc.passthrough import VideoTier
@@ -70,6 +71,9 @@ from scopelink.webrtc.stats import PeerStats
 from scopelink.webrtc.track import EncodedVideoTrack
 
 log = logging.getLogger(__name__)
+
+# The browser's later nomination is followed, and mDNS lookups work on any event loop.
+aioice_patches.apply()
 
 #: How often per-peer rates are sampled and adaptation takes a step.
 SAMPLE_INTERVAL_S = 1.0
