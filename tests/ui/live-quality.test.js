@@ -4,6 +4,7 @@ import { describe, test } from "node:test";
 
 import {
   HeldFrameDetector,
+  carryingPath,
   chooseTransport,
   classifyQuality,
   codecPreferences,
@@ -85,6 +86,26 @@ describe("linkFigures", () => {
     assert.equal(f.rttMs, 4);
     const bare = linkFigures({ timestamp: 0 }, { timestamp: 1_000 });
     assert.deepEqual(bare, { fps: null, bitrateBps: null, rttMs: null, loss: null, jitterBufferMs: null });
+  });
+});
+
+describe("carryingPath", () => {
+  const at = (/** @type {number} */ relay, /** @type {number} */ direct) => ({
+    timestamp: 0,
+    path: /** @type {const} */ ("direct"), // this end sends on the direct pair
+    pairs: {
+      r: { bytesReceived: relay, path: /** @type {const} */ ("relay") },
+      d: { bytesReceived: direct, path: /** @type {const} */ ("direct") },
+    },
+  });
+  test("the pair the bytes arrive on, not the one this end selected", () => {
+    assert.equal(carryingPath(at(1_000, 200), at(90_000, 300)), "relay");
+    assert.equal(carryingPath(at(90_000, 300), at(90_100, 80_000)), "direct");
+  });
+  test("the selected pair's path before there is an interval, or when nothing arrived", () => {
+    assert.equal(carryingPath(null, at(90_000, 0)), "direct");
+    assert.equal(carryingPath(at(5, 5), at(5, 5)), "direct");
+    assert.equal(carryingPath(null, { timestamp: 0 }), null);
   });
 });
 

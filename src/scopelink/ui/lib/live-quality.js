@@ -109,7 +109,14 @@ export function shouldFallBack({ state, since, now, afterMs = 4_000 }) {
  * @property {number} [jitterBufferDelay] seconds, cumulative
  * @property {number} [jitterBufferEmittedCount]
  * @property {number} [currentRoundTripTime] seconds
- * @property {MediaPath} [path] how the selected candidate pair carries the media
+ * @property {MediaPath} [path] the path of the pair this end selected (where it sends)
+ * @property {Record<string, PairBytes>} [pairs] every candidate pair, by its stats id
+ */
+
+/**
+ * @typedef {object} PairBytes
+ * @property {number} bytesReceived
+ * @property {MediaPath | null} path
  */
 
 /**
@@ -129,6 +136,30 @@ export function shouldFallBack({ state, since, now, afterMs = 4_000 }) {
 export function mediaPath(types) {
   if (types.includes("relay")) return "relay";
   return types.length > 0 && types.every((t) => typeof t === "string") ? "direct" : null;
+}
+
+/**
+ * The path the media arrives by: that of the candidate pair whose received bytes grew most since
+ * the previous snapshot. The pair this end selected says only where it sends; the far end may
+ * still send on another (an ICE agent that missed a later nomination keeps sending through the
+ * relay it nominated first). Without a previous snapshot, or when nothing arrived, the selected
+ * pair's path; null when unknown.
+ *
+ * @param {StatsSnapshot | null} previous
+ * @param {StatsSnapshot} current
+ * @returns {MediaPath | null}
+ */
+export function carryingPath(previous, current) {
+  let best = null;
+  let most = 0;
+  for (const [id, pair] of Object.entries(current.pairs ?? {})) {
+    const grew = pair.bytesReceived - (previous?.pairs?.[id]?.bytesReceived ?? 0);
+    if (previous && grew > most) {
+      most = grew;
+      best = pair.path;
+    }
+  }
+  return best ?? current.path ?? null;
 }
 
 /**

@@ -18,13 +18,14 @@
  *   `lastError`). No frame for `restartAfterMs` asks the connector for a new session; so does
  *   `setTier()`. Nothing older than the newest frame is ever waited for.
  * - Quality: `getStats()` once a second (fps, bitrate, RTT, loss, jitter-buffer delay), graded
- *   with the latency from the stamps by lib/live-quality.js; and the path the selected candidate
- *   pair takes (`path`: direct, or through a TURN relay).
+ *   with the latency from the stamps by lib/live-quality.js; and the path the media arrives by
+ *   (`path`: direct, or through a TURN relay), from the candidate pair receiving the bytes.
  */
 
 import { readFrameStampFrom } from "../lib/framestamp.js";
 import {
   HeldFrameDetector,
+  carryingPath,
   classifyQuality,
   codecPreferences,
   linkFigures,
@@ -391,8 +392,8 @@ export class WebRtcTransport extends LiveTransport {
       const snapshot = snapshotOf(await pc.getStats());
       if (pc !== this.#peer.pc) return;
       this.#figures = linkFigures(this.#lastStats, snapshot);
+      this.path = carryingPath(this.#lastStats, snapshot);
       this.#lastStats = snapshot;
-      this.path = snapshot.path ?? null;
     } catch {
       // a closed connection mid-call: the next tick sees the new one
     }
@@ -468,12 +469,22 @@ function snapshotOf(report) {
   if (pair && typeof pair.currentRoundTripTime === "number") {
     snapshot.currentRoundTripTime = pair.currentRoundTripTime;
   }
-  if (pair) {
-    const types = [pair.localCandidateId, pair.remoteCandidateId].map(
-      (id) => /** @type {any} */ (report.get(id))?.candidateType,
+  /** @param {any} p */
+  const pathOf = (p) =>
+    mediaPath(
+      [p.localCandidateId, p.remoteCandidateId].map(
+        (id) => /** @type {any} */ (report.get(id))?.candidateType,
+      ),
     );
-    const path = mediaPath(types);
-    if (path) snapshot.path = path;
+  const path = pair ? pathOf(pair) : null;
+  if (path) snapshot.path = path;
+  /** @type {Record<string, import("../lib/live-quality.js").PairBytes>} */
+  const carried = {};
+  for (const [id, p] of pairs) {
+    if (typeof p.bytesReceived === "number") {
+      carried[id] = { bytesReceived: p.bytesReceived, path: pathOf(p) };
+    }
   }
+  snapshot.pairs = carried;
   return snapshot;
 }
