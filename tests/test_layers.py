@@ -36,7 +36,8 @@ def test_the_peer_and_its_signaling_do_not_load_a_web_framework() -> None:
 
 def test_the_broker_carries_no_media_stack() -> None:
     """The broker is signaling only: it loads no WebRTC, codec, image or telescope-service
-    module (its memory per link and its garbage collector's passes stay small)."""
+    module (its memory per link and its garbage collector's passes stay small); the catalogue
+    and its ephemerides load only when someone searches it."""
     code = (
         "import sys\n"
         "import scopelink.broker.app, scopelink.broker.cli, scopelink.web.listen\n"

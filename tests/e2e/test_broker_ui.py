@@ -29,7 +29,8 @@ from tests.remote.ui_fixtures import RemoteSite, remote_site
 #: the page learns it is on a broker) and `/api/me` says 401 until someone signs in.
 EXPECTED_NOISE = re.compile(r"Failed to load resource: .* status of (401|404)")
 #: Requests a page on a broker must never make: the broker has no REST commands, SSE or MJPEG.
-SERVE_ONLY = re.compile(r"/api/(catalog|.*(/commands|/events|\.mjpeg|\.jpg))")
+#: What only `serve` answers (a broker's catalogue knows no telescope's site).
+SERVE_ONLY = re.compile(r"/api/(catalog\?.*telescope_id|.*(/commands|/events|\.mjpeg|\.jpg))")
 
 
 @pytest.fixture
@@ -122,7 +123,7 @@ async def test_an_owner_creates_an_account_pairs_the_proxy_by_its_code_and_sees_
         await expect(ui.by("connection-pill")).to_have_text("Not connected")
 
 
-async def test_the_owner_connects_the_picture_plays_and_a_goto_and_a_park_complete(
+async def test_the_owner_connects_the_picture_plays_and_gotos_and_a_park_complete(
     browser: Browser, paired: RemoteSite
 ) -> None:
     mount = paired.simulator.telescope.mount
@@ -134,13 +135,23 @@ async def test_the_owner_connects_the_picture_plays_and_a_goto_and_a_park_comple
         )
         await expect(ui.by("connection-pill")).to_have_text("Live")
         await stamps_advance(ui)
-        # WebRTC is the only way here: no MJPEG toggle, no wide camera, and no name search
-        # (the broker has no catalogue): coordinates.
+        # WebRTC is the only way here: no MJPEG toggle, no wide camera.
         await expect(ui.by("live-transport-toggle")).to_be_hidden()
-        await expect(ui.by("goto-tab-name")).to_be_hidden()
         await expect(ui.by("status-link")).to_have_text("Connected")
         await expect(ui.by("remote-role")).to_contain_text("You own Backyard")
 
+        # By name: the broker finds it (without an altitude: it does not know where Backyard
+        # stands), the proxy looks the name up and the mount goes there.
+        await ui.by("goto-search").fill("M 81")
+        result = ui.page.locator('[data-testid=goto-result][data-name="M 81"]')
+        await expect(result).to_be_visible()
+        await expect(result.get_by_test_id("goto-result-alt")).to_have_text("")
+        await result.click()
+        await ui.by("goto-go").click()
+        await expect(ui.by("operation-kind")).to_have_text("Go to · done", timeout=30_000)
+        await expect(ui.by("status-target")).to_have_text("M 81")
+
+        await ui.by("goto-tab-coords").click()
         ra, dec = sky_at(paired.simulator, alt_deg=40.0, az_deg=180.0)
         await ui.by("goto-ra").fill(f"{ra:.4f}")
         await ui.by("goto-dec").fill(f"{dec:.3f}")

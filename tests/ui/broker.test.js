@@ -52,8 +52,11 @@ describe("a refusal on the signaling path", () => {
 
 describe("what each deployment offers the page", () => {
   test("a broker carries no media, commands or status: WebRTC and its channel only", () => {
-    for (const offered of Object.values(TRANSPORT_PLANS.broker)) assert.equal(offered, false);
+    const { catalogue, ...carried } = TRANSPORT_PLANS.broker;
+    for (const offered of Object.values(carried)) assert.equal(offered, false);
     for (const offered of Object.values(TRANSPORT_PLANS.serve)) assert.equal(offered, true);
+    // Names are searched on the broker; the proxy looks the chosen name up itself.
+    assert.equal(catalogue, true);
   });
 });
 

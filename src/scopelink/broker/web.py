@@ -22,10 +22,10 @@ import secrets
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response, WebSocket
+from fastapi import APIRouter, Depends, Query, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
 from scopelink.broker.accounts import Account
 from scopelink.broker.hub import CLOSE_NO_ANSWER, CLOSE_OFFLINE, TelescopeOffline
@@ -75,8 +75,11 @@ from scopelink.schema.link import (
     challenge_text,
 )
 from scopelink.schema.problems import PROBLEM_TYPE
+from scopelink.schema.rest import CatalogueEntry
 from scopelink.schema.signaling import BURST, MAX_MESSAGE_BYTES, RATE_PER_S, SignalingError
 from scopelink.schema.state import Problem
+from scopelink.web.catalogue import catalogue_entries
+from scopelink.web.sockets import close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -332,13 +335,25 @@ async def fresh_ice(broker: BrokerDep, account: AccountDep) -> dict[str, Any]:
     return {"iceServers": [s.model_dump(exclude_none=True) for s in broker.ice_for(account)]}
 
 
+@router.get("/api/catalog", tags=["catalogue"])
+async def search_catalogue(
+    request: Request,
+    account: AccountDep,
+    q: Annotated[str, Query(min_length=1, max_length=80, description="Name, e.g. `M 42`")],
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> list[CatalogueEntry]:
+    """Targets by name, for a goto by name through a proxy (which looks the name up in its own
+    catalogue). No altitude: the broker does not know where a telescope stands."""
+    catalogue = getattr(request.app.state, "catalogue", None)
+    if catalogue is None:
+        # Made (and ephem loaded) on first use: a broker that nobody searches stays small.
+        from scopelink.catalog import Catalogue
+
+        catalogue = request.app.state.catalogue = Catalogue()
+    return catalogue_entries(catalogue, q, limit)
+
+
 # -- the proxy's sockets -----------------------------------------------------------------------
-
-
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    if websocket.application_state is not WebSocketState.DISCONNECTED:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await websocket.close(code, reason[:123])
 
 
 @router.websocket("/api/proxy/pair")
@@ -377,13 +392,13 @@ async def pair(websocket: WebSocket) -> None:
                 )
                 done = PairDone(type=kind, detail=f"the code is {kind}; start pairing again")
             await websocket.send_text(done.model_dump_json())
-            await _close(websocket, 1000, done.type)
+            await close_quietly(websocket, 1000, done.type)
             return
     except BrokerRefusal as refusal:
         await websocket.send_text(PairDone(type="refused", detail=refusal.detail).model_dump_json())
-        await _close(websocket, 1008, refusal.detail)
+        await close_quietly(websocket, 1008, refusal.detail)
     except (ValidationError, TimeoutError):
-        await _close(websocket, 1008, "send a pair request first")
+        await close_quietly(websocket, 1008, "send a pair request first")
     except WebSocketDisconnect:
         pass
 
@@ -410,7 +425,7 @@ async def _refuse_link(websocket: WebSocket, status: int, detail: str, code: int
     problem = Problem(title="Link refused", status=status, detail=detail)
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
         await websocket.send_text(LinkRefused(problem=problem).model_dump_json())
-    await _close(websocket, code, detail)
+    await close_quietly(websocket, code, detail)
 
 
 @router.websocket("/api/proxy/link")
@@ -461,7 +476,7 @@ async def proxy_link(websocket: WebSocket) -> None:
     end = _ProxySocket(websocket, broker)
     previous = await broker.hub.link_up(telescope_id, end, register.max_peers, register.lan_url)
     if isinstance(previous, _ProxySocket):
-        await _close(previous.websocket, CLOSE_REPLACED, "a newer link for this telescope")
+        await close_quietly(previous.websocket, CLOSE_REPLACED, "a newer link for this telescope")
     heartbeat = broker.settings.heartbeat_s
     await end.send(LinkRegistered(telescope_id=telescope_id, heartbeat_s=heartbeat))
     log.info("proxy of telescope %s linked from %s", telescope_id, _address(websocket))
@@ -471,7 +486,7 @@ async def proxy_link(websocket: WebSocket) -> None:
             try:
                 text = await asyncio.wait_for(websocket.receive_text(), heartbeat * 3)
             except TimeoutError:
-                await _close(websocket, CLOSE_SILENT, "no heartbeat")
+                await close_quietly(websocket, CLOSE_SILENT, "no heartbeat")
                 return
             try:
                 message = TO_BROKER.validate_json(text)
@@ -482,7 +497,7 @@ async def proxy_link(websocket: WebSocket) -> None:
                 case LinkPing():
                     traffic.keepalive(len(text))
                     if not await broker.hub.heartbeat(telescope_id):
-                        await _close(websocket, CLOSE_REPLACED, "linked elsewhere")
+                        await close_quietly(websocket, CLOSE_REPLACED, "linked elsewhere")
                         return
                     await end.send(LinkPong(t=message.t))
                 case LinkPong():
@@ -518,13 +533,13 @@ class _BrowserSocket:
     async def finish(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
         async with self._lock:
-            await _close(self.websocket, code, reason)
+            await close_quietly(self.websocket, code, reason)
 
 
 async def _refuse_browser(websocket: WebSocket, problem: Problem, code: int) -> None:
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
         await websocket.send_text(SignalingError(problem=problem).model_dump_json())
-    await _close(websocket, code, problem.detail or problem.title)
+    await close_quietly(websocket, code, problem.detail or problem.title)
 
 
 @router.websocket("/api/telescopes/{telescope_id}/signaling")

@@ -180,7 +180,9 @@ const route = plan.rest
   ? new RestCommands(api, { clientId, connected: () => telemetry.state === "live" })
   : new NoCommandRoute("the data channel to the telescope is not open");
 const commands = new CommandPort(new PreferredCommands(link, route));
-const search = plan.catalogue ? new CatalogueSearch(api) : null;
+const search = plan.catalogue
+  ? new CatalogueSearch(api, { atSite: deployment.kind === "serve" })
+  : null;
 const webrtcDefault =
   deployment.kind === "serve" ? (deployment.session.webrtc_default ?? true) : true;
 const transport = createTransport(api, link, plan, webrtcDefault);

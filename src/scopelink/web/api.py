@@ -35,6 +35,7 @@ from scopelink.services.telescope import Telescope
 from scopelink.settings import (
     TelescopeTarget,
 )
+from scopelink.web.catalogue import catalogue_entries
 from scopelink.web.deps import Registry, TelescopeDep
 from scopelink.web.security import TOKEN_COOKIE
 
@@ -398,22 +399,8 @@ async def search_catalogue(
 ) -> list[CatalogueEntry]:
     catalogue: Catalogue = request.app.state.catalogue
     site = registry.get(telescope_id).site if telescope_id is not None else None
-    entries = []
-    for t in catalogue.search(q, limit=limit):
-        entry = CatalogueEntry(
-            id=t.id,
-            name=t.name,
-            common_name=t.common_name,
-            kind=str(t.kind),
-            ra_hours=t.ra_hours,
-            dec_deg=t.dec_deg,
-            magnitude=t.magnitude,
-            constellation=t.constellation,
-        )
-        if site is not None:
-            entry.alt_deg, entry.az_deg = catalogue.altaz(t, site.lat_deg, site.lon_deg)
-        entries.append(entry)
-    return entries
+    where = (site.lat_deg, site.lon_deg) if site is not None else None
+    return catalogue_entries(catalogue, q, limit, where)
 
 
 @router.get("/health", tags=["session"])

@@ -15,7 +15,8 @@
  * @property {boolean} mjpeg the live view may use MJPEG (chosen, or as WebRTC's fallback)
  * @property {boolean} rest commands go over REST while no data channel is open
  * @property {boolean} sse status comes over server-sent events while no data channel is open
- * @property {boolean} catalogue targets can be searched by name (`/api/catalog`)
+ * @property {boolean} catalogue targets can be searched by name (`/api/catalog`; on a broker
+ *   without altitudes, as it does not know where a telescope stands)
  * @property {boolean} stackImages the latest stacked image can be fetched (`stack.jpg`)
  * @property {boolean} wideCamera the S30's wide camera can be shown (MJPEG only)
  */
@@ -34,7 +35,7 @@ export const TRANSPORT_PLANS = Object.freeze({
     mjpeg: false,
     rest: false,
     sse: false,
-    catalogue: false,
+    catalogue: true,
     stackImages: false,
     wideCamera: false,
   }),

@@ -33,13 +33,15 @@ export class CatalogueSearch extends EventTarget {
 
   /**
    * @param {ApiClient} api
-   * @param {{debounceMs?: number, limit?: number}} [options]
+   * @param {{debounceMs?: number, limit?: number, atSite?: boolean}} [options] `atSite`: ask
+   *   for altitudes at the selected telescope's site (a broker's catalogue has none)
    */
-  constructor(api, { debounceMs = 150, limit = 8 } = {}) {
+  constructor(api, { debounceMs = 150, limit = 8, atSite = true } = {}) {
     super();
     this.api = api;
     this.debounceMs = debounceMs;
     this.limit = limit;
+    this.atSite = atSite;
   }
 
   /** @returns {SearchState} */
@@ -81,7 +83,7 @@ export class CatalogueSearch extends EventTarget {
     try {
       const results = await this.api.searchCatalogue(query, {
         limit: this.limit,
-        telescopeId,
+        telescopeId: this.atSite ? telescopeId : null,
         signal: abort.signal,
       });
       if (abort.signal.aborted) return;

@@ -62,7 +62,7 @@ function altitudeText(entry) {
  * @param {HTMLElement} root the goto panel
  * @param {{commands: CommandPort, search: CatalogueSearch | null, telemetry: TelemetryService,
  *          telescopeId: () => string | null}} services `search`: null where the server has no
- *   catalogue to search (a broker): then only coordinates are offered
+ *   catalogue to search: then only coordinates are offered
  */
 export function mountGotoPanel(root, { commands, search, telemetry, telescopeId }) {
   const input = byTestId(root, "goto-search", HTMLInputElement);
@@ -221,7 +221,7 @@ export function mountGotoPanel(root, { commands, search, telemetry, telescopeId 
   });
   search?.addEventListener("results", renderResults);
   if (!search) {
-    // No catalogue on this server (a broker): coordinates only.
+    // No catalogue to search: coordinates only.
     tabName.hidden = true;
     showTab("coords");
   }
