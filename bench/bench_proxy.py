@@ -42,6 +42,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.web.signaling_client import next_message
+
 from bench.report import cpu_model, percentile, write_section
 
 HOST_CORE = 0
@@ -170,12 +172,12 @@ async def viewing(host: Host) -> AsyncIterator[tuple[Viewer, float]]:
     started = time.perf_counter()
     ws = await connect(host.signaling_url, open_timeout=20)
     try:
-        hello = await _next(ws, "hello")
+        hello = await next_message(ws, "hello", 20)
         assert hello
 
         async def exchange(offer: str) -> str:
             await ws.send(json.dumps({"type": "offer", "sdp": offer}))
-            return str((await _next(ws, "answer"))["sdp"])
+            return str((await next_message(ws, "answer", 20))["sdp"])
 
         await viewer.client.connect(exchange=exchange, hello=False)
         first = await asyncio.wait_for(viewer.first_frame, 20)
@@ -184,16 +186,6 @@ async def viewing(host: Host) -> AsyncIterator[tuple[Viewer, float]]:
     finally:
         await viewer.client.close()
         await ws.close()
-
-
-async def _next(ws: Any, kind: str) -> dict[str, Any]:
-    async with asyncio.timeout(20):
-        while True:
-            message = json.loads(await ws.recv())
-            if message["type"] == kind:
-                return message
-            if message["type"] == "error":
-                raise RuntimeError(message["problem"])
 
 
 async def measure_round(host: Host, connections: int, seconds: float) -> dict[str, Any]:

@@ -23,18 +23,9 @@ from websockets.asyncio.client import connect
 
 from tests.nat.peer import selected_pair
 from tests.web.dc_client import DcClient
+from tests.web.signaling_client import next_message
 
 PASSWORD = "correct horse battery"
-
-
-async def next_of(ws: Any, kind: str) -> dict[str, Any]:
-    async with asyncio.timeout(20):
-        while True:
-            message = json.loads(await ws.recv())
-            if message["type"] == kind:
-                return message
-            if message["type"] == "error":
-                raise RuntimeError(f"{message['problem']}")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,7 +46,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     url = args.broker.replace("https://", "wss://", 1)
     started = time.perf_counter()
     ws = await connect(f"{url}/api/telescopes/{telescope}/signaling?token={token}", ssl=trust)
-    hello = await next_of(ws, "hello")
+    hello = await next_message(ws, "hello", 20)
     servers = [RTCIceServer(**s) for s in hello["ice_servers"]]
     client = DcClient("", ice_servers=servers, relay_only=args.relay_only)
     frames = 0
@@ -74,13 +65,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     async def exchange(offer: str) -> str:
         await ws.send(json.dumps({"type": "offer", "sdp": offer}))
-        return str((await next_of(ws, "answer"))["sdp"])
+        return str((await next_message(ws, "answer", 20))["sdp"])
 
     try:
         await client.connect(exchange=exchange)
         report["first_frame_ms"] = (await asyncio.wait_for(first_frame, 20) - started) * 1000
         await ws.send(json.dumps({"type": "detach"}))
-        await next_of(ws, "detached")
+        await next_message(ws, "detached", 20)
         print(json.dumps({"media": "start"}), flush=True)
         counted = frames
         await asyncio.sleep(args.seconds)

@@ -28,6 +28,7 @@ from scopelink.settings import Backoff, BrokerSettings, ProxySettings
 from scopelink.simulator.simulator import Simulator, SimulatorConfig
 from scopelink.web.app import create_app
 from scopelink.web.server import RunningApp, serving_app
+from tests.web.signaling_client import next_message
 
 PASSWORD = "correct horse battery"
 LAN_TOKEN = "lan-page-operator-token"
@@ -173,22 +174,11 @@ async def remote_stack(tmp: Path, simulator: Simulator, **broker: Any) -> AsyncI
             await owner.http.aclose()
 
 
-async def recv(ws: ClientConnection, kind: str, timeout: float = 10) -> dict[str, Any]:
-    """The next message of `kind` on a signaling socket (others before it are skipped)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            message = json.loads(await ws.recv())
-            if message["type"] == kind:
-                return message
-            if message["type"] == "error" and kind != "error":
-                raise AssertionError(f"error instead of {kind}: {message['problem']}")
-
-
 def exchange_over(ws: ClientConnection) -> Callable[[str], Awaitable[str]]:
     """An offer sent over a signaling socket; its answer."""
 
     async def exchange(offer: str) -> str:
         await ws.send(json.dumps({"type": "offer", "sdp": offer}))
-        return str((await recv(ws, "answer"))["sdp"])
+        return str((await next_message(ws, "answer"))["sdp"])
 
     return exchange

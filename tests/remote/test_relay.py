@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 from scopelink.simulator.simulator import Simulator
-from tests.remote.conftest import Remote, exchange_over, recv, remote_stack, sign_up
+from tests.remote.conftest import Remote, exchange_over, remote_stack, sign_up
 from tests.web.dc_client import DcClient
+from tests.web.signaling_client import next_message
 
 
 async def test_an_owner_connects_through_the_broker_and_commands_the_telescope(
@@ -19,14 +20,14 @@ async def test_an_owner_connects_through_the_broker_and_commands_the_telescope(
     ws = await remote.owner.signaling(remote.telescope_id, remote.broker.ws_url)
     client = DcClient(remote.proxy.base_url)
     try:
-        hello = await recv(ws, "hello")
+        hello = await next_message(ws, "hello")
         assert hello["max_peers"] >= 1
         welcome = await client.connect(exchange=exchange_over(ws))
         assert welcome is not None and welcome["type"] == "welcome"
         ack, result = await client.run("park")
         assert ack["accepted"] and result["ok"], result
         await ws.send(json.dumps({"type": "detach"}))
-        detached = await recv(ws, "detached")
+        detached = await next_message(ws, "detached")
         assert detached["session_id"]
         await asyncio.wait_for(ws.wait_closed(), 5)
         assert ws.close_code == 1000
@@ -50,7 +51,7 @@ async def test_a_viewer_watches_but_cannot_move_the_mount(remote: Remote) -> Non
     ws = await bob.signaling(remote.telescope_id, remote.broker.ws_url)
     client = DcClient(remote.proxy.base_url)
     try:
-        await recv(ws, "hello")
+        await next_message(ws, "hello")
         await client.connect(exchange=exchange_over(ws))
         ack, _ = await client.run("goto", {"target": "M31"})
         assert not ack["accepted"]
@@ -67,7 +68,7 @@ async def test_the_proxy_audit_log_names_who_commanded_what_and_how_it_ended(
     ws = await remote.owner.signaling(remote.telescope_id, remote.broker.ws_url)
     client = DcClient(remote.proxy.base_url)
     try:
-        await recv(ws, "hello")
+        await next_message(ws, "hello")
         await client.connect(exchange=exchange_over(ws))
         ack, result = await client.run("set_gain", {"gain": 81})
         assert ack["accepted"] and result["ok"]
@@ -103,7 +104,7 @@ async def test_the_proxy_sleeps_until_a_viewer_arrives_and_again_after_the_last_
     ws = await remote.owner.signaling(remote.telescope_id, remote.broker.ws_url)
     client = DcClient(remote.proxy.base_url)
     try:
-        await recv(ws, "hello")
+        await next_message(ws, "hello")
         await client.connect(exchange=exchange_over(ws))
         await asyncio.sleep(1.5)
         assert stats.frames_sent > sent + 2 and peers.encoders("simulator")

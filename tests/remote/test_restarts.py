@@ -17,13 +17,13 @@ from tests.remote.conftest import (
     broker_settings,
     exchange_over,
     pair_proxy,
-    recv,
     remote_stack,
     running_broker,
     running_proxy,
     sign_up,
 )
 from tests.web.dc_client import DcClient
+from tests.web.signaling_client import next_message
 
 
 def tcp_bytes(port: int) -> dict[str, int]:
@@ -61,10 +61,10 @@ async def test_after_set_up_the_broker_carries_only_keepalives_while_video_and_c
         ws = await remote.owner.signaling(remote.telescope_id, broker.ws_url)
         client = DcClient(remote.proxy.base_url)
         try:
-            await recv(ws, "hello")
+            await next_message(ws, "hello")
             await client.connect(exchange=exchange_over(ws))
             await ws.send(json.dumps({"type": "detach"}))
-            await recv(ws, "detached")
+            await next_message(ws, "detached")
             await asyncio.sleep(0.3)
             port = broker.running.port
             traffic = broker.broker.hub.traffic
@@ -104,10 +104,10 @@ async def test_a_connected_session_outlives_a_broker_restart_and_the_link_comes_
             proxy_ctx = running_proxy(simulator, identity, pairing)
             _, link = await proxy_ctx.__aenter__()
             ws = await _signaling(broker.ws_url, pairing.telescope_id, settings, tmp_path)
-            await recv(ws, "hello")
+            await next_message(ws, "hello")
             await client.connect(exchange=exchange_over(ws))
             await ws.send(json.dumps({"type": "detach"}))
-            await recv(ws, "detached")
+            await next_message(ws, "detached")
         # The broker is gone: the session is not.
         await link.wait_for(LinkState.CONNECTING, 5)
         ack, result = await client.run("set_gain", {"gain": 70})
@@ -117,7 +117,7 @@ async def test_a_connected_session_outlives_a_broker_restart_and_the_link_comes_
             ack, result = await client.run("set_gain", {"gain": 71})
             assert ack["accepted"] and result["ok"]
             ws = await _signaling(broker.ws_url, pairing.telescope_id, settings, tmp_path)
-            assert (await recv(ws, "hello"))["type"] == "hello"
+            assert (await next_message(ws, "hello"))["type"] == "hello"
             await ws.close()
             assert link.links == 2
     finally:
@@ -154,7 +154,7 @@ async def test_when_the_proxy_restarts_browsers_see_it_offline_then_connect_agai
             me = (await owner.http.get("/api/me")).json()
             assert me["telescopes"][0]["online"] is True
         ws = await owner.signaling(pairing.telescope_id, broker.ws_url)
-        error = await recv(ws, "error")
+        error = await next_message(ws, "error")
         assert error["problem"]["title"] == "Telescope offline"
         await asyncio.wait_for(ws.wait_closed(), 5)
         assert ws.close_code == 4503
@@ -164,7 +164,7 @@ async def test_when_the_proxy_restarts_browsers_see_it_offline_then_connect_agai
             ws = await owner.signaling(pairing.telescope_id, broker.ws_url)
             client = DcClient(proxy.base_url)
             try:
-                await recv(ws, "hello")
+                await next_message(ws, "hello")
                 await client.connect(exchange=exchange_over(ws))
                 ack, result = await client.run("set_gain", {"gain": 75})
                 assert ack["accepted"] and result["ok"]

@@ -16,13 +16,13 @@ from tests.remote.conftest import (
     broker_settings,
     exchange_over,
     pair_proxy,
-    recv,
     running_broker,
     running_proxy,
     sign_up,
 )
 from tests.remote.front import nginx_front
 from tests.web.dc_client import DcClient
+from tests.web.signaling_client import next_message
 
 
 async def test_a_browser_on_one_instance_reaches_a_proxy_linked_to_the_other(
@@ -46,12 +46,12 @@ async def test_a_browser_on_one_instance_reaches_a_proxy_linked_to_the_other(
             ws = await owner.signaling(pairing.telescope_id, a.ws_url)
             client = DcClient(proxy.base_url)
             try:
-                await recv(ws, "hello")
+                await next_message(ws, "hello")
                 await client.connect(exchange=exchange_over(ws))
                 ack, result = await client.run("set_gain", {"gain": 66})
                 assert ack["accepted"] and result["ok"]
                 await ws.send(json.dumps({"type": "detach"}))
-                await recv(ws, "detached")
+                await next_message(ws, "detached")
             finally:
                 await client.close()
                 await ws.close()
@@ -87,10 +87,10 @@ async def test_when_an_instance_dies_its_proxy_and_new_browsers_move_to_the_othe
                     ws = await owner.signaling(pairing.telescope_id, ws_url)
                     client = DcClient(proxy.base_url)
                     try:
-                        await recv(ws, "hello")
+                        await next_message(ws, "hello")
                         await client.connect(exchange=exchange_over(ws))
                         await ws.send(json.dumps({"type": "detach"}))
-                        await recv(ws, "detached")
+                        await next_message(ws, "detached")
                         links_before = link.links
                         await a_ctx.__aexit__(None, None, None)
                         a_alive = False
@@ -103,7 +103,7 @@ async def test_when_an_instance_dies_its_proxy_and_new_browsers_move_to_the_othe
                         ack, result = await client.run("set_gain", {"gain": 77})
                         assert ack["accepted"] and result["ok"]
                         ws2 = await owner.signaling(pairing.telescope_id, ws_url)
-                        assert (await recv(ws2, "hello"))["type"] == "hello"
+                        assert (await next_message(ws2, "hello"))["type"] == "hello"
                         await ws2.close()
                     finally:
                         await client.close()

@@ -23,11 +23,11 @@ from tests.remote.conftest import (
     Remote,
     exchange_over,
     pair_proxy,
-    recv,
     remote_stack,
     sign_up,
 )
 from tests.web.dc_client import DcClient
+from tests.web.signaling_client import next_message
 
 
 class MemoryBrowser:
@@ -59,7 +59,7 @@ async def open_with_grant(remote: Remote, grant: str) -> MemoryBrowser:
 async def test_a_browser_without_a_token_is_refused_with_the_reason(remote: Remote) -> None:
     url = f"{remote.broker.ws_url}/api/telescopes/{remote.telescope_id}/signaling"
     async with connect(url) as ws:
-        error = await recv(ws, "error")
+        error = await next_message(ws, "error")
         assert error["problem"]["status"] == 401 and "sign in" in error["problem"]["detail"]
         await asyncio.wait_for(ws.wait_closed(), 5)
         assert ws.close_code == 4401
@@ -117,7 +117,7 @@ async def test_a_proxy_claiming_a_telescope_it_was_not_paired_for_is_refused(
     assert remote.link.state is LinkState.ONLINE
     ws = await remote.owner.signaling(remote.telescope_id, remote.broker.ws_url)
     try:
-        assert (await recv(ws, "hello"))["type"] == "hello"
+        assert (await next_message(ws, "hello"))["type"] == "hello"
     finally:
         await ws.close()
 
@@ -159,7 +159,7 @@ async def test_a_flood_of_connection_attempts_is_refused_and_others_still_connec
             f"{broker.ws_url}/api/telescopes/{telescope_id}/signaling?token={bob.token}",
             local_addr=("127.0.0.2", 0),
         )
-        assert (await recv(ws, "hello"))["type"] == "hello"
+        assert (await next_message(ws, "hello"))["type"] == "hello"
         await ws.close()
 
 
@@ -173,10 +173,10 @@ async def test_a_revoked_member_loses_the_live_session_at_once(remote: Remote) -
     ws = await bob.signaling(remote.telescope_id, remote.broker.ws_url)
     client = DcClient(remote.proxy.base_url)
     try:
-        await recv(ws, "hello")
+        await next_message(ws, "hello")
         await client.connect(exchange=exchange_over(ws))
         await ws.send(json.dumps({"type": "detach"}))
-        await recv(ws, "detached")
+        await next_message(ws, "detached")
         r = await remote.owner.http.delete(
             f"/api/telescopes/{remote.telescope_id}/members/{bob.account_id}"
         )

@@ -37,15 +37,19 @@ class MemoryOutlet:
         return [m for m in self.sent if m["type"] == kind]
 
 
-async def test_an_offer_fed_by_hand_is_answered_and_the_peer_connects(source: Source) -> None:
-    manager = PeerManager(max_peers=2)
-    telescope = Telescope(source)
+def starting_peers(manager: PeerManager, telescope: Telescope) -> Any:
+    """How the conversation starts a peer: one viewer "c" of telescope "t" in `manager`."""
 
     async def start(sdp: str, tier: str | None) -> tuple[Peer, str]:
         return await manager.create("t", telescope, sdp, client="c", tier=tier_named(tier))
 
+    return start
+
+
+async def test_an_offer_fed_by_hand_is_answered_and_the_peer_connects(source: Source) -> None:
+    manager = PeerManager(max_peers=2)
     outlet = MemoryOutlet()
-    talk = SignalingConversation(outlet, start)
+    talk = SignalingConversation(outlet, starting_peers(manager, Telescope(source)))
     client, offer = await viewer_offer()
     player = asyncio.create_task(source.play(400, 20))
     try:
@@ -97,13 +101,8 @@ async def test_an_mdns_candidate_does_not_hold_up_the_candidates_behind_it(
     resolve from another network (a lookup of up to a second): the candidates trickled after
     it (server-reflexive, relay) are added at once, not after that lookup."""
     manager = PeerManager(max_peers=2)
-    telescope = Telescope(source)
-
-    async def start(sdp: str, tier: str | None) -> tuple[Peer, str]:
-        return await manager.create("t", telescope, sdp, client="c", tier=tier_named(tier))
-
     outlet = MemoryOutlet()
-    talk = SignalingConversation(outlet, start)
+    talk = SignalingConversation(outlet, starting_peers(manager, Telescope(source)))
     client, offer = await viewer_offer()
     # A browser's offer: its candidates trickle after it, so it ends no candidate list.
     offer = "".join(f"{line}\r\n" for line in offer.splitlines() if "end-of-candidates" not in line)

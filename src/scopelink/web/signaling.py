@@ -7,17 +7,17 @@ Tokens and origins are checked by `SecurityMiddleware` before the upgrade; viewe
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
 from scopelink.auth import Caller
 from scopelink.schema.signaling import IceServer, SignalingError, SignalingHello
 from scopelink.schema.state import Problem
 from scopelink.services.registry import UnknownTelescopeError
 from scopelink.web.rtc import peer_host
+from scopelink.web.sockets import close_quietly
 from scopelink.webrtc.peer import Peer
 from scopelink.webrtc.signaling import CLOSE_UNKNOWN_TELESCOPE, SignalingConversation
 
@@ -40,9 +40,7 @@ class SocketOutlet:
         return True
 
     async def close(self, code: int, reason: str) -> None:
-        if self.websocket.application_state is not WebSocketState.DISCONNECTED:
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await self.websocket.close(code, reason)
+        await close_quietly(self.websocket, code, reason)
 
 
 @router.websocket("/api/telescopes/{telescope_id}/signaling")
