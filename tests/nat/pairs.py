@@ -98,8 +98,11 @@ async def connect_pair(
     payload_bytes: int = 1000,
     signal_delay_ms: float = 50.0,
     timeout_s: float = 40.0,
+    stock_aioice: bool = False,
 ) -> PairResult:
-    """Connect a data channel between the two hosts, ping over it, and report."""
+    """Connect a data channel between the two hosts, ping over it, and report. The proxy's
+    peer has scopelink's corrections to aioice (`webrtc/aioice_patches.py`), as the real proxy
+    does, unless `stock_aioice`."""
     signal_path = _fresh_path(directory, f"signal-{os.getpid()}-{net.tag}.sock")
     process_env = {**os.environ, **(env or {})}
     common = ["-m", "tests.nat.peer", "--signal", str(signal_path), "--timeout", str(timeout_s)]
@@ -112,6 +115,7 @@ async def connect_pair(
         *common,
         "--role",
         "answer",
+        *(["--stock-aioice"] if stock_aioice else []),
         "--ice",
         json.dumps(proxy_ice),
         env=process_env,

@@ -16,6 +16,9 @@ open. The answer is held by default for 50 ms, a broker's one-way delay: with no
 peers start their checks within a millisecond of each other and aiortc nominated a path through
 the relay in about 1 run in 4 although a direct one worked (see docs/network.md).
 
+The answerer corrects aioice as `scopelink proxy` does (`webrtc/aioice_patches.py`) unless
+given `--stock-aioice`; the offerer is aiortc as it is.
+
 `pair` is the candidate pair the ICE connection sends on: aioice's `Connection._nominated[1]`,
 which `Connection.sendto` uses for every datagram, so it is the path data really takes (aiortc
 has no public selected-pair API; `RTCIceTransport._connection` is the aioice connection).
@@ -227,7 +230,16 @@ async def main() -> None:
         help="hold the answer this long before applying it (the broker's one-way delay)",
     )
     parser.add_argument("--log", action="store_true", help="aioice's log on stderr")
+    parser.add_argument(
+        "--stock-aioice",
+        action="store_true",
+        help="answerer: without scopelink's corrections to aioice (the proxy has them)",
+    )
     args = parser.parse_args()
+    if args.role == "answer" and not args.stock_aioice:
+        from scopelink.webrtc import aioice_patches
+
+        aioice_patches.apply()
     if args.log:
         logging.basicConfig(level=logging.INFO, format="%(created).3f %(name)s %(message)s")
     await Peer(args).run()
