@@ -140,17 +140,6 @@ async def test_the_owner_connects_the_picture_plays_and_gotos_and_a_park_complet
         await expect(ui.by("status-link")).to_have_text("Connected")
         await expect(ui.by("remote-role")).to_contain_text("You own Backyard")
 
-        # By name: the broker finds it (without an altitude: it does not know where Backyard
-        # stands), the proxy looks the name up and the mount goes there.
-        await ui.by("goto-search").fill("M 81")
-        result = ui.page.locator('[data-testid=goto-result][data-name="M 81"]')
-        await expect(result).to_be_visible()
-        await expect(result.get_by_test_id("goto-result-alt")).to_have_text("")
-        await result.click()
-        await ui.by("goto-go").click()
-        await expect(ui.by("operation-kind")).to_have_text("Go to · done", timeout=30_000)
-        await expect(ui.by("status-target")).to_have_text("M 81")
-
         await ui.by("goto-tab-coords").click()
         ra, dec = sky_at(paired.simulator, alt_deg=40.0, az_deg=180.0)
         await ui.by("goto-ra").fill(f"{ra:.4f}")
@@ -158,6 +147,20 @@ async def test_the_owner_connects_the_picture_plays_and_gotos_and_a_park_complet
         await ui.by("goto-go").click()
         await expect(ui.by("operation-kind")).to_have_text("Go to · done", timeout=30_000)
         await expect(ui.by("status-tracking")).to_have_text("On")
+
+        # By name: the broker finds it (without an altitude: it does not know where Backyard
+        # stands), the proxy looks the name up and the mount goes there.
+        await ui.by("goto-tab-name").click()
+        await ui.by("goto-search").fill("M 81")
+        result = ui.page.locator('[data-testid=goto-result][data-name="M 81"]')
+        await expect(result).to_be_visible()
+        await expect(result.get_by_test_id("goto-result-alt")).to_have_text("")
+        await result.click()
+        await ui.by("goto-go").click()
+        # The target changes when this goto starts; then it ends.
+        await expect(ui.by("status-target")).to_have_text("M 81", timeout=30_000)
+        await expect(ui.by("operation-kind")).to_have_text("Go to · done", timeout=30_000)
+        await expect(ui.by("status-motion")).to_have_text("Idle")
         assert not mount.parked and mount.tracking
 
         await ui.by("park").click()
