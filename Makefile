@@ -33,7 +33,8 @@ lint: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff format --check src tests bench
 	npx --no-install tsc -p tsconfig.json
 
-## Run the benchmarks and update docs/benchmarks.md (the rate-cap ones need root: network namespaces).
+## Run the benchmarks and update docs/benchmarks.md (the rate-cap and remote ones need root:
+## network namespaces).
 bench: $(STAMP)
 	$(BIN)/python bench/bench_imaging.py
 	$(BIN)/python bench/bench_pipeline.py
@@ -45,6 +46,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_rate_cap.py
 	$(BIN)/python bench/bench_rate_cap.py --trace
 	$(BIN)/python bench/bench_rate_cap.py --trace --cap 4000 --cap-on 0 --cap-off 50
+	$(BIN)/python bench/bench_commands.py
+	$(BIN)/python bench/bench_datachannel.py
+	$(BIN)/python bench/bench_proxy.py
+	$(BIN)/python bench/bench_broker.py
+	$(BIN)/python bench/bench_remote.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
