@@ -31,6 +31,8 @@ Run (as root): .venv/bin/python bench/bench_remote.py
     --sessions N     sessions per path and run (default 20)
     --diagnostic N   also N sessions per path in a second Chromium whose host candidates are not
                      hidden behind mDNS names (default 10; 0: none)
+    --asleep N       then N direct sessions per run that each find the proxy asleep
+                     (5 s after the last; default 10)
     --fps F          the simulator's preview rate (default 10)
     --no-write       print only; leave docs/benchmarks.md alone
     --save FILE      also keep every session's figures (JSON); --load FILE reports them again
@@ -83,6 +85,9 @@ PAUSE_S = 1.0
 #: How long the video is watched once the page names its path: where the media goes then is the
 #: session's path (the first frames may come another way, before the browser's last nomination).
 STEADY_S = 1.5
+#: The pause before a session that finds the proxy asleep: longer than the frame pipeline's
+#: linger (`FramePipeline(linger_s=2.0)`), after which the proxy stops the telescope's stream.
+ASLEEP_PAUSE_S = 5.0
 #: The steps of a connection, in order: (mark, what it is).
 STEPS = [
     ("signaling:open", "signaling socket open (broker reached)"),
@@ -96,6 +101,16 @@ STEPS = [
 UNHIDE = "--disable-features=WebRtcHideLocalIpsWithMdns"
 #: What this benchmark measured before, kept for comparison.
 EARLIER = [
+    "**The same code, two earlier sessions.** 2026-12-05 05:51 and 05:55 UTC (commit "
+    "5d0f564, without the asleep sessions): direct p50 219 / 201 ms (p90 258 / 242 ms), "
+    "relayed 256 / 265 ms (p90 298 / 300 ms), 20 of 20 sessions each way in every run; the "
+    "page named the media's path in all 80 sessions; 8 began relayed and moved to the direct "
+    "pair; each run's first session (a fresh proxy and simulator waking) 1810 / 1243 ms.",
+    "2026-12-05 04:51 and 04:55 UTC (the changes "
+    "committed as fb184d6 to 0dc0ded, without the asleep sessions): direct p50 204 / 207 ms (p90 217 / "
+    "276 ms), relayed 243 / 233 ms (p90 283 / 293 ms), 20 of 20 sessions each way in every "
+    "run; answer → connected ~70 ms direct, ~130 ms relayed; the page named the media's path "
+    "in all 80 sessions; 9 sessions began relayed and moved to the direct pair.",
     "**Earlier** (2026-12-05 04:01 and 04:04 UTC, commit a65e234, the same options, before "
     "webrtc/aioice_patches.py): direct p50 703 / 702 ms (9 and 15 of 20 sessions direct), "
     "relayed 261 / 254 ms, answer → connected ~545 ms direct: the proxy completed a direct "
@@ -237,9 +252,10 @@ async def sign_in(ui: BrokerPage) -> None:
 
 
 async def one_run(
-    number: int, sessions: int, diagnostic: int, fps: float
+    number: int, sessions: int, diagnostic: int, fps: float, asleep: int
 ) -> tuple[list[Series], dict[str, Any]]:
-    """One run: a fresh topology, processes and browser(s); ABBA order over the paths."""
+    """One run: a fresh topology, processes and browser(s); ABBA order over the paths; then
+    `asleep` direct sessions that each find the proxy asleep (kept in `info["asleep"]`)."""
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-remote-{number}-"))
     for browser in ("default", "unhidden"):
         (tmp / browser).mkdir()
@@ -248,7 +264,7 @@ async def one_run(
         for browser in ("default", "unhidden")
         for path in ("direct", "relayed")
     }
-    info: dict[str, Any] = {"load_before": os.getloadavg()}
+    info: dict[str, Any] = {"load_before": os.getloadavg(), "asleep": []}
     started = time.monotonic()
     try:
         async with NatTopology("cone", "cone") as net, remote_stack(net, tmp, fps=fps) as stack:
@@ -274,6 +290,11 @@ async def one_run(
                             session = await one_session(ui, stack, net, path)
                             series[(path, browser)].sessions.append(session)
                             print(f"run {number} {browser:8} #{n + 1:2} {session}", flush=True)
+                for n in range(asleep):
+                    await asyncio.sleep(ASLEEP_PAUSE_S - PAUSE_S)
+                    session = await one_session(default, stack, net, "direct")
+                    info["asleep"].append(dataclasses.asdict(session))
+                    print(f"run {number} asleep   #{n + 1:2} {session}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     info["load_after"] = os.getloadavg()
@@ -437,6 +458,36 @@ def unhidden_verdicts(pooled: dict[tuple[str, str], list[Session]]) -> list[str]
     return [" ".join(said)] if said else []
 
 
+def asleep_paragraph(runs: list[tuple[list[Series], dict[str, Any]]]) -> list[str]:
+    """The sessions that found the proxy asleep, in words (none: nothing)."""
+    per_run = [[Session(**x) for x in info.get("asleep", [])] for _, info in runs]
+    pooled = [x for xs in per_run for x in xs]
+    if not pooled:
+        return []
+    times = [x.first_frame_ms for x in pooled]
+    p50s = " / ".join(fmt(percentile([x.first_frame_ms for x in xs], 50)) for xs in per_run)
+    firsts = " / ".join(
+        fmt(s.sessions[0].first_frame_ms)
+        for series, _ in runs
+        for s in series
+        if s.browser == "default" and s.path == "direct" and s.sessions
+    )
+    return [
+        "",
+        "**The proxy asleep.** The proxy sleeps while nobody watches (no telescope stream, no "
+        "encoder); its stream stops 2 s after the last viewer leaves, so the sessions above, "
+        f"1 s apart, find it awake. Then {len(per_run[0])} more direct sessions per run, each "
+        f"{ASLEEP_PAUSE_S:g} s after the last: first frame p50 {p50s} ms (pooled p50 "
+        f"{fmt(percentile(times, 50))}, p90 {fmt(percentile(times, 90))} ms), ICE + DTLS "
+        f"connected {fmt(statistics.median(x.marks['connector:connected'] for x in pooled))} "
+        "ms after the click and "
+        f"the first frame {fmt(gap(pooled, 'connector:connected', 'frame'))} ms later "
+        "(medians): the proxy opens the telescope's image stream, the simulator sends its next "
+        "picture, the encoder makes its first key frame. A run's first session above is the "
+        f"first wake of a fresh proxy and simulator: {firsts} ms.",
+    ]
+
+
 def report(runs: list[tuple[list[Series], dict[str, Any]]], args: argparse.Namespace) -> list[str]:
     import aioice
     import aiortc
@@ -444,7 +495,7 @@ def report(runs: list[tuple[list[Series], dict[str, Any]]], args: argparse.Names
     command = (
         "sudo .venv/bin/python bench/bench_remote.py"
         f" --runs {args.runs} --sessions {args.sessions} --diagnostic {args.diagnostic}"
-        f" --fps {args.fps:g}"
+        f" --asleep {args.asleep} --fps {args.fps:g}"
     )
     when = " and ".join(dict.fromkeys(info["when"] for _, info in runs))
     code = " / ".join(dict.fromkeys(info["code"] for _, info in runs))
@@ -503,7 +554,7 @@ def report(runs: list[tuple[list[Series], dict[str, Any]]], args: argparse.Names
             if s.browser == "default":
                 cells = " | ".join(fmt(s.step_median(key)) for key, _ in STEPS)
                 lines.append(f"| {number} | {s.path} | {cells} |")
-    lines += ["", *explain(pooled)]
+    lines += ["", *explain(pooled), *asleep_paragraph(runs)]
     if any(browser == "unhidden" for browser, _ in pooled):
         lines += [
             "",
@@ -541,7 +592,7 @@ def load(saved: dict[str, Any]) -> tuple[list[Series], dict[str, Any]]:
 async def measure(args: argparse.Namespace) -> list[tuple[list[Series], dict[str, Any]]]:
     runs = []
     for number in range(1, args.runs + 1):
-        runs.append(await one_run(number, args.sessions, args.diagnostic, args.fps))
+        runs.append(await one_run(number, args.sessions, args.diagnostic, args.fps, args.asleep))
         series, info = runs[-1]
         for s in series:
             st = s.stats()
@@ -578,6 +629,7 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--diagnostic", type=int, default=10)
     parser.add_argument("--fps", type=float, default=10.0)
+    parser.add_argument("--asleep", type=int, default=10)
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--save", help="also write the sessions' figures to this JSON file")
     parser.add_argument(
