@@ -107,9 +107,10 @@ EARLIER = [
     "page named the media's path in all 80 sessions; 8 began relayed and moved to the direct "
     "pair; each run's first session (a fresh proxy and simulator waking) 1810 / 1243 ms.",
     "2026-12-05 04:51 and 04:55 UTC (the changes committed as fb184d6 to 0dc0ded, without "
-    "the asleep sessions): direct p50 204 / 207 ms (p90 217 / 276 ms), relayed 243 / 233 ms (p90 283 / 293 ms), 20 of 20 sessions each way in every "
-    "run; answer → connected ~70 ms direct, ~130 ms relayed; the page named the media's path "
-    "in all 80 sessions; 9 sessions began relayed and moved to the direct pair.",
+    "the asleep sessions): direct p50 204 / 207 ms (p90 217 / 276 ms), relayed 243 / 233 ms "
+    "(p90 283 / 293 ms), 20 of 20 sessions each way in every run; answer → connected ~70 ms "
+    "direct, ~130 ms relayed; the page named the media's path in all 80 sessions; 9 sessions "
+    "began relayed and moved to the direct pair.",
     "**Earlier** (2026-12-05 04:01 and 04:04 UTC, commit a65e234, the same options, before "
     "webrtc/aioice_patches.py): direct p50 703 / 702 ms (9 and 15 of 20 sessions direct), "
     "relayed 261 / 254 ms, answer → connected ~545 ms direct: the proxy completed a direct "
