@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from tests.test_layers import modules_loaded_by, roots
 
 
 def test_the_broker_core_loads_no_web_framework_nor_psycopg_on_sqlite() -> None:
-    code = (
-        "import sys\n"
-        "import scopelink.grants, scopelink.broker.store, scopelink.broker.sqlite_store\n"
-        "import scopelink.broker.accounts, scopelink.broker.pairing\n"
-        "import scopelink.broker.telescopes, scopelink.broker.invitations\n"
-        "roots = {m.split('.')[0] for m in sys.modules}\n"
-        "print(sorted(roots & {'fastapi', 'starlette', 'uvicorn', 'psycopg'}))\n"
-        "print(sorted(m for m in sys.modules if m.startswith('scopelink.simulator')))\n"
+    loaded = modules_loaded_by(
+        "scopelink.grants",
+        "scopelink.broker.store",
+        "scopelink.broker.sqlite_store",
+        "scopelink.broker.accounts",
+        "scopelink.broker.pairing",
+        "scopelink.broker.telescopes",
+        "scopelink.broker.invitations",
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert out.stdout.split("\n")[:2] == ["[]", "[]"], out.stdout
+    assert sorted(roots(loaded) & {"fastapi", "starlette", "uvicorn", "psycopg"}) == []
+    assert sorted(m for m in loaded if m.startswith("scopelink.simulator")) == []
