@@ -28,6 +28,7 @@ from scopelink.settings import Backoff, BrokerSettings, ProxySettings
 from scopelink.simulator.simulator import Simulator, SimulatorConfig
 from scopelink.web.app import create_app
 from scopelink.web.server import RunningApp, serving_app
+from tests.web.dc_client import DcClient
 from tests.web.signaling_client import next_message
 
 PASSWORD = "correct horse battery"
@@ -172,6 +173,15 @@ async def remote_stack(tmp: Path, simulator: Simulator, **broker: Any) -> AsyncI
                         await person.http.aclose()
         finally:
             await owner.http.aclose()
+
+
+async def connect_and_detach(ws: ClientConnection, client: DcClient) -> None:
+    """After the proxy's hello on a signaling socket, connect `client` over it, then detach the
+    socket: the peer and its data channels carry on without it."""
+    await next_message(ws, "hello")
+    await client.connect(exchange=exchange_over(ws))
+    await ws.send(json.dumps({"type": "detach"}))
+    await next_message(ws, "detached")
 
 
 def exchange_over(ws: ClientConnection) -> Callable[[str], Awaitable[str]]:

@@ -5,7 +5,6 @@ proxy's link comes back by itself after either restarts."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -15,6 +14,7 @@ from scopelink.proxy.link import LinkState
 from scopelink.simulator.simulator import Simulator
 from tests.remote.conftest import (
     broker_settings,
+    connect_and_detach,
     exchange_over,
     pair_proxy,
     remote_stack,
@@ -61,10 +61,7 @@ async def test_after_set_up_the_broker_carries_only_keepalives_while_video_and_c
         ws = await remote.owner.signaling(remote.telescope_id, broker.ws_url)
         client = DcClient(remote.proxy.base_url)
         try:
-            await next_message(ws, "hello")
-            await client.connect(exchange=exchange_over(ws))
-            await ws.send(json.dumps({"type": "detach"}))
-            await next_message(ws, "detached")
+            await connect_and_detach(ws, client)
             await asyncio.sleep(0.3)
             port = broker.running.port
             traffic = broker.broker.hub.traffic
@@ -104,10 +101,7 @@ async def test_a_connected_session_outlives_a_broker_restart_and_the_link_comes_
             proxy_ctx = running_proxy(simulator, identity, pairing)
             _, link = await proxy_ctx.__aenter__()
             ws = await _signaling(broker.ws_url, pairing.telescope_id, settings, tmp_path)
-            await next_message(ws, "hello")
-            await client.connect(exchange=exchange_over(ws))
-            await ws.send(json.dumps({"type": "detach"}))
-            await next_message(ws, "detached")
+            await connect_and_detach(ws, client)
         # The broker is gone: the session is not.
         await link.wait_for(LinkState.CONNECTING, 5)
         ack, result = await client.run("set_gain", {"gain": 70})

@@ -14,6 +14,7 @@ from scopelink.simulator.simulator import Simulator
 from tests.broker.postgres_server import PostgresServer
 from tests.remote.conftest import (
     broker_settings,
+    connect_and_detach,
     exchange_over,
     pair_proxy,
     running_broker,
@@ -87,10 +88,7 @@ async def test_when_an_instance_dies_its_proxy_and_new_browsers_move_to_the_othe
                     ws = await owner.signaling(pairing.telescope_id, ws_url)
                     client = DcClient(proxy.base_url)
                     try:
-                        await next_message(ws, "hello")
-                        await client.connect(exchange=exchange_over(ws))
-                        await ws.send(json.dumps({"type": "detach"}))
-                        await next_message(ws, "detached")
+                        await connect_and_detach(ws, client)
                         links_before = link.links
                         await a_ctx.__aexit__(None, None, None)
                         a_alive = False

@@ -21,7 +21,7 @@ from scopelink.simulator.simulator import Simulator
 from tests.remote.conftest import (
     FAST,
     Remote,
-    exchange_over,
+    connect_and_detach,
     pair_proxy,
     remote_stack,
     sign_up,
@@ -173,10 +173,7 @@ async def test_a_revoked_member_loses_the_live_session_at_once(remote: Remote) -
     ws = await bob.signaling(remote.telescope_id, remote.broker.ws_url)
     client = DcClient(remote.proxy.base_url)
     try:
-        await next_message(ws, "hello")
-        await client.connect(exchange=exchange_over(ws))
-        await ws.send(json.dumps({"type": "detach"}))
-        await next_message(ws, "detached")
+        await connect_and_detach(ws, client)
         r = await remote.owner.http.delete(
             f"/api/telescopes/{remote.telescope_id}/members/{bob.account_id}"
         )
