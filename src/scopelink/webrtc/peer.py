@@ -72,7 +72,8 @@ from scopelink.webrtc.track import EncodedVideoTrack
 
 log = logging.getLogger(__name__)
 
-# The browser's later nomination is followed, and mDNS lookups work on any event loop.
+# aiortc's ICE agent follows the browser's later nomination, answers a check with a check at
+# once, and resolves mDNS candidates on any event loop (webrtc/aioice_patches.py).
 aioice_patches.apply()
 
 #: How often per-peer rates are sampled and adaptation takes a step.

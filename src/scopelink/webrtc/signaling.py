@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, Protocol
 
+from aioice.mdns import is_mdns_hostname
 from pydantic import BaseModel, ValidationError
 
 from scopelink.ratelimit import TokenBucket
@@ -55,6 +56,7 @@ from scopelink.webrtc.negotiation import (
     negotiation_problem,
 )
 from scopelink.webrtc.peer import Peer, PeerState
+from scopelink.webrtc.sdp import parse_sdpfrag
 
 log = logging.getLogger(__name__)
 
@@ -337,12 +339,11 @@ class SignalingConversation:
 
 
 def _mdns_candidate(fragment: str) -> bool:
-    """Whether a trickled fragment's candidate has an mDNS host name for its address."""
-    for line in fragment.splitlines():
-        fields = line.split()
-        if line.startswith("a=candidate:") and len(fields) > 4 and fields[4].endswith(".local"):
-            return True
-    return False
+    """Whether a trickled fragment has a candidate whose address aioice looks up by mDNS."""
+    return any(
+        len(fields) > 4 and is_mdns_hostname(fields[4])
+        for fields in (candidate.split() for candidate in parse_sdpfrag(fragment).candidates)
+    )
 
 
 def public_stats(peer: Peer) -> dict[str, Any]:
