@@ -16,6 +16,8 @@ from aiortc import RTCSessionDescription
 from scopelink.schema.commands import COMMAND_ADAPTER
 from scopelink.services.control import DEADMAN_S
 from scopelink.settings import ServeSettings
+from scopelink.simulator.simulator import Simulator
+from tests.conftest import sky_at
 from tests.web.conftest import RunningApp, serve, wait_connected
 from tests.web.dc_client import DcClient
 
@@ -351,43 +353,47 @@ async def test_an_offer_over_the_data_channel_makes_a_new_connection(
         await second.close()
 
 
-#: Every command of the REST API, with the parameters REST takes, in an order the simulated
-#: telescope can follow (a goto unparks it; the Moon's view carries zoom and recording).
-EVERY_COMMAND: list[tuple[str, dict[str, object]]] = [
-    ("sync_time", {"time_zone": "Europe/Amsterdam"}),
-    ("sync_location", {"lat_deg": 52.1, "lon_deg": 5.1}),
-    ("set_gain", {"gain": 90}),
-    ("set_exposure", {"continuous_ms": 500, "stack_ms": 10_000}),
-    ("set_lp_filter", {"on": True}),
-    ("set_dew_heater", {"on": True, "power_percent": 40}),
-    ("goto", {"ra_hours": 5.5, "dec_deg": 10.0}),
-    ("stop", {}),
-    ("tracking", {"on": True}),
-    ("move", {"direction": "up", "speed": 100, "duration_s": 0.3}),
-    ("focus", {"delta": 5}),
-    ("focus", {"position": 1500}),
-    ("autofocus", {}),
-    ("stop_autofocus", {}),
-    ("start_view", {"mode": "star"}),
-    ("start_stack", {}),
-    ("stop_stack", {}),
-    ("stop_view", {}),
-    ("start_view", {"mode": "moon"}),
-    ("set_zoom", {"zoom": 2}),
-    ("start_recording", {}),
-    ("stop_recording", {}),
-    ("stop_view", {}),
-    ("park", {}),
-]
+def every_command(sim: Simulator) -> list[tuple[str, dict[str, object]]]:
+    """Every command of the REST API, with the parameters REST takes, in an order the simulated
+    telescope can follow (a goto, to a point well above its horizon now, unparks it; the Moon's
+    view carries zoom and recording)."""
+    ra_hours, dec_deg = sky_at(sim, alt_deg=45.0, az_deg=180.0)
+    return [
+        ("sync_time", {"time_zone": "Europe/Amsterdam"}),
+        ("sync_location", {"lat_deg": 52.1, "lon_deg": 5.1}),
+        ("set_gain", {"gain": 90}),
+        ("set_exposure", {"continuous_ms": 500, "stack_ms": 10_000}),
+        ("set_lp_filter", {"on": True}),
+        ("set_dew_heater", {"on": True, "power_percent": 40}),
+        ("goto", {"ra_hours": ra_hours, "dec_deg": dec_deg}),
+        ("stop", {}),
+        ("tracking", {"on": True}),
+        ("move", {"direction": "up", "speed": 100, "duration_s": 0.3}),
+        ("focus", {"delta": 5}),
+        ("focus", {"position": 1500}),
+        ("autofocus", {}),
+        ("stop_autofocus", {}),
+        ("start_view", {"mode": "star"}),
+        ("start_stack", {}),
+        ("stop_stack", {}),
+        ("stop_view", {}),
+        ("start_view", {"mode": "moon"}),
+        ("set_zoom", {"zoom": 2}),
+        ("start_recording", {}),
+        ("stop_recording", {}),
+        ("stop_view", {}),
+        ("park", {}),
+    ]
 
 
 async def test_every_command_makes_its_round_trip_over_the_data_channel(
     running: RunningApp, client: DcClient
 ) -> None:
-    names = {name for name, _ in EVERY_COMMAND}
+    commands = every_command(running.simulator)
+    names = {name for name, _ in commands}
     assert names == set(COMMAND_TYPES), names ^ set(COMMAND_TYPES)
     await client.connect()
-    for name, params in EVERY_COMMAND:
+    for name, params in commands:
         ack, result = await client.run(name, params)
         assert ack["accepted"], (name, ack)
         assert result["ok"], (name, result)
